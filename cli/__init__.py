@@ -1,0 +1,202 @@
+"""The ``mlgate`` command: flags in, one core call, rendered decision and exit code out.
+
+Heavy modules (the engine, cryptography, pandas, Fairlearn) are imported inside the commands
+that need them, so ``mlgate --help`` stays fast. Only :class:`MlgateError` is caught: a real
+bug still shows its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mlgate import __version__
+from mlgate.errors import MlgateError
+
+EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
+DEFAULT_AUDIT_LOG = Path(".mlgate") / "audit.jsonl"
+
+
+def _clock(ctx: click.Context):
+    from mlgate.clock import SystemClock
+
+    return (ctx.obj or {}).get("clock") or SystemClock()
+
+
+def _fail(exc: MlgateError) -> None:
+    click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
+    sys.exit(EXIT_ERROR)
+
+
+def _actor() -> str:
+    import getpass
+    import os
+
+    for var in ("MLGATE_ACTOR", "GITHUB_ACTOR", "GITLAB_USER_LOGIN", "BUILD_REQUESTEDFOREMAIL", "USER"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in some containers
+        return "unknown"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mlgate")
+def cli() -> None:
+    """mlgate: prove a model release has the evidence regulators expect, or refuse it."""
+
+
+@cli.command()
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--env", "environment", required=True, help="Target environment (e.g. staging, production).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True)
+@click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here instead of stdout.")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
+@click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
+@click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_AUDIT_LOG, show_default=True, help="Hash-chained JSONL audit trail.")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
+@click.pass_context
+def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_log, timeout_s):
+    """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error."""
+    from mlgate.audit import FileAuditSink
+    from mlgate.gate import GateOptions, check as run_check
+    from mlgate.inputdoc import Request
+    from mlgate.render import renderer
+
+    options = GateOptions(
+        environment=environment,
+        policy_dir=policy_dir,
+        data_overrides=list(data_files),
+        trust_policy=trust_policy,
+        timeout_s=timeout_s,
+        clock=_clock(ctx),
+        request=Request(source="cli", user=_actor(), operation="promote"),
+    )
+    ids = (ctx.obj or {}).get("ids")
+    if ids is not None:
+        options.ids = ids
+    decision = run_check(release, options, FileAuditSink(audit_log))
+    report = renderer(fmt)(decision)
+    if output_file is not None:
+        try:
+            output_file.write_text(report + "\n", encoding="utf-8")
+        except OSError as exc:
+            click.echo(f"mlgate: error: {output_file}: cannot write the report: {exc.strerror}", err=True)
+            sys.exit(EXIT_ERROR)
+        click.echo(f"mlgate: {decision.result.upper()} (decision {decision.decision_id}); report written to {output_file}")
+    else:
+        click.echo(report)
+    if decision.error and fmt != "text":
+        click.echo(f"mlgate: error: {decision.error}", err=True)
+    sys.exit(decision.exit_code)
+
+
+@cli.command()
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Signer's private key (PEM).")
+@click.option("--name", "printed_name", required=True, help="Printed name of the signer (21 CFR 11.50).")
+@click.option("--id", "signer_id", required=True, help="Signer id as listed in the trust policy.")
+@click.option("--role", required=True, help="Role in which the signer signs (e.g. clinical-safety-officer).")
+@click.option("--meaning", required=True, type=click.Choice(["review", "approval", "responsibility", "authorship"]), help="What the signature means (21 CFR 11.50(a)(3)).")
+@click.option("--env", "environment", required=True, help="Environment this approval is for.")
+@click.option("--expires", help="Expiry, RFC 3339 (e.g. 2027-06-30T00:00:00Z).")
+@click.option("--comment", help="Free-text comment recorded in the signed statement.")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the signed approval (default: the release's approvals directory).")
+@click.pass_context
+def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, environment, expires, comment, out):
+    """Sign an approval of RELEASE's model digest and evidence (DSSE, in-toto Statement v1)."""
+    try:
+        from mlgate.approve import approve_release
+
+        written = approve_release(
+            release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, meaning=meaning,
+            environment=environment, expires=expires, comment=comment, out=out, now=_clock(ctx).now(),
+        )
+    except MlgateError as exc:
+        _fail(exc)
+    click.echo(f"mlgate: approval by {printed_name} ({role}, {meaning}) for {environment} written to {written}")
+
+
+@cli.command()
+@click.option("--type", "kind", type=click.Choice(["ecdsa-p256", "ed25519"]), default="ecdsa-p256", show_default=True)
+@click.option("-o", "--output", "prefix", required=True, type=click.Path(path_type=Path), help="Writes PREFIX.key (mode 0600) and PREFIX.pub.")
+@click.option("--force", is_flag=True, help="Overwrite existing files.")
+def keygen(kind, prefix, force):
+    """Generate a signing key pair for approvals or model signatures."""
+    from mlgate.keys import generate_keypair, key_id, load_public_key
+
+    private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
+    for p in (private_path, public_path):
+        if p.exists() and not force:
+            click.echo(f"mlgate: error: {p}: exists (use --force to overwrite)", err=True)
+            sys.exit(EXIT_ERROR)
+    private_pem, public_pem = generate_keypair(kind)
+    try:
+        private_path.parent.mkdir(parents=True, exist_ok=True)
+        import os
+
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(private_pem)
+        public_path.write_bytes(public_pem)
+    except OSError as exc:
+        click.echo(f"mlgate: error: {prefix}: cannot write the key pair: {exc.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(f"mlgate: wrote {private_path} and {public_path} (key id {key_id(load_public_key(public_pem, str(public_path)))})")
+
+
+@cli.group()
+def evidence() -> None:
+    """Produce evidence records."""
+
+
+@evidence.command("bias")
+@click.option("--predictions", required=True, type=click.Path(dir_okay=False, path_type=Path), help="CSV with labels, predictions and sensitive columns.")
+@click.option("--label", required=True, help="Column with the true label (0/1).")
+@click.option("--pred", required=True, help="Column with the predicted label (0/1).")
+@click.option("--sensitive", required=True, help="Comma-separated sensitive attribute columns.")
+@click.option("--metric", default="recall", show_default=True, type=click.Choice(["recall", "specificity", "precision", "selection_rate"]))
+@click.option("--reference", default="rest", show_default=True, help="rest | best | a group value.")
+@click.option("--n-min", default=30, show_default=True, type=click.IntRange(min=1), help="Minimum denominator (e.g. positives) per group.")
+@click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--model-digest", help="sha256 of the model the predictions came from (default: from --release).")
+@click.option("--release", "release_dir", type=click.Path(path_type=Path), help="Release whose model digest the record names.")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.pass_context
+def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n_min, confidence, seed, model_digest, release_dir, out):
+    """Per-subgroup bias audit (Fairlearn MetricFrame, Wilson/Newcombe CIs, Holm-corrected score tests)."""
+    import json
+
+    try:
+        from mlgate.evidence.bias import compute_bias_audit
+
+        if model_digest is None and release_dir is not None:
+            from mlgate.evidence.model_digest import compute_model_digest
+            from mlgate.manifest import load_release
+
+            model_digest = compute_model_digest(load_release(release_dir).model_path).root
+        record = compute_bias_audit(
+            predictions, label=label, pred=pred, sensitive=[s.strip() for s in sensitive.split(",") if s.strip()],
+            metric=metric, reference=reference, n_min=n_min, confidence=confidence, seed=seed,
+            subject_digest=model_digest, created_at=_clock(ctx).now(),
+        )
+    except MlgateError as exc:
+        _fail(exc)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"mlgate: error: {out}: cannot write: {exc.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    flagged = [c for c in record.get("comparisons", []) if c.get("insufficient")]
+    click.echo(f"mlgate: bias audit of {len(record.get('groups', []))} groups written to {out}"
+               + (f" ({len(flagged)} comparison(s) with insufficient evidence)" if flagged else ""))
+
+
+def main(argv: list[str] | None = None, **extra) -> None:
+    cli.main(args=argv, prog_name="mlgate", **extra)

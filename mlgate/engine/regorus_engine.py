@@ -1,0 +1,232 @@
+"""The embedded engine: regorus (``gordon-to-regorus``, pinned in pyproject).
+
+Known traps of regorus 0.13, each handled here:
+- ``eval_rule``/``eval_query`` raise TypeError on sets of objects: only ``*_as_json`` is used.
+- an unknown rule path raises: the decision is read with ``eval_query_as_json`` (undefined -> ``{}``).
+- it lacks ``crypto.*`` and ``io.jwt.*`` (and possibly more): a policy that calls a builtin the
+  engine lacks is refused at load time, naming file, line and builtin.
+- with ``RUST_BACKTRACE`` set, errors carry native backtraces: it is removed before import.
+- an ``Engine`` is unsendable between threads and holds the GIL while it evaluates, so a
+  thread cannot enforce a deadline: evaluation runs in a forked child that is killed at the
+  deadline (a timeout is an engine error, hence a deny).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import signal
+import time
+from functools import lru_cache
+from typing import Any, Iterator
+
+from mlgate.canonical import canonical_json
+from mlgate.engine import DECISION_PATH
+from mlgate.errors import EngineError, PolicyError, UndefinedDecision
+from mlgate.policy import Module, PolicySet
+
+_LOCATION = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
+_MESSAGE = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
+_MISSING = "could not find function"
+
+
+def _regorus():
+    os.environ.pop("RUST_BACKTRACE", None)
+    os.environ.pop("RUST_LIB_BACKTRACE", None)
+    import regorus
+
+    return regorus
+
+
+def one_line_error(exc: BaseException) -> str:
+    """regorus errors are multi-line source snippets; keep ``file:line:col: message``."""
+    text = str(exc).split("Stack backtrace:")[0]
+    loc, msg = _LOCATION.search(text), _MESSAGE.search(text)
+    message = msg.group("msg").strip() if msg else " ".join(text.split())
+    if loc:
+        return f"{loc.group('file')}:{loc.group('line')}:{loc.group('col')}: {message}"
+    return message or type(exc).__name__
+
+
+def engine_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gordon-to-regorus")
+    except PackageNotFoundError:  # pragma: no cover - a build from source
+        return "unknown"
+
+
+def _ref_name(node: Any) -> str | None:
+    """Dotted name of a call target (``Var`` / ``RefDot`` chain), or None for dynamic refs."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return None
+    kind, body = next(iter(node.items()))
+    if kind == "Var":
+        return body.get("value")
+    if kind == "RefDot":
+        base = _ref_name(body.get("refr"))
+        fld = body.get("field")
+        if base is None or not isinstance(fld, list) or len(fld) != 2:
+            return None
+        return f"{base}.{fld[1]}"
+    return None
+
+
+def _walk_calls(node: Any) -> Iterator[tuple[str, int]]:
+    if isinstance(node, dict):
+        call = node.get("Call")
+        if isinstance(call, dict):
+            name = _ref_name(call.get("fcn"))
+            if name:
+                yield name, call.get("span", {}).get("line", 0)
+        for value in node.values():
+            yield from _walk_calls(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _walk_calls(value)
+
+
+def _defined_names(module_ast: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for rule in module_ast.get("rules", []):
+        head = rule.get("Spec", {}).get("head", {})
+        for body in head.values():
+            name = _ref_name(body.get("refr")) if isinstance(body, dict) else None
+            if name:
+                names.add(name.split(".")[0])
+    for imp in module_ast.get("imports", []):
+        alias = imp.get("as")
+        name = alias if isinstance(alias, str) else _ref_name(imp.get("refr"))
+        if name:
+            names.add(name.split(".")[-1] if not isinstance(alias, str) else alias)
+    return names
+
+
+@lru_cache(maxsize=None)
+def engine_has_builtin(name: str) -> bool:
+    """Ask the engine itself: compile and run a call with a wrong argument, read the error kind."""
+    regorus = _regorus()
+    probe = regorus.Engine()
+    probe.add_policy("probe.rego", f"package mlgate_probe\nimport rego.v1\nx if {{ {name}(null) }}\n")
+    try:
+        probe.eval_query_as_json("data.mlgate_probe.x")
+    except Exception as exc:  # noqa: BLE001 - regorus raises RuntimeError/ValueError alike
+        return _MISSING not in str(exc)
+    return True
+
+
+def missing_builtins(engine: Any) -> list[tuple[str, int, str]]:
+    """(file, line, builtin) for every call the loaded policies make that the engine lacks."""
+    found: list[tuple[str, int, str]] = []
+    modules = json.loads(engine.get_ast_as_json())
+    package_rules: dict[str, set[str]] = {}
+    for module in modules:
+        ast = module["ast"]
+        pkg = _ref_name(ast.get("package", {}).get("refr")) or ""
+        package_rules.setdefault(pkg, set()).update(_defined_names(ast))
+    for module in modules:
+        ast = module["ast"]
+        pkg = _ref_name(ast.get("package", {}).get("refr")) or ""
+        local = package_rules.get(pkg, set()) | _defined_names(ast)
+        for name, line in _walk_calls(ast.get("rules", [])):
+            if name.startswith("data.") or name.split(".")[0] in local:
+                continue
+            if not engine_has_builtin(name):
+                found.append((module["source"]["file"], line, name))
+    return sorted(set(found))
+
+
+class RegorusEngine:
+    name = "regorus"
+
+    def __init__(self, policy: PolicySet, *, timeout_s: float = 10.0, include_tests: bool = False):
+        regorus = _regorus()
+        self.version = engine_version()
+        self.timeout_s = timeout_s
+        self._engine = regorus.Engine()
+        modules: tuple[Module, ...] = policy.modules if include_tests else policy.decision_modules()
+        for module in modules:
+            try:
+                self._engine.add_policy(module.path, module.text)
+            except Exception as exc:  # noqa: BLE001 - parse errors: RuntimeError from the native side
+                raise PolicyError(f"cannot load policy: {one_line_error(exc)}", file=module.path) from None
+        try:
+            self._engine.add_data_json(json.dumps(policy.data))
+        except Exception as exc:  # noqa: BLE001
+            raise PolicyError(f"cannot load policy data: {one_line_error(exc)}") from None
+        missing = missing_builtins(self._engine)
+        if missing:
+            file, line, name = missing[0]
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            raise PolicyError(f"{file}:{line}: builtin {name} is not available in the embedded engine (regorus {self.version}){more}")
+
+    @property
+    def raw(self) -> Any:
+        return self._engine
+
+    def eval_json(self, query: str, input_doc: dict[str, Any] | None) -> Any:
+        """Evaluate ``query``; return the expression's value. Undefined raises UndefinedDecision."""
+        if input_doc is not None:
+            self._engine.set_input_json(canonical_json(input_doc).decode("utf-8"))
+        text = self._evaluate_with_deadline(query) if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:  # pragma: no cover - the engine's output is JSON
+            raise EngineError(f"engine returned invalid JSON: {exc}") from None
+        results = doc.get("result") if isinstance(doc, dict) else None
+        if not results:
+            raise UndefinedDecision(f"{query} is undefined: the policy produced no decision")
+        expressions = results[0].get("expressions") or []
+        if not expressions or "value" not in expressions[0]:
+            raise UndefinedDecision(f"{query} is undefined: the policy produced no decision")
+        return expressions[0]["value"]
+
+    def decide(self, input_doc: dict[str, Any]) -> Any:
+        return self.eval_json(DECISION_PATH, input_doc)
+
+    def _evaluate(self, query: str) -> str:
+        try:
+            return self._engine.eval_query_as_json(query)
+        except Exception as exc:  # noqa: BLE001 - any engine failure is a deny
+            raise EngineError(f"policy evaluation failed: {one_line_error(exc)}") from None
+
+    def _evaluate_with_deadline(self, query: str) -> str:
+        read_fd, write_fd = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - child process; its result is checked by the parent
+            os.close(read_fd)
+            status = 0
+            try:
+                payload = b"R" + self._engine.eval_query_as_json(query).encode("utf-8")
+            except BaseException as exc:  # noqa: BLE001
+                payload, status = b"E" + one_line_error(exc).encode("utf-8"), 1
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(write_fd, view):]
+            os._exit(status)
+        os.close(write_fd)
+        chunks: list[bytes] = []
+        deadline = time.monotonic() + self.timeout_s
+        try:
+            while True:
+                remaining = deadline - time.monotonic()
+                ready, _, _ = select.select([read_fd], [], [], max(remaining, 0))
+                if not ready:
+                    os.kill(pid, signal.SIGKILL)
+                    raise EngineError(f"policy evaluation exceeded the {self.timeout_s:g} s deadline")
+                chunk = os.read(read_fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(read_fd)
+            _, status = os.waitpid(pid, 0)
+        payload = b"".join(chunks)
+        if not payload or payload[:1] not in (b"R", b"E"):
+            raise EngineError(f"policy evaluation crashed (child status {status})")
+        if payload[:1] == b"E":
+            raise EngineError(f"policy evaluation failed: {payload[1:].decode('utf-8', 'replace')}")
+        return payload[1:].decode("utf-8")

@@ -1,0 +1,123 @@
+"""Evidence readers, one module per format, and the collector that turns a release into facts.
+
+Each file is read once: its bytes are hashed (for the input document, the audit record and the
+approvals' evidence binding) and handed to its reader, which never touches the disk again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgate.canonical import sha256_hex
+from mlgate.manifest import Release
+from mlgate.safeio import read_bytes
+
+ABSENT: dict[str, Any] = {"present": False, "valid": False, "authenticated": False, "errors": []}
+
+
+@dataclass(frozen=True)
+class Facts:
+    model: dict[str, Any]
+    datasets: list[dict[str, Any]]
+    evidence: dict[str, Any]
+    evidence_files: dict[str, str]  # evaluated evidence (approvals excluded) -> sha256
+    all_digests: dict[str, str]  # every file read, approvals and signature included (audit record)
+
+
+def _hash_file(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, Any]:
+    errors = [e for r in records for e in r.get("errors", [])]
+    return {
+        "present": bool(records),
+        "valid": bool(records) and all(r.get("valid", False) for r in records),
+        "authenticated": authenticated and bool(records) and all(r.get("verified", False) for r in records),
+        "errors": errors,
+        "records": records,
+    }
+
+
+def collect(release: Release, trust: Any) -> Facts:
+    from mlgate.evidence import approval, bias, data_validation, model_card, model_digest, model_signature
+
+    evidence_files: dict[str, str] = {}
+    all_digests: dict[str, str] = {}
+
+    def read(path: Path, rel: str, *, evaluated: bool = True) -> bytes:
+        data = read_bytes(path)
+        digest = sha256_hex(data)
+        all_digests[rel] = digest
+        if evaluated:
+            evidence_files[rel] = digest
+        return data
+
+    digest = model_digest.compute_model_digest(release.model_path)
+    model = {
+        "digest": digest.root,
+        "path": release.model_rel,
+        "file_count": digest.file_count,
+        "storage_uri": release.storage_uri,
+    }
+
+    datasets = []
+    for ds in release.datasets:
+        actual = _hash_file(ds.local_path) if ds.local_path is not None else None
+        datasets.append({
+            "name": ds.name,
+            "uri": ds.uri,
+            "declared_digest": ds.declared_sha256,
+            "actual_digest": actual,
+            "digest_matches": None if actual is None else actual == ds.declared_sha256,
+        })
+        if actual is not None:
+            all_digests[ds.uri] = actual
+
+    evidence: dict[str, Any] = {}
+
+    if release.model_card is not None:
+        path, rel = release.model_card
+        block = model_card.read_model_card(read(path, rel), rel)
+        evidence["model_card"] = {**block, "path": rel, "digest": evidence_files[rel]}
+    else:
+        evidence["model_card"] = dict(ABSENT)
+
+    declared = {ds.name: ds.declared_sha256 for ds in release.datasets}
+    records = []
+    for ref in release.data_validation:
+        record = data_validation.read_validation_result(read(ref.path, ref.rel), ref.rel, datasets=declared, dataset=ref.dataset)
+        records.append({**record, "path": ref.rel, "digest": evidence_files[ref.rel]})
+    evidence["data_validation"] = _block(records, authenticated=False)
+
+    if release.bias_audit is not None:
+        path, rel = release.bias_audit
+        block = bias.read_bias_audit(read(path, rel), rel)
+        evidence["bias_audit"] = {**block, "path": rel, "digest": evidence_files[rel]}
+    else:
+        evidence["bias_audit"] = dict(ABSENT)
+
+    approvals = []
+    for path, rel in release.approvals:
+        record = approval.verify_approval(read(path, rel, evaluated=False), rel, trust=trust)
+        approvals.append({**record, "path": rel, "digest": all_digests[rel]})
+    evidence["approvals"] = _block(approvals, authenticated=True)
+
+    if release.signature_path is not None:
+        rel = release.signature_rel or ""
+        block = model_signature.verify_model_signature(
+            read(release.signature_path, rel, evaluated=False), rel, model_path=release.model_path, digest=digest, trust=trust
+        )
+        evidence["model_signature"] = {**block, "path": rel, "digest": all_digests[rel]}
+    else:
+        evidence["model_signature"] = dict(ABSENT)
+
+    return Facts(model=model, datasets=datasets, evidence=evidence, evidence_files=evidence_files, all_digests=all_digests)

@@ -1,0 +1,215 @@
+"""The core gate: one call from a release to a recorded decision (design.md section 2).
+
+Both front doors call :func:`check`. :func:`decide` is the only place that can allow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mlgate import __version__
+from mlgate.audit import AuditReceipt, AuditSink
+from mlgate.canonical import digest_json
+from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
+from mlgate.errors import AuditError, MlgateError, PolicyError
+from mlgate.inputdoc import Request, build_input
+
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    message: str
+    severity: str = "high"
+    controls: tuple[str, ...] = ()
+    remediation: str | None = None
+    subject: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "message": self.message, "severity": self.severity, "controls": list(self.controls),
+                "remediation": self.remediation, "subject": self.subject}
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: str
+    result: str  # allow | deny | error
+    environment: str
+    evaluated_at: dt.datetime
+    release: dict[str, Any] | None = None
+    model_digest: str | None = None
+    violations: tuple[Finding, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    error: str | None = None
+    input_digest: str | None = None
+    policy_revision: str | None = None
+    engine: str | None = None
+    engine_version: str | None = None
+    evidence_digests: dict[str, str] = field(default_factory=dict)
+    approvals: tuple[dict[str, Any], ...] = ()  # 11.50 manifestation: name, role, meaning, time, verified
+    manifest_path: str | None = None
+    audit: AuditReceipt | None = None
+
+    @property
+    def allowed(self) -> bool:
+        return self.result == "allow"
+
+    @property
+    def exit_code(self) -> int:
+        return {"allow": 0, "deny": 1}.get(self.result, 2)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "mlgate.dev/decision/v1",
+            "decision_id": self.decision_id,
+            "allowed": self.allowed,
+            "result": self.result,
+            "environment": self.environment,
+            "evaluated_at": rfc3339(self.evaluated_at),
+            "release": self.release,
+            "model_digest": self.model_digest,
+            "violations": [v.as_dict() for v in self.violations],
+            "warnings": [w.as_dict() for w in self.warnings],
+            "error": self.error,
+            "input_digest": self.input_digest,
+            "policy_revision": self.policy_revision,
+            "engine": {"name": self.engine, "version": self.engine_version},
+            "evidence_digests": self.evidence_digests,
+            "approvals": list(self.approvals),
+            "audit": None if self.audit is None else {"location": self.audit.location, "sequence": self.audit.sequence, "hash": self.audit.hash},
+        }
+
+
+def _findings(raw: Any, where: str) -> tuple[Finding, ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError(f"decision.{where} must be a list, got {type(raw).__name__}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("id"), str) or not isinstance(item.get("message"), str):
+            raise PolicyError(f"decision.{where}[{i}] must be an object with string id and message")
+        severity = item.get("severity") if item.get("severity") in SEVERITIES else "high"
+        controls = tuple(str(c) for c in item.get("controls") or [] if isinstance(c, (str, int)))
+        remediation = item.get("remediation") if isinstance(item.get("remediation"), str) else None
+        subject = item.get("subject") if isinstance(item.get("subject"), str) else None
+        out.append(Finding(item["id"], " ".join(item["message"].split()), severity, controls, remediation, subject))
+    return tuple(sorted(out, key=lambda f: (f.id, f.message)))
+
+
+def decide(raw: Any) -> tuple[bool, tuple[Finding, ...], tuple[Finding, ...]]:
+    """Turn the policy's raw decision into (allowed, violations, warnings).
+
+    Fail closed (OPA's ``ResultSet.Allowed()`` pitfall): only the JSON literal ``true`` allows;
+    ``"true"``, ``1``, a missing key or a non-object all deny. An ``allow: true`` that comes
+    with violations is a contradictory policy and denies too.
+    """
+    if not isinstance(raw, dict):
+        raise PolicyError(f"data.mlgate.decision must be an object, got {type(raw).__name__}")
+    violations = _findings(raw.get("violations"), "violations")
+    warnings = _findings(raw.get("warnings"), "warnings")
+    allowed = raw.get("allow") is True and not violations
+    if raw.get("allow") is True and violations:
+        violations = violations + (Finding("MLG-CORE-001", "the policy answered allow: true together with violations; denied as contradictory", "critical"),)
+    if not allowed and not violations:
+        violations = (Finding("MLG-CORE-002", f"the policy did not allow (allow is {raw.get('allow')!r}) and gave no violation; denied", "high"),)
+    return allowed, violations, warnings
+
+
+@dataclass
+class GateOptions:
+    environment: str
+    policy_dir: Path | None = None
+    data_overrides: list[Path] = field(default_factory=list)
+    trust_policy: Path | None = None
+    engine: str = "embedded"
+    timeout_s: float = 10.0
+    clock: Clock = field(default_factory=SystemClock)
+    ids: IdFactory = uuid4_ids
+    request: Request = field(default_factory=Request)
+
+
+def check(release_dir: Path | str, options: GateOptions, sink: AuditSink) -> Decision:
+    """Evaluate one release for one environment and record the decision, on every path."""
+    decision_id = options.ids()
+    now = options.clock.now()
+    base: dict[str, Any] = {"decision_id": decision_id, "environment": options.environment, "evaluated_at": now}
+    state: dict[str, Any] = {}
+    try:
+        decision = _evaluate(Path(release_dir), options, now, base, state)
+    except MlgateError as exc:
+        decision = Decision(result="error", error=exc.diagnostics(), **base, **state)
+    return _record(decision, options, sink)
+
+
+def _evaluate(release_dir: Path, options: GateOptions, now: dt.datetime, base: dict[str, Any], state: dict[str, Any]) -> Decision:
+    from mlgate import evidence
+    from mlgate.engine import create_engine
+    from mlgate.manifest import load_release
+    from mlgate.policy import load_policy
+    from mlgate.trust import load_trust_policy
+
+    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides)
+    state["policy_revision"] = policy.revision
+    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s)
+    state["engine"], state["engine_version"] = engine.name, engine.version
+
+    release = load_release(release_dir)
+    state["release"] = {"name": release.name, "version": release.version, "owner": release.owner}
+    state["manifest_path"] = str(release.manifest_path)
+    trust_path = options.trust_policy or policy.trust_policy_path
+    if trust_path is None:
+        raise PolicyError("no trust policy: add trust.yaml beside the policies or pass --trust", file=str(policy.root))
+    trust = load_trust_policy(trust_path)
+
+    facts = evidence.collect(release, trust)
+    state["model_digest"] = facts.model["digest"]
+    state["evidence_digests"] = facts.all_digests
+    state["approvals"] = tuple(
+        {k: r.get(k) for k in ("printed_name", "signer_id", "role", "meaning", "signed_at", "verified", "reason", "path")}
+        for r in facts.evidence["approvals"]["records"]
+    )
+    input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
+    state["input_digest"] = digest_json(input_doc)
+
+    raw = engine.decide(input_doc)
+    allowed, violations, warnings = decide(raw)
+    return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, **base, **state)
+
+
+def _record(decision: Decision, options: GateOptions, sink: AuditSink) -> Decision:
+    request = options.request
+    record = {
+        "decision_id": decision.decision_id,
+        "timestamp": rfc3339(decision.evaluated_at),
+        "actor": request.user,
+        "action": request.operation,
+        "source": request.source,
+        "namespace": request.namespace,
+        "dry_run": request.dry_run,
+        "release": decision.release,
+        "subject_digest": decision.model_digest,
+        "environment": decision.environment,
+        "policy_revision": decision.policy_revision,
+        "engine": decision.engine,
+        "engine_version": decision.engine_version,
+        "mlgate_version": __version__,
+        "input_digest": decision.input_digest,
+        "evidence_digests": decision.evidence_digests,
+        "result": decision.result,
+        "violations": [{"id": v.id, "message": v.message} for v in decision.violations],
+        "warnings": [{"id": w.id, "message": w.message} for w in decision.warnings],
+        "error": decision.error,
+    }
+    try:
+        receipt = sink.append(record)
+    except AuditError as exc:
+        # No record, no allow: the write failed, so the decision is an error (deny).
+        reason = f"audit record not written: {exc.diagnostics()}"
+        return dataclasses.replace(decision, result="error", audit=None, error="; ".join(filter(None, [decision.error, reason])))
+    return dataclasses.replace(decision, audit=receipt)

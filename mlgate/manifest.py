@@ -1,0 +1,170 @@
+"""The release manifest ``mlgate.yaml``: parsed at the edge into an immutable :class:`Release`.
+
+A :class:`Release` that exists is valid: its schema was checked and every path it names
+resolves inside the release directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgate import schemas
+from mlgate.canonical import sha256_hex
+from mlgate.errors import InputError
+from mlgate.safeio import decode_text, display, parse_yaml, read_bytes, resolve_inside
+
+MANIFEST_NAME = "mlgate.yaml"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    uri: str
+    declared_sha256: str
+    local_path: Path | None  # the file, when the uri is a path inside the release
+
+
+@dataclass(frozen=True)
+class ValidationRef:
+    path: Path
+    rel: str
+    dataset: str | None
+
+
+@dataclass(frozen=True)
+class Release:
+    root: Path
+    manifest_path: Path
+    manifest_digest: str
+    name: str
+    version: str
+    owner: str
+    model_path: Path
+    model_rel: str
+    signature_path: Path | None
+    signature_rel: str | None
+    storage_uri: str | None
+    datasets: tuple[Dataset, ...]
+    model_card: tuple[Path, str] | None
+    data_validation: tuple[ValidationRef, ...]
+    bias_audit: tuple[Path, str] | None
+    approvals: tuple[tuple[Path, str], ...]  # expanded: directories become their files
+    approval_dirs: tuple[Path, ...] = ()  # directories named in spec.evidence.approvals
+
+    def evaluated_evidence(self) -> tuple[tuple[Path, str], ...]:
+        """The evidence an approval signs for: model card, data validation, bias audit (not approvals)."""
+        items = [self.model_card] if self.model_card else []
+        items += [(ref.path, ref.rel) for ref in self.data_validation]
+        items += [self.bias_audit] if self.bias_audit else []
+        return tuple(items)
+
+
+def _is_local_uri(uri: str) -> bool:
+    return "://" not in uri and not uri.startswith(("s3:", "gs:", "hf:"))
+
+
+def load_release(path: Path | str) -> Release:
+    """Load ``DIR/mlgate.yaml`` (or the manifest file itself)."""
+    given = Path(path)
+    if given.is_dir():
+        root, manifest_path = given, given / MANIFEST_NAME
+    elif given.name == MANIFEST_NAME or given.suffix in (".yaml", ".yml"):
+        root, manifest_path = given.parent, given
+    elif not given.exists():
+        raise InputError("release directory not found", file=display(given))
+    else:
+        raise InputError(f"expected a release directory containing {MANIFEST_NAME}", file=display(given))
+    name = display(manifest_path)
+    raw = read_bytes(manifest_path)
+    doc = parse_yaml(decode_text(raw, name), name)
+    if doc is None:
+        raise InputError("empty manifest", file=name)
+    problems = schemas.errors("manifest.schema.json", doc)
+    if problems:
+        where, message = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise InputError(message + more, file=name, field=where)
+    return _build(root, manifest_path, name, sha256_hex(raw), doc)
+
+
+def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[str, Any]) -> Release:
+    meta, spec = doc["metadata"], doc["spec"]
+    model = spec["model"]
+
+    def inside(rel: str, field: str, *, must_exist: bool = True) -> Path:
+        resolved = resolve_inside(root, rel, file=name, field=field)
+        if must_exist and not resolved.exists():
+            raise InputError(f"{rel!r} does not exist", file=name, field=field)
+        return resolved
+
+    model_path = inside(model["path"], "spec.model.path")
+    signature = model.get("signature")
+    signature_path = inside(signature, "spec.model.signature") if signature else None
+
+    datasets = []
+    seen: set[str] = set()
+    for i, ds in enumerate(spec.get("datasets", [])):
+        field = f"spec.datasets[{i}]"
+        if ds["name"] in seen:
+            raise InputError(f"duplicate dataset name {ds['name']!r}", file=name, field=field + ".name")
+        seen.add(ds["name"])
+        local = None
+        if _is_local_uri(ds["uri"]):
+            local = resolve_inside(root, ds["uri"], file=name, field=field + ".uri")
+            if not local.is_file():
+                local = None  # declared but not shipped with the release: digest not checkable here
+        datasets.append(Dataset(ds["name"], ds["uri"], ds["digest"]["sha256"], local))
+
+    evidence = spec.get("evidence", {})
+    card = evidence.get("modelCard")
+    validations = []
+    for i, item in enumerate(evidence.get("dataValidation", [])):
+        rel, ds_name = (item, None) if isinstance(item, str) else (item["path"], item.get("dataset"))
+        if ds_name is not None and ds_name not in seen:
+            raise InputError(f"names dataset {ds_name!r}, which spec.datasets does not declare", file=name, field=f"spec.evidence.dataValidation[{i}].dataset")
+        vpath = inside(rel, f"spec.evidence.dataValidation[{i}]")
+        validations.append(ValidationRef(vpath, vpath.relative_to(root.resolve()).as_posix(), ds_name))
+    bias = evidence.get("biasAudit")
+
+    rroot = root.resolve()
+    approvals: list[Path] = []
+    approval_dirs: list[Path] = []
+    for i, rel in enumerate(evidence.get("approvals", [])):
+        field = f"spec.evidence.approvals[{i}]"
+        p = inside(rel, field)
+        if not p.is_dir():
+            approvals.append(p)
+            continue
+        approval_dirs.append(p)
+        for child in sorted(p.iterdir(), key=lambda c: c.name):
+            if child.name.startswith("."):
+                continue
+            # Each file in an approvals directory is resolved on its own: a symlink cannot leave the release.
+            resolved = resolve_inside(root, (p / child.name).relative_to(rroot).as_posix(), file=name, field=field)
+            if resolved.is_file():
+                approvals.append(resolved)
+
+    def _with_rel(p: Path) -> tuple[Path, str]:
+        return p, p.relative_to(rroot).as_posix()
+
+    return Release(
+        root=root,
+        manifest_path=manifest_path,
+        manifest_digest=digest,
+        name=doc["metadata"]["name"],
+        version=meta["version"],
+        owner=meta["owner"],
+        model_path=model_path,
+        model_rel=model["path"],
+        signature_path=signature_path,
+        signature_rel=signature,
+        storage_uri=model.get("storageUri"),
+        datasets=tuple(datasets),
+        model_card=_with_rel(inside(card, "spec.evidence.modelCard")) if card else None,
+        data_validation=tuple(validations),
+        bias_audit=_with_rel(inside(bias, "spec.evidence.biasAudit")) if bias else None,
+        approvals=tuple(_with_rel(p) for p in approvals),
+        approval_dirs=tuple(approval_dirs),
+    )

@@ -1,0 +1,55 @@
+"""SARIF 2.1.0: one rule per violation id, one result per violation, located at the manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from mlgate import __version__
+from mlgate.gate import Decision
+
+_LEVEL = {"low": "note", "medium": "warning", "high": "error", "critical": "error"}
+
+
+def _uri(decision: Decision, subject: str | None) -> str:
+    manifest = decision.manifest_path or "mlgate.yaml"
+    if subject and "/" in subject and not subject.startswith("/"):
+        return (Path(manifest).parent / subject).as_posix()
+    return Path(manifest).as_posix()
+
+
+def render(decision: Decision) -> str:
+    rules: dict[str, dict] = {}
+    results = []
+    findings = [(v, _LEVEL.get(v.severity, "error")) for v in decision.violations]
+    findings += [(w, "warning" if w.severity in ("high", "critical") else "note") for w in decision.warnings]
+    for f, level in findings:
+        rules.setdefault(f.id, {
+            "id": f.id,
+            "shortDescription": {"text": f.id},
+            "help": {"text": f.remediation or ""},
+            "properties": {"tags": list(f.controls), "severity": f.severity},
+        })
+        results.append({
+            "ruleId": f.id,
+            "level": level,
+            "message": {"text": f.message},
+            "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(decision, f.subject)}}}],
+        })
+    if decision.result == "error":
+        rules.setdefault("MLG-ERROR", {"id": "MLG-ERROR", "shortDescription": {"text": "mlgate could not evaluate the release"}})
+        results.append({"ruleId": "MLG-ERROR", "level": "error", "message": {"text": decision.error or "error"},
+                        "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(decision, None)}}}]})
+    doc = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "mlgate", "version": __version__, "informationUri": "https://mlgate.dev",
+                                "rules": sorted(rules.values(), key=lambda r: r["id"])}},
+            "invocations": [{"executionSuccessful": decision.result != "error",
+                             "properties": {"decision_id": decision.decision_id, "result": decision.result,
+                                            "environment": decision.environment}}],
+            "results": results,
+        }],
+    }
+    return json.dumps(doc, indent=2, ensure_ascii=False)

@@ -1,0 +1,125 @@
+"""Reading untrusted files: size caps, strict JSON, alias-free YAML, path containment.
+
+Every failure is an :class:`InputError` naming the file (and field), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlgate.errors import InputError
+
+#: Evidence and manifests are small documents; anything larger is refused before parsing.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+
+def display(path: Path | str) -> str:
+    """A path as a person typed it: relative to the working directory when possible."""
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(p)
+
+
+def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    name = display(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                raise InputError(f"file is {size / 1e6:.1f} MB, larger than the {limit // (1024 * 1024)} MiB limit for a document", file=name)
+            data = fh.read(limit + 1)
+    except FileNotFoundError:
+        raise InputError("file not found", file=name) from None
+    except IsADirectoryError:
+        raise InputError("expected a file, found a directory", file=name) from None
+    except PermissionError:
+        raise InputError("permission denied", file=name) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=name) from None
+    if len(data) > limit:
+        raise InputError(f"file is larger than the {limit // (1024 * 1024)} MiB limit for a document", file=name)
+    return data
+
+
+def decode_text(data: bytes, name: str) -> str:
+    if b"\x00" in data:
+        raise InputError("binary data where a text document was expected", file=name)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (invalid byte at offset {exc.start})", file=name) from None
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {value}")
+
+
+def parse_json(data: bytes, name: str) -> Any:
+    text = decode_text(data, name)
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}", file=name) from None
+    except ValueError as exc:
+        raise InputError(f"invalid JSON: {exc}", file=name) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nesting too deep", file=name) from None
+
+
+def read_json(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Any:
+    return parse_json(read_bytes(path, limit=limit), display(path))
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses anchors/aliases: no billion-laughs expansion, no shared nodes."""
+
+    def compose_node(self, parent, index):  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.constructor.ConstructorError(
+                None, None, "YAML aliases are not allowed in mlgate documents", event.start_mark
+            )
+        return super().compose_node(parent, index)
+
+
+def parse_yaml(text: str, name: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise InputError(f"invalid YAML{where}: {exc.problem or exc.context}", file=name) from None
+    except yaml.YAMLError as exc:
+        raise InputError(f"invalid YAML: {exc}", file=name) from None
+    except RecursionError:
+        raise InputError("invalid YAML: nesting too deep", file=name) from None
+
+
+def read_yaml(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Any:
+    name = display(path)
+    return parse_yaml(decode_text(read_bytes(path, limit=limit), name), name)
+
+
+def resolve_inside(root: Path, relative: str, *, file: str, field: str) -> Path:
+    """Resolve ``relative`` under ``root``; refuse absolute paths, ``..`` and symlinks that leave it."""
+    if not isinstance(relative, str) or not relative:
+        raise InputError("expected a non-empty relative path", file=file, field=field)
+    if "\x00" in relative:
+        raise InputError("path contains a NUL byte", file=file, field=field)
+    candidate = Path(relative)
+    if candidate.is_absolute() or relative.startswith(("/", "\\")):
+        raise InputError(f"absolute path {relative!r} is not allowed; paths are relative to the release directory", file=file, field=field)
+    if ".." in candidate.parts:
+        raise InputError(f"path {relative!r} leaves the release directory ('..' is not allowed)", file=file, field=field)
+    root_resolved = root.resolve()
+    resolved = (root_resolved / candidate).resolve()
+    if resolved != root_resolved and root_resolved not in resolved.parents:
+        raise InputError(f"path {relative!r} resolves outside the release directory (symlink to {resolved})", file=file, field=field)
+    return resolved
