@@ -1,0 +1,82 @@
+# The entry point: data.mlgate.decision.
+#
+#   {"allow": <bool>, "violations": [...], "warnings": [...]}
+#
+# allow is true only when the environment is one the library has thresholds
+# for AND no rule package reports a violation. Anything else (an unknown
+# environment, a missing input, a rule that cannot be judged) denies; callers
+# allow only on a literal true.
+package mlgate
+
+import rego.v1
+
+# The rule packages under data.mlgate.rules, named statically.
+#
+# Why not `data.mlgate.rules[_].violation`: the embedded engine (regorus)
+# evaluates every rule of every package under data.mlgate.rules when the
+# package is a variable, including the *_test packages that sit beside the
+# rules, which is slow and makes one broken test break the gate. Static
+# references evaluate only the violation and warning rules. A pytest test
+# (tests/test_rego_policies.py) fails when a package under policies/mlgate/rules
+# is missing here, so a new concern cannot be left out silently.
+rule_violations := [
+	data.mlgate.rules.config.violation,
+	data.mlgate.rules.model_card.violation,
+	data.mlgate.rules.data_validation.violation,
+	data.mlgate.rules.bias.violation,
+	data.mlgate.rules.approvals.violation,
+	data.mlgate.rules.model_signature.violation,
+]
+
+rule_warnings := [
+	data.mlgate.rules.model_card.warning,
+	data.mlgate.rules.data_validation.warning,
+	data.mlgate.rules.bias.warning,
+]
+
+# With no input document at all, the rules above cannot name what is missing.
+
+# METADATA
+# title: Input document missing
+# description: The policy was evaluated without an input document (or with one that is not an object).
+# custom:
+#   id: MLG-CFG-000
+#   severity: critical
+#   controls: [21CFR11.10(a)]
+#   remediation: Evaluate the policy with an mlgate.dev/input/v1 input document.
+input_violations contains v if {
+	not is_object(input)
+	v := {
+		"id": "MLG-CFG-000",
+		"severity": "critical",
+		"controls": ["21CFR11.10(a)"],
+		"remediation": "Evaluate the policy with an mlgate.dev/input/v1 input document.",
+		"message": "no input document; expected an mlgate.dev/input/v1 object",
+	}
+}
+
+all_violations := {v | some vs in rule_violations; some v in vs} | input_violations
+
+all_warnings := {w | some ws in rule_warnings; some w in ws}
+
+# Findings in a stable order: by id, then message.
+ordered(findings) := [f |
+	some key in sort({[f.id, f.message] | some f in findings})
+	some f in findings
+	[f.id, f.message] == key
+]
+
+thresholds_known if is_object(data.mlgate.environments[input.environment])
+
+default allow := false
+
+allow if {
+	thresholds_known
+	count(all_violations) == 0
+}
+
+decision := {
+	"allow": allow,
+	"violations": ordered(all_violations),
+	"warnings": ordered(all_warnings),
+}

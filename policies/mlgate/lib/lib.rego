@@ -1,0 +1,123 @@
+# Shared helpers for the mlgate rules.
+#
+# Everything here is written so that a missing input field can never make a
+# rule silently undefined: accessors take the parent object and the key and fall
+# back to a visible "<missing>" text, and predicates are true only for the
+# literal value they test (a missing field is "not true").
+package mlgate.lib
+
+import rego.v1
+
+# The thresholds of the environment named in the input. Undefined when the
+# environment is unknown; config.rego then reports MLG-CFG-001 and the decision
+# denies, whatever the other rules say.
+env := data.mlgate.environments[input.environment]
+
+# One block of the environment's thresholds ("bias", "approvals", ...), or an
+# empty object when the environment or the block is unknown.
+thresholds(kind) := object.get(env, kind, {}) if is_object(env)
+
+thresholds(kind) := {} if not is_object(env)
+
+# Evaluation time in nanoseconds since the epoch; undefined when the input has
+# none, so every freshness check (`not fresh(t)`) fires.
+now_ns := input.evaluated_at_ns if is_number(input.evaluated_at_ns)
+
+ns_per_day := 86400000000000
+
+# Oldest evidence accepted, in nanoseconds.
+max_age_ns := env.evidence.max_age_days * ns_per_day if is_number(env.evidence.max_age_days)
+
+# An evidence block from the input, or an empty object (present, valid: missing).
+evidence(kind) := object.get(input, ["evidence", kind], {})
+
+# The model digest the release names, or "" when missing (then every binding
+# check against it fails, and MLG-CFG-004 fires).
+model_digest := object.get(input, ["model", "digest"], "")
+
+# true only for a literal true at obj[key]
+is_true(obj, key) if object.get(obj, key, null) == true
+
+# true only for a literal false at obj[key]
+is_false(obj, key) if object.get(obj, key, null) == false
+
+# obj[key] is a string with something other than whitespace in it
+has_text(obj, key) if {
+	x := object.get(obj, key, null)
+	is_string(x)
+	trim_space(x) != ""
+}
+
+# obj[key] as a list (a missing or non-list value is the empty list)
+list_of(obj, key) := x if {
+	x := object.get(obj, key, [])
+	is_array(x)
+} else := []
+
+# --- display -----------------------------------------------------------------
+
+# obj[key] for a message: strings as they are, other values in Rego notation,
+# "<missing>" when absent or null.
+s(obj, key) := x if {
+	x := object.get(obj, key, null)
+	is_string(x)
+} else := "<missing>" if {
+	object.get(obj, key, null) == null
+} else := sprintf("%v", [object.get(obj, key, null)])
+
+# a number for a message, rounded to 3 decimals; "<missing>" otherwise
+num(x) := sprintf("%v", [round(x * 1000) / 1000]) if is_number(x)
+
+num(x) := "<missing>" if not is_number(x)
+
+# obj[key] as a number for a message (see num)
+n(obj, key) := num(object.get(obj, key, null))
+
+# a p-value for a message: unrounded, so 2e-05 does not print as 0
+p(obj, key) := sprintf("%v", [x]) if {
+	x := object.get(obj, key, null)
+	is_number(x)
+} else := "<missing>"
+
+# a digest shortened to 12 hex characters for a message
+short(obj, key) := substring(trim_prefix(x, "sha256:"), 0, 12) if {
+	x := object.get(obj, key, null)
+	is_string(x)
+	x != ""
+} else := "<missing>"
+
+# a list of strings joined for a message ("none" when empty)
+join(xs) := concat(", ", [sprintf("%v", [x]) | some x in xs]) if count(xs) > 0
+
+join(xs) := "none" if count(xs) == 0
+
+# --- time --------------------------------------------------------------------
+
+# t (ns) is not in the future and not older than the environment's max_age_days
+fresh(t) if {
+	is_number(t)
+	t <= now_ns
+	now_ns - t <= max_age_ns
+}
+
+# why a time t (ns) is not fresh, for a message
+age_text(t) := "has no time" if not is_number(t)
+
+age_text(t) := "cannot be aged: the input has no evaluated_at_ns" if {
+	is_number(t)
+	not now_ns
+}
+
+age_text(t) := sprintf("is in the future (%v days after evaluation)", [round((t - now_ns) / ns_per_day * 10) / 10]) if {
+	is_number(t)
+	t > now_ns
+}
+
+age_text(t) := sprintf("is %v days old", [round((now_ns - t) / ns_per_day * 10) / 10]) if {
+	is_number(t)
+	t <= now_ns
+}
+
+max_age_text := sprintf("%v days", [env.evidence.max_age_days]) if is_number(env.evidence.max_age_days)
+
+max_age_text := "<missing>" if not is_number(env.evidence.max_age_days)

@@ -1,0 +1,445 @@
+# Signed approvals (21 CFR Part 11 electronic signatures; EU AI Act Art. 14
+# human oversight). The Python side verifies each approval attestation against
+# the trust policy and reports facts; these rules decide whether the verified,
+# authorised approvals cover what the environment requires (approvals.required:
+# one {role, meaning} per required signature), by different people, none of
+# them the release owner, each bound to this model digest, this environment and
+# exactly this evidence, and each valid at the evaluation time.
+package mlgate.rules.approvals
+
+import rego.v1
+
+import data.mlgate.lib
+
+block := lib.evidence("approvals")
+
+records := lib.list_of(block, "records")
+
+cfg := lib.thresholds("approvals")
+
+required := lib.list_of(cfg, "required")
+
+what(x) := sprintf("%s by %s", [lib.s(x, "meaning"), lib.s(x, "role")])
+
+person(r) := lower(r.signer_id) if is_string(r.signer_id)
+
+# A verified approval whose role and meaning the trust policy grants its signer.
+effective(r) if {
+	lib.is_true(r, "verified")
+	lib.is_true(r, "role_authorised")
+	lib.is_true(r, "meaning_authorised")
+}
+
+# The people whose effective approvals fill required entry i.
+fillers(i) := {person(r) |
+	some r in records
+	effective(r)
+	r.role == required[i].role
+	r.meaning == required[i].meaning
+}
+
+no_approvals if count(records) == 0
+
+no_approvals if not lib.is_true(block, "present")
+
+# METADATA
+# title: Approvals missing
+# description: >-
+#   The release carries no signed approvals (or the approvals block is not
+#   marked present); every environment requires at least one.
+# custom:
+#   id: MLG-APPR-001
+#   severity: critical
+#   controls: [21CFR11.50, EUAIA-14]
+#   remediation: Have each required approver sign the release with `mlgate approve` and add the approval files under evidence/approvals/.
+violation contains v if {
+	no_approvals
+	v := {
+		"id": "MLG-APPR-001",
+		"severity": "critical",
+		"controls": ["21CFR11.50", "EUAIA-14"],
+		"remediation": "Have each required approver sign the release with `mlgate approve` and add the approval files under evidence/approvals/.",
+		"message": sprintf("no signed approvals in the release; environment %s requires %s", [lib.s(input, "environment"), lib.join([what(x) | some x in required])]),
+	}
+}
+
+# METADATA
+# title: Approvals evidence invalid
+# description: An approval file does not conform to the mlgate approval attestation format.
+# custom:
+#   id: MLG-APPR-002
+#   severity: critical
+#   controls: [21CFR11.10(a), 21CFR11.50]
+#   remediation: Replace the named approval files with ones written by `mlgate approve`; do not edit signed files.
+violation contains v if {
+	lib.is_true(block, "present")
+	not lib.is_true(block, "valid")
+	v := {
+		"id": "MLG-APPR-002",
+		"severity": "critical",
+		"controls": ["21CFR11.10(a)", "21CFR11.50"],
+		"remediation": "Replace the named approval files with ones written by `mlgate approve`; do not edit signed files.",
+		"message": sprintf("approvals evidence does not conform to the approval attestation format (errors: %s); expected valid signed approvals", [lib.join(lib.list_of(block, "errors"))]),
+	}
+}
+
+# METADATA
+# title: Approval signature not verified
+# description: >-
+#   An approval's signature did not verify against the trust policy (unknown
+#   key or identity, bad signature, tampered payload).
+# custom:
+#   id: MLG-APPR-003
+#   severity: critical
+#   controls: [21CFR11.10(d), 21CFR11.70]
+#   remediation: Have the approver sign again with the key or identity listed for them in the trust policy; investigate a tampered file.
+violation contains v if {
+	some r in records
+	not lib.is_true(r, "verified")
+	v := {
+		"id": "MLG-APPR-003",
+		"severity": "critical",
+		"controls": ["21CFR11.10(d)", "21CFR11.70"],
+		"remediation": "Have the approver sign again with the key or identity listed for them in the trust policy; investigate a tampered file.",
+		"message": sprintf("approval %s by %s is not verified: %s; expected a signature that verifies against the trust policy", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "reason")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Required approval missing
+# description: >-
+#   A signature the environment requires (a role with a meaning, e.g. approval
+#   by clinical-safety-officer) is not given by any verified approval whose
+#   signer the trust policy authorises for that role and meaning.
+# custom:
+#   id: MLG-APPR-004
+#   severity: critical
+#   controls: [21CFR11.10(g), 21CFR11.50, EUAIA-14]
+#   remediation: Have a person the trust policy lists for the role sign with the required meaning (mlgate approve --role ROLE --meaning MEANING).
+violation contains v if {
+	some i, x in required
+	count(fillers(i)) == 0
+	found := [sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in records; effective(r)]
+	v := {
+		"id": "MLG-APPR-004",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "21CFR11.50", "EUAIA-14"],
+		"remediation": "Have a person the trust policy lists for the role sign with the required meaning (mlgate approve --role ROLE --meaning MEANING).",
+		"message": sprintf("environment %s requires %s; no verified, authorised approval gives it (verified and authorised: %s)", [lib.s(input, "environment"), what(x), lib.join(found)]),
+		"subject": what(x),
+	}
+}
+
+# METADATA
+# title: Approver not authorised for the role or meaning
+# description: >-
+#   A verified approval claims a role or meaning the trust policy does not
+#   grant its signer.
+# custom:
+#   id: MLG-APPR-005
+#   severity: critical
+#   controls: [21CFR11.10(g), 21CFR11.50]
+#   remediation: Have an authorised person sign, or (after review) list the role for the signer in the trust policy.
+violation contains v if {
+	some r in records
+	lib.is_true(r, "verified")
+	not effective(r)
+	v := {
+		"id": "MLG-APPR-005",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "21CFR11.50"],
+		"remediation": "Have an authorised person sign, or (after review) list the role for the signer in the trust policy.",
+		"message": sprintf("approval %s by %s signs %s, but the trust policy authorises this signer for the role: %s, the meaning: %s; expected both authorised", [lib.s(r, "path"), lib.s(r, "signer_id"), what(r), lib.s(r, "role_authorised"), lib.s(r, "meaning_authorised")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+distinct_required if not lib.is_false(cfg, "distinct_people")
+
+# METADATA
+# title: Required approvals not given by distinct people
+# description: >-
+#   The required signatures cannot be assigned to different people: one person
+#   fills two required roles (e.g. reviews and approves their own release).
+#   Checked for every pair of required entries, and for all of them together
+#   when there are three or more.
+# custom:
+#   id: MLG-APPR-006
+#   severity: critical
+#   controls: [21CFR11.10(g), EUAIA-14]
+#   remediation: Have a different person give one of the named signatures.
+violation contains v if {
+	distinct_required
+	some i, x in required
+	some j, y in required
+	i < j
+	count(fillers(i)) > 0
+	count(fillers(j)) > 0
+	people := fillers(i) | fillers(j)
+	count(people) < 2
+	v := {
+		"id": "MLG-APPR-006",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have a different person give one of the named signatures.",
+		"message": sprintf("required signatures %s and %s are both given only by %s; environment %s requires a different person for each", [what(x), what(y), lib.join(sort(people)), lib.s(input, "environment")]),
+		"subject": sprintf("%s; %s", [what(x), what(y)]),
+	}
+}
+
+violation contains v if {
+	distinct_required
+	count(required) >= 3
+	every i, _ in required {
+		count(fillers(i)) > 0
+	}
+	people := {p | some i, _ in required; some p in fillers(i)}
+	count(people) < count(required)
+	v := {
+		"id": "MLG-APPR-006",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have a different person give one of the named signatures.",
+		"message": sprintf("the %d required signatures (%s) are given by only %d people (%s); environment %s requires a different person for each", [count(required), lib.join([what(x) | some x in required]), count(people), lib.join(sort(people)), lib.s(input, "environment")]),
+	}
+}
+
+owner := lower(input.release.owner) if is_string(input.release.owner)
+
+# METADATA
+# title: Release owner approves their own release
+# description: >-
+#   An approval is signed by the release owner; approval must be independent of
+#   the team releasing the model. Also fires when the release names no owner,
+#   as independence cannot then be checked.
+# custom:
+#   id: MLG-APPR-007
+#   severity: critical
+#   controls: [21CFR11.10(g), EUAIA-14]
+#   remediation: Have someone other than the release owner give the approval.
+violation contains v if {
+	some r in records
+	person(r) == owner
+	v := {
+		"id": "MLG-APPR-007",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have someone other than the release owner give the approval.",
+		"message": sprintf("approval %s is signed by %s, the release owner; expected an approver independent of the release owner", [lib.s(r, "path"), lib.s(r, "signer_id")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+violation contains v if {
+	count(records) > 0
+	not owner
+	v := {
+		"id": "MLG-APPR-007",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have someone other than the release owner give the approval.",
+		"message": sprintf("release owner is %s; expected the owner named in the manifest, to check approvers are independent of it", [lib.s(object.get(input, "release", {}), "owner")]),
+	}
+}
+
+# No expiry (null) or an expiry after the evaluation. A missing key is neither.
+unexpired(r) if object.get(r, "expires_at_ns", "missing") == null
+
+unexpired(r) if {
+	is_number(r.expires_at_ns)
+	r.expires_at_ns > lib.now_ns
+}
+
+# METADATA
+# title: Approval expired
+# description: The approval's expiry time (expires_at) is at or before the evaluation time.
+# custom:
+#   id: MLG-APPR-008
+#   severity: high
+#   controls: [21CFR11.10(g), EUAIA-14]
+#   remediation: Have the approver review the release again and sign a new approval.
+violation contains v if {
+	some r in records
+	not unexpired(r)
+	v := {
+		"id": "MLG-APPR-008",
+		"severity": "high",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have the approver review the release again and sign a new approval.",
+		"message": sprintf("approval %s by %s expired at %s (expires_at_ns %s); expected an expiry after the evaluation time %s", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "expires_at"), lib.s(r, "expires_at_ns"), lib.s(input, "evaluated_at")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+signed_in_past(r) if {
+	is_number(r.signed_at_ns)
+	r.signed_at_ns <= lib.now_ns
+}
+
+# METADATA
+# title: Approval signing time missing or in the future
+# description: >-
+#   The approval has no signing time, or a signing time after the evaluation
+#   (not yet valid, or a wrong clock). Part 11 requires the date and time of
+#   signing.
+# custom:
+#   id: MLG-APPR-009
+#   severity: high
+#   controls: [21CFR11.50, 21CFR11.10(e)]
+#   remediation: Check the signer's clock and have the approver sign again.
+violation contains v if {
+	some r in records
+	not signed_in_past(r)
+	v := {
+		"id": "MLG-APPR-009",
+		"severity": "high",
+		"controls": ["21CFR11.50", "21CFR11.10(e)"],
+		"remediation": "Check the signer's clock and have the approver sign again.",
+		"message": sprintf("approval %s by %s has signing time %s, which is not before the evaluation time %s; expected a signing time in the past", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "signed_at"), lib.s(input, "evaluated_at")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Approval is for another model
+# description: >-
+#   The approval was signed for a different model digest than the model in this
+#   release: the model changed after approval, or the approval was copied from
+#   another release.
+# custom:
+#   id: MLG-APPR-010
+#   severity: critical
+#   controls: [21CFR11.70]
+#   remediation: Have the approvers review and sign this model; an approval cannot be moved to another model.
+violation contains v if {
+	some r in records
+	not r.subject_digest == lib.model_digest
+	v := {
+		"id": "MLG-APPR-010",
+		"severity": "critical",
+		"controls": ["21CFR11.70"],
+		"remediation": "Have the approvers review and sign this model; an approval cannot be moved to another model.",
+		"message": sprintf("approval %s by %s was signed for a different model digest %s, but the release model digest is %s: the model changed after approval", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.short(r, "subject_digest"), lib.short(object.get(input, "model", {}), "digest")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Approval is for another environment
+# description: The approval names a different deployment environment than the one being gated.
+# custom:
+#   id: MLG-APPR-011
+#   severity: critical
+#   controls: [21CFR11.50, 21CFR11.70]
+#   remediation: Have the approver sign for this environment (mlgate approve --env ENV).
+violation contains v if {
+	some r in records
+	not r.environment == input.environment
+	v := {
+		"id": "MLG-APPR-011",
+		"severity": "critical",
+		"controls": ["21CFR11.50", "21CFR11.70"],
+		"remediation": "Have the approver sign for this environment (mlgate approve --env ENV).",
+		"message": sprintf("approval %s by %s is for environment %s; expected %s", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "environment"), lib.s(input, "environment")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+evidence_files := f if {
+	f := input.evidence_files
+	is_object(f)
+}
+
+approved_files(r) := d if {
+	d := r.evidence_digests
+	is_object(d)
+} else := {}
+
+changed(r) := sort([f |
+	some f, d in evidence_files
+	some g, e in approved_files(r)
+	f == g
+	d != e
+])
+
+added(r) := sort([f |
+	some f, _ in evidence_files
+	not f in object.keys(approved_files(r))
+])
+
+removed(r) := sort([f |
+	some f, _ in approved_files(r)
+	not f in object.keys(evidence_files)
+])
+
+evidence_diff(r) := [part |
+	some pair in [
+		["changed since approval", changed(r)],
+		["added since approval", added(r)],
+		["approved but no longer in the release", removed(r)],
+	]
+	count(pair[1]) > 0
+	part := sprintf("%s: %s", [pair[0], lib.join(pair[1])])
+]
+
+# METADATA
+# title: Evidence changed since approval
+# description: >-
+#   The evidence files an approval signed (by digest) are not exactly the
+#   evidence in this release: a file changed, was added, or was removed after
+#   the approver signed.
+# custom:
+#   id: MLG-APPR-012
+#   severity: critical
+#   controls: [21CFR11.70, 21CFR11.10(e)]
+#   remediation: Have the approver review the current evidence and sign again.
+violation contains v if {
+	is_object(evidence_files)
+	some r in records
+	count(evidence_diff(r)) > 0
+	v := {
+		"id": "MLG-APPR-012",
+		"severity": "critical",
+		"controls": ["21CFR11.70", "21CFR11.10(e)"],
+		"remediation": "Have the approver review the current evidence and sign again.",
+		"message": sprintf("approval %s by %s covers different evidence than the release (%s); expected the evidence digests the approver signed", [lib.s(r, "path"), lib.s(r, "signer_id"), concat("; ", evidence_diff(r))]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+violation contains v if {
+	count(records) > 0
+	not evidence_files
+	v := {
+		"id": "MLG-APPR-012",
+		"severity": "critical",
+		"controls": ["21CFR11.70", "21CFR11.10(e)"],
+		"remediation": "Have the approver review the current evidence and sign again.",
+		"message": sprintf("input evidence_files is %s; expected the digests of the release's evidence, to compare with what the approvers signed", [lib.s(input, "evidence_files")]),
+	}
+}
+
+# METADATA
+# title: Approval lacks the signature manifestation
+# description: >-
+#   Part 11.50 requires a signed record to show the signer's printed name and
+#   the meaning of the signature (review, approval, responsibility).
+# custom:
+#   id: MLG-APPR-013
+#   severity: high
+#   controls: [21CFR11.50]
+#   remediation: Have the approver sign again with their printed name and the meaning of the signature.
+violation contains v if {
+	some r in records
+	some key in ["printed_name", "meaning"]
+	not lib.has_text(r, key)
+	v := {
+		"id": "MLG-APPR-013",
+		"severity": "high",
+		"controls": ["21CFR11.50"],
+		"remediation": "Have the approver sign again with their printed name and the meaning of the signature.",
+		"message": sprintf("approval %s by %s has %s %s; expected a non-empty %s", [lib.s(r, "path"), lib.s(r, "signer_id"), key, lib.s(r, key), key]),
+		"subject": lib.s(r, "path"),
+	}
+}

@@ -1,0 +1,212 @@
+package mlgate.rules.approvals_test
+
+import rego.v1
+
+import data.mlgate.rules.approvals
+import data.mlgate.testdata as td
+
+violations(inp) := vs if {
+	vs := approvals.violation with input as inp with data.mlgate.environments as td.environments
+}
+
+ids(inp) := td.ids(violations(inp))
+
+# good_input with the approval records replaced
+with_records(records) := td.with_value("/evidence/approvals/records", records)
+
+qa := td.qa_review
+
+cso := td.cso_approval
+
+test_good_approvals_pass if {
+	count(violations(td.good_input)) == 0
+}
+
+test_good_staging_approval_passes if {
+	count(violations(td.good_staging_input)) == 0
+}
+
+test_no_approvals if {
+	vs := violations(td.with_value("/evidence/approvals", td.absent_list))
+	"MLG-APPR-001" in td.ids(vs)
+	some v in vs
+	v.id == "MLG-APPR-001"
+	v.message == "no signed approvals in the release; environment production requires review by quality-assurance, approval by clinical-safety-officer"
+}
+
+test_approvals_block_missing if {
+	"MLG-APPR-001" in ids(td.without("/evidence/approvals"))
+}
+
+test_invalid_approvals_block if {
+	ids(td.with_value("/evidence/approvals/valid", false)) == {"MLG-APPR-002"}
+}
+
+test_unverified_approval if {
+	bad := object.union(cso, {"verified": false, "reason": "signature does not match the key listed for jane.roe@hospital.example"})
+	vs := violations(with_records([qa, bad]))
+	td.ids(vs) == {"MLG-APPR-003", "MLG-APPR-004"}
+	some v in vs
+	v.id == "MLG-APPR-003"
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example is not verified: signature does not match the key listed for jane.roe@hospital.example; expected a signature that verifies against the trust policy"
+}
+
+test_missing_verified_flag_fails_closed if {
+	"MLG-APPR-003" in ids(with_records([qa, object.remove(cso, ["verified"])]))
+}
+
+test_required_role_missing if {
+	vs := violations(with_records([cso]))
+	td.ids(vs) == {"MLG-APPR-004"}
+	some v in vs
+	v.subject == "review by quality-assurance"
+	v.message == "environment production requires review by quality-assurance; no verified, authorised approval gives it (verified and authorised: jane.roe@hospital.example: approval by clinical-safety-officer)"
+}
+
+test_right_role_wrong_meaning if {
+	vs := violations(with_records([qa, object.union(cso, {"meaning": "review"})]))
+	{v.subject | some v in vs; v.id == "MLG-APPR-004"} == {"approval by clinical-safety-officer"}
+}
+
+test_unauthorised_role if {
+	bad := object.union(cso, {"role_authorised": false})
+	vs := violations(with_records([qa, bad]))
+	td.ids(vs) == {"MLG-APPR-004", "MLG-APPR-005"}
+}
+
+test_missing_meaning_authorisation_fails_closed if {
+	"MLG-APPR-005" in ids(with_records([qa, object.remove(cso, ["meaning_authorised"])]))
+}
+
+test_same_person_fills_two_roles if {
+	jane_review := object.union(qa, {"path": "evidence/approvals/jane.review.sigstore.json", "signer_id": "jane.roe@hospital.example", "printed_name": "Dr. Jane Roe"})
+	vs := violations(with_records([jane_review, cso]))
+	td.ids(vs) == {"MLG-APPR-006"}
+	some v in vs
+	v.message == "required signatures review by quality-assurance and approval by clinical-safety-officer are both given only by jane.roe@hospital.example; environment production requires a different person for each"
+}
+
+test_same_person_case_insensitive if {
+	jane_review := object.union(qa, {"signer_id": "Jane.Roe@Hospital.Example"})
+	"MLG-APPR-006" in ids(with_records([jane_review, cso]))
+}
+
+test_same_person_allowed_when_not_required_distinct if {
+	envs := json.patch(td.environments, [{"op": "replace", "path": "/production/approvals/distinct_people", "value": false}])
+	jane_review := object.union(qa, {"signer_id": "jane.roe@hospital.example"})
+	inp := with_records([jane_review, cso])
+	count(approvals.violation) == 0 with input as inp with data.mlgate.environments as envs
+}
+
+test_another_person_can_take_the_shared_role if {
+	# jane signs both; john also reviews: john reviews, jane approves
+	jane_review := object.union(qa, {"path": "evidence/approvals/jane.review.sigstore.json", "signer_id": "jane.roe@hospital.example"})
+	count(violations(with_records([jane_review, qa, cso]))) == 0
+}
+
+test_three_roles_two_people if {
+	envs := json.patch(td.environments, [{"op": "add", "path": "/production/approvals/required/-", "value": {"role": "data-protection-officer", "meaning": "responsibility"}}])
+	dpo_john := object.union(qa, {"path": "evidence/approvals/john.dpo.sigstore.json", "role": "data-protection-officer", "meaning": "responsibility"})
+	dpo_jane := object.union(cso, {"path": "evidence/approvals/jane.dpo.sigstore.json", "role": "data-protection-officer", "meaning": "responsibility"})
+	inp := with_records([qa, cso, dpo_john, dpo_jane])
+	vs := approvals.violation with input as inp with data.mlgate.environments as envs
+	{v.message | some v in vs; v.id == "MLG-APPR-006"} == {"the 3 required signatures (review by quality-assurance, approval by clinical-safety-officer, responsibility by data-protection-officer) are given by only 2 people (jane.roe@hospital.example, john.smith@hospital.example); environment production requires a different person for each"}
+}
+
+test_owner_approves if {
+	owner_review := object.union(qa, {"signer_id": "ml-platform@hospital.example"})
+	vs := violations(with_records([owner_review, cso]))
+	td.ids(vs) == {"MLG-APPR-007"}
+}
+
+test_release_without_owner if {
+	"MLG-APPR-007" in ids(td.without("/release/owner"))
+}
+
+test_expired_approval if {
+	expired := object.union(cso, {"expires_at": "2026-11-29T10:00:00Z", "expires_at_ns": td.evaluated_at_ns})
+	vs := violations(with_records([qa, expired]))
+	td.ids(vs) == {"MLG-APPR-008"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example expired at 2026-11-29T10:00:00Z (expires_at_ns 1795946400000000000); expected an expiry after the evaluation time 2026-11-29T10:00:00Z"
+}
+
+test_approval_expiring_after_evaluation_passes if {
+	count(violations(with_records([qa, object.union(cso, {"expires_at_ns": td.evaluated_at_ns + 1})]))) == 0
+}
+
+test_approval_without_expiry_passes if {
+	count(violations(with_records([qa, object.union(cso, {"expires_at": null, "expires_at_ns": null})]))) == 0
+}
+
+test_approval_with_expiry_key_absent_fails_closed if {
+	"MLG-APPR-008" in ids(with_records([qa, object.remove(cso, ["expires_at_ns"])]))
+}
+
+test_approval_signed_in_future if {
+	future := object.union(cso, {"signed_at": "2026-11-30T10:00:00Z", "signed_at_ns": td.evaluated_at_ns + td.day_ns})
+	ids(with_records([qa, future])) == {"MLG-APPR-009"}
+}
+
+test_approval_without_signing_time if {
+	"MLG-APPR-009" in ids(with_records([qa, object.union(cso, {"signed_at_ns": null})]))
+}
+
+test_approval_for_other_model if {
+	moved := object.union(cso, {"subject_digest": td.other_digest})
+	vs := violations(with_records([qa, moved]))
+	td.ids(vs) == {"MLG-APPR-010"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example was signed for a different model digest 05b3abf2579a, but the release model digest is 9372c470eead: the model changed after approval"
+}
+
+test_model_changed_after_approval if {
+	inp := td.with_value("/model/digest", td.other_digest)
+	{v.subject | some v in violations(inp); v.id == "MLG-APPR-010"} == {qa.path, cso.path}
+}
+
+test_approval_for_other_environment if {
+	ids(td.good_staging_input) == set()
+	inp := json.patch(td.good_staging_input, [{"op": "replace", "path": "/evidence/approvals/records/0/environment", "value": "production"}])
+	vs := violations(inp)
+	td.ids(vs) == {"MLG-APPR-011"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example is for environment production; expected staging"
+}
+
+test_evidence_changed_since_approval if {
+	inp := td.with_value("/evidence_files/evidence~1model_card.md", td.other_digest)
+	vs := violations(inp)
+	td.ids(vs) == {"MLG-APPR-012"}
+	some v in vs
+	v.subject == cso.path
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example covers different evidence than the release (changed since approval: evidence/model_card.md); expected the evidence digests the approver signed"
+}
+
+test_evidence_added_and_removed_since_approval if {
+	inp := json.patch(td.good_input, [
+		{"op": "remove", "path": "/evidence_files/evidence~1bias_audit.json"},
+		{"op": "add", "path": "/evidence_files/evidence~1bias_audit_v2.json", "value": td.other_digest},
+	])
+	vs := violations(inp)
+	some v in vs
+	v.subject == qa.path
+	v.message == "approval evidence/approvals/john.smith.sigstore.json by john.smith@hospital.example covers different evidence than the release (added since approval: evidence/bias_audit_v2.json; approved but no longer in the release: evidence/bias_audit.json); expected the evidence digests the approver signed"
+}
+
+test_approval_without_evidence_digests if {
+	"MLG-APPR-012" in ids(with_records([qa, object.remove(cso, ["evidence_digests"])]))
+}
+
+test_input_without_evidence_files if {
+	"MLG-APPR-012" in ids(td.without("/evidence_files"))
+}
+
+test_approval_without_printed_name if {
+	vs := violations(with_records([qa, object.union(cso, {"printed_name": ""})]))
+	td.ids(vs) == {"MLG-APPR-013"}
+}
+
+test_approvals_not_marked_present if {
+	"MLG-APPR-001" in ids(td.with_value("/evidence/approvals/present", false))
+}
