@@ -1,0 +1,327 @@
+"""in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v0.3 (key mode), signed and verified.
+
+The container is byte-compatible with what OpenSSF model-signing writes in key mode::
+
+    {"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+     "verificationMaterial": {"publicKey": {"hint": "<key id>"}, "tlogEntries": []},
+     "dsseEnvelope": {"payload": "<base64 statement JSON>",
+                      "payloadType": "application/vnd.in-toto+json",
+                      "signatures": [{"sig": "<base64>", "keyid": ""}]}}
+
+and the signature is over the DSSE v1 pre-authentication encoding (PAE) of the payload, exactly as
+model-signing's ``sign_sigstore_pb.pae`` builds it, so the same code verifies ``model_signing
+sign key`` output and mlgate approvals. (sigstore-python's ``sigstore.dsse`` and ``sigstore_models``
+describe the same container; the tests check that both read what this module writes. They are not
+used here because importing them costs ~0.1-0.3 s and their errors are not one-line diagnostics.)
+
+Parsing is strict, so that changing any single byte of a bundle makes verification fail: unknown
+fields are refused, base64 must be canonical, exactly one signature, and the statement payload
+must be JSON without duplicate keys.
+
+Three failure types, all :class:`~mlgate.errors.SignatureError` with a one-line message:
+:class:`BundleFormatError` (the container is not a key-mode bundle), :class:`SignatureMismatch`
+(no trusted key verifies the signature) and :class:`StatementError` (the signed payload is not an
+in-toto Statement v1).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from mlgate import keys as _keys
+from mlgate.errors import InputError, SignatureError
+from mlgate.safeio import parse_json
+
+BUNDLE_MEDIA_TYPE = "application/vnd.dev.sigstore.bundle.v0.3+json"
+IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
+
+#: Hostile bundles are refused before any work when larger than this.
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+
+
+class AttestationError(SignatureError):
+    """Base of the three ways a signed statement can fail."""
+
+
+class BundleFormatError(AttestationError):
+    """The bytes are not a Sigstore bundle v0.3 with a DSSE envelope and a public-key hint."""
+
+
+class SignatureMismatch(AttestationError):
+    """The envelope is well formed but no acceptable key verifies its signature."""
+
+
+class StatementError(AttestationError):
+    """The (signed) payload is not an in-toto Statement v1 as expected."""
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A parsed, not yet verified key-mode bundle."""
+
+    name: str
+    hint: str | None  # verificationMaterial.publicKey.hint; None when absent or empty
+    payload_type: str
+    payload: bytes
+    signature: bytes
+    keyid: str  # the DSSE signature's keyid (model-signing writes "")
+
+
+@dataclass(frozen=True)
+class VerifiedStatement:
+    statement: dict[str, Any]
+    payload: bytes
+    key_id: str
+    public_key: Any
+
+
+# --------------------------------------------------------------------------- DSSE
+def pae(payload_type: str, payload: bytes) -> bytes:
+    """DSSE v1 pre-authentication encoding (secure-systems-lab/dsse protocol.md)."""
+    type_bytes = payload_type.encode("utf-8")
+    return b"DSSEv1 %d %b %d %b" % (len(type_bytes), type_bytes, len(payload), payload)
+
+
+def pae_legacy(payload: bytes) -> bytes:
+    """The pre-1.0 model-signing encoding (a bug they still accept): 'DSSEV1 ... b'<payload>''."""
+    t = IN_TOTO_PAYLOAD_TYPE
+    return f"DSSEV1 {len(t)} {t} {len(payload)} {payload!r}".encode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _unb64(value: Any, name: str, field: str) -> bytes:
+    if not isinstance(value, str):
+        raise BundleFormatError(f"expected a base64 string, got {_type_name(value)}", file=name, field=field)
+    try:
+        raw = base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raise BundleFormatError("bad base64", file=name, field=field) from None
+    if _b64(raw) != value:
+        raise BundleFormatError("non-canonical base64 (padding or trailing bits differ from the encoding of its bytes)", file=name, field=field)
+    return raw
+
+
+def _type_name(value: Any) -> str:
+    if value is None:
+        return "null"
+    return {dict: "object", list: "array", str: "string", bool: "boolean", int: "number", float: "number"}.get(type(value), type(value).__name__)
+
+
+def _object(value: Any, name: str, field: str, *, required: Iterable[str], optional: Iterable[str] = ()) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise BundleFormatError(f"expected an object, got {_type_name(value)}", file=name, field=field)
+    required = tuple(required)
+    allowed = set(required) | set(optional)
+    for key in value:
+        if key not in allowed:
+            raise BundleFormatError(f"unexpected field {key!r} (expected {', '.join(sorted(allowed))})", file=name, field=field)
+    for key in required:
+        if key not in value:
+            raise BundleFormatError(f"missing required field {key!r}", file=name, field=field)
+    return value
+
+
+# --------------------------------------------------------------------------- parse
+def parse_bundle(data: bytes, name: str) -> Bundle:
+    """Parse the container (no signature check). Raises :class:`BundleFormatError` only."""
+    if len(data) > MAX_BUNDLE_BYTES:
+        raise BundleFormatError(f"bundle is larger than {MAX_BUNDLE_BYTES // (1024 * 1024)} MiB", file=name)
+    try:
+        doc = parse_json(data, name)
+    except InputError as exc:
+        raise BundleFormatError(exc.message, file=name) from None
+    if isinstance(doc, dict) and "messageSignature" in doc:
+        raise BundleFormatError("a messageSignature bundle; expected a DSSE envelope (dsseEnvelope)", file=name, field="messageSignature")
+    doc = _object(doc, name, "$", required=("mediaType", "verificationMaterial", "dsseEnvelope"))
+    if doc["mediaType"] != BUNDLE_MEDIA_TYPE:
+        raise BundleFormatError(f"got {doc['mediaType']!r}, expected {BUNDLE_MEDIA_TYPE!r}", file=name, field="mediaType")
+
+    material = doc["verificationMaterial"]
+    if isinstance(material, dict) and ("certificate" in material or "x509CertificateChain" in material):
+        raise BundleFormatError(
+            "certificate-based (Sigstore keyless) bundles are not supported; expected a publicKey hint (key mode)",
+            file=name, field="verificationMaterial",
+        )
+    material = _object(material, name, "verificationMaterial", required=("publicKey",), optional=("tlogEntries",))
+    public = _object(material["publicKey"], name, "verificationMaterial.publicKey", required=(), optional=("hint",))
+    hint = public.get("hint")
+    if hint is not None and not isinstance(hint, str):
+        raise BundleFormatError(f"expected a string, got {_type_name(hint)}", file=name, field="verificationMaterial.publicKey.hint")
+    tlog = material.get("tlogEntries", [])
+    if tlog != []:
+        raise BundleFormatError(
+            "transparency-log entries are not supported in key mode (expected an empty list)",
+            file=name, field="verificationMaterial.tlogEntries",
+        )
+
+    envelope = _object(doc["dsseEnvelope"], name, "dsseEnvelope", required=("payload", "payloadType", "signatures"))
+    payload = _unb64(envelope["payload"], name, "dsseEnvelope.payload")
+    payload_type = envelope["payloadType"]
+    if not isinstance(payload_type, str):
+        raise BundleFormatError(f"expected a string, got {_type_name(payload_type)}", file=name, field="dsseEnvelope.payloadType")
+    signatures = envelope["signatures"]
+    if not isinstance(signatures, list) or len(signatures) != 1:
+        count = len(signatures) if isinstance(signatures, list) else _type_name(signatures)
+        raise BundleFormatError(f"expected exactly one signature, got {count}", file=name, field="dsseEnvelope.signatures")
+    sig_entry = _object(signatures[0], name, "dsseEnvelope.signatures[0]", required=("sig",), optional=("keyid",))
+    signature = _unb64(sig_entry["sig"], name, "dsseEnvelope.signatures[0].sig")
+    if not signature:
+        raise BundleFormatError("empty signature", file=name, field="dsseEnvelope.signatures[0].sig")
+    keyid = sig_entry.get("keyid", "")
+    if not isinstance(keyid, str):
+        raise BundleFormatError(f"expected a string, got {_type_name(keyid)}", file=name, field="dsseEnvelope.signatures[0].keyid")
+    return Bundle(name=name, hint=hint or None, payload_type=payload_type, payload=payload, signature=signature, keyid=keyid)
+
+
+def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _reject_constant(value: str) -> Any:
+    raise ValueError(f"non-standard JSON constant {value}")
+
+
+def parse_statement(payload: bytes, name: str, *, payload_type: str = IN_TOTO_PAYLOAD_TYPE) -> dict[str, Any]:
+    """Parse and check an in-toto Statement v1 payload. Raises :class:`StatementError`."""
+    field = "dsseEnvelope.payload"
+    if payload_type != IN_TOTO_PAYLOAD_TYPE:
+        raise StatementError(f"got payloadType {payload_type!r}, expected {IN_TOTO_PAYLOAD_TYPE!r}", file=name, field="dsseEnvelope.payloadType")
+    try:
+        statement = json.loads(payload.decode("utf-8"), object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        raise StatementError(f"statement is not UTF-8 (invalid byte at offset {exc.start})", file=name, field=field) from None
+    except json.JSONDecodeError as exc:
+        raise StatementError(f"statement is not JSON (line {exc.lineno} column {exc.colno}: {exc.msg})", file=name, field=field) from None
+    except ValueError as exc:
+        raise StatementError(f"statement is not strict JSON: {exc}", file=name, field=field) from None
+    except RecursionError:
+        raise StatementError("statement JSON is nested too deeply", file=name, field=field) from None
+    if not isinstance(statement, dict):
+        raise StatementError(f"statement must be a JSON object, got {_type_name(statement)}", file=name, field=field)
+    allowed = {"_type", "subject", "predicateType", "predicate"}
+    for key in statement:
+        if key not in allowed:
+            raise StatementError(f"unexpected statement field {key!r}", file=name, field=f"{field}.{key}")
+    if statement.get("_type") != STATEMENT_TYPE:
+        raise StatementError(f"got {statement.get('_type')!r}, expected {STATEMENT_TYPE!r}", file=name, field=f"{field}._type")
+    subjects = statement.get("subject")
+    if not isinstance(subjects, list) or not subjects:
+        raise StatementError("expected a non-empty list of subjects", file=name, field=f"{field}.subject")
+    for i, subject in enumerate(subjects):
+        where = f"{field}.subject[{i}]"
+        if not isinstance(subject, dict):
+            raise StatementError(f"expected an object, got {_type_name(subject)}", file=name, field=where)
+        if not isinstance(subject.get("name", ""), str):
+            raise StatementError("subject name must be a string", file=name, field=f"{where}.name")
+        digest = subject.get("digest")
+        if not isinstance(digest, dict) or not digest:
+            raise StatementError("expected a non-empty digest object", file=name, field=f"{where}.digest")
+        for alg, value in digest.items():
+            if not isinstance(value, str) or not value:
+                raise StatementError("digest values must be non-empty strings", file=name, field=f"{where}.digest.{alg}")
+        sha = digest.get("sha256")
+        if sha is not None and not _is_hex(sha, 64):
+            raise StatementError("sha256 digest must be 64 lowercase hex digits", file=name, field=f"{where}.digest.sha256")
+    ptype = statement.get("predicateType")
+    if not isinstance(ptype, str) or not ptype:
+        raise StatementError("expected a non-empty predicateType string", file=name, field=f"{field}.predicateType")
+    if "predicate" in statement and not isinstance(statement["predicate"], dict):
+        raise StatementError(f"predicate must be an object, got {_type_name(statement['predicate'])}", file=name, field=f"{field}.predicate")
+    return statement
+
+
+def _is_hex(value: Any, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and all(c in "0123456789abcdef" for c in value)
+
+
+# --------------------------------------------------------------------------- verify
+def _candidates(keys: Mapping[str, Any] | Iterable[Any]) -> dict[str, Any]:
+    if isinstance(keys, Mapping):
+        return dict(keys)
+    return {_keys.key_id(k): k for k in keys}
+
+
+def verify_signature(bundle: Bundle, keys: Mapping[str, Any] | Iterable[Any], *, legacy_pae: bool = False) -> tuple[str, Any]:
+    """Find the key that verifies ``bundle``; return (key id, public key) or raise :class:`SignatureMismatch`.
+
+    ``keys`` maps key id -> public key (or is an iterable of public keys). With a hint, only the
+    key with that id is tried (model-signing refuses a hint that names another key); without one
+    (older model-signing output), every candidate is tried.
+    """
+    candidates = _candidates(keys)
+    name = bundle.name
+    if not candidates:
+        raise SignatureMismatch("no trusted keys to verify with (fail closed)", file=name)
+    if bundle.hint is not None:
+        if bundle.hint not in candidates:
+            raise SignatureMismatch(f"unknown key hint {_short(bundle.hint)}: no trusted key has this id", file=name, field="verificationMaterial.publicKey.hint")
+        tried = {bundle.hint: candidates[bundle.hint]}
+    else:
+        tried = candidates
+    if bundle.keyid:
+        if bundle.keyid not in tried:
+            raise SignatureMismatch(f"signature keyid {_short(bundle.keyid)} does not name the key {_short(bundle.hint or '?')}", file=name, field="dsseEnvelope.signatures[0].keyid")
+        tried = {bundle.keyid: tried[bundle.keyid]}
+    message = pae(bundle.payload_type, bundle.payload)
+    for kid, key in tried.items():
+        if _keys.verify(key, bundle.signature, message):
+            return kid, key
+        if legacy_pae and _keys.verify(key, bundle.signature, pae_legacy(bundle.payload)):
+            return kid, key
+    if len(tried) == 1:
+        (kid,) = tried
+        raise SignatureMismatch(f"signature does not verify with key {kid}", file=name, field="dsseEnvelope.signatures[0].sig")
+    raise SignatureMismatch(f"signature does not verify with any of the {len(tried)} trusted keys (the bundle names no key)", file=name, field="dsseEnvelope.signatures[0].sig")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def verify_bundle(data: bytes, name: str, keys: Mapping[str, Any] | Iterable[Any], *, legacy_pae: bool = False) -> VerifiedStatement:
+    """Parse, verify the DSSE signature against the candidate keys, then parse the statement."""
+    bundle = parse_bundle(data, name)
+    kid, key = verify_signature(bundle, keys, legacy_pae=legacy_pae)
+    statement = parse_statement(bundle.payload, name, payload_type=bundle.payload_type)
+    return VerifiedStatement(statement=statement, payload=bundle.payload, key_id=kid, public_key=key)
+
+
+# --------------------------------------------------------------------------- sign
+def make_statement(subjects: list[dict[str, Any]], predicate_type: str, predicate: Mapping[str, Any]) -> dict[str, Any]:
+    return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": predicate_type, "predicate": dict(predicate)}
+
+
+def sign_statement(statement: Mapping[str, Any], private_key: Any) -> bytes:
+    """Sign a statement (canonical JSON payload) and return the bundle JSON bytes.
+
+    Deterministic: the same statement and key give the same bytes (RFC 6979 ECDSA, Ed25519).
+    """
+    from mlgate.canonical import canonical_json
+
+    payload = canonical_json(dict(statement))
+    parse_statement(payload, "<statement to sign>")  # refuse to sign something we would not verify
+    signature = _keys.sign(private_key, pae(IN_TOTO_PAYLOAD_TYPE, payload))
+    bundle = {
+        "mediaType": BUNDLE_MEDIA_TYPE,
+        "verificationMaterial": {"publicKey": {"hint": _keys.key_id(private_key.public_key())}, "tlogEntries": []},
+        "dsseEnvelope": {
+            "payload": _b64(payload),
+            "payloadType": IN_TOTO_PAYLOAD_TYPE,
+            "signatures": [{"sig": _b64(signature), "keyid": ""}],
+        },
+    }
+    return json.dumps(bundle, separators=(",", ":"), ensure_ascii=True).encode("ascii")

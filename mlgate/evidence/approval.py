@@ -1,0 +1,179 @@
+"""Signed approvals (21 CFR Part 11): create one, and verify one into an ``approvals.records[]`` fact.
+
+An approval is an in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v0.3 (key mode;
+:mod:`mlgate.attestation`), with predicate type ``https://mlgate.dev/attestation/approval/v1``::
+
+    subject: [{name: <release name>, digest: {sha256: <model digest>}}]     # 11.70: bound to the model
+    predicate:                                                           # 11.50: who, when, meaning
+      signer: {id: jane.roe@hospital.example, printedName: Dr. Jane Roe}
+      role: clinical-safety-officer
+      meaning: approval                 # review | approval | responsibility | authorship
+      environment: production
+      signedAt: 2026-11-28T09:00:00Z
+      expiresAt: 2027-02-28T09:00:00Z   # or null
+      evidenceDigests: {evidence/model_card.md: <sha256>, ...}
+      comment: "..."                    # or null
+
+validated by ``schemas/approval_predicate.schema.json``.
+
+A record is ``verified`` only when the bundle parses, its signature verifies with a key that the
+trust policy lists for an approver, that approver is the one the predicate names (a valid
+signature by A claiming to be B is not verified) with the printed name the trust policy holds,
+and the statement and predicate validate. Whether the role, the meaning and the environment are
+authorised for that approver are separate facts for the policy. Expiry is compared with the
+evaluation time by the policy (``expires_at_ns``), not here.
+
+Hostile bytes never raise: they give ``verified: false`` and a one-line ``reason``. Claimed
+fields are filled in once the signature verified and the predicate validated (so a person can
+read what was claimed); ``role_authorised``/``meaning_authorised``/``environment_authorised`` are
+true only for a verified record.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Mapping
+
+from mlgate.attestation import AttestationError, make_statement, sign_statement, verify_bundle
+from mlgate.canonical import sha256_hex
+from mlgate.clock import epoch_ns, parse_time, rfc3339
+from mlgate.errors import InputError
+from mlgate.keys import load_private_key_pem
+from mlgate.trust import TrustPolicy, schema_errors
+
+PREDICATE_TYPE = "https://mlgate.dev/attestation/approval/v1"
+SCHEMA_FILE = "approval_predicate.schema.json"
+_PREDICATE = "dsseEnvelope.payload.predicate"
+
+
+def _is_hex64(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+# --------------------------------------------------------------------------- create
+def create_approval(
+    private_key_pem: bytes,
+    *,
+    release_name: str,
+    model_digest: str,
+    printed_name: str,
+    signer_id: str,
+    role: str,
+    meaning: str,
+    environment: str,
+    signed_at: dt.datetime,
+    expires_at: dt.datetime | None,
+    evidence_digests: Mapping[str, str],
+    comment: str | None,
+) -> bytes:
+    """Sign an approval and return the bundle JSON bytes (deterministic for a fixed key and time).
+
+    Raises :class:`InputError` for an unusable key or an argument the verifier would refuse.
+    """
+    key = load_private_key_pem(private_key_pem, "<private key>")
+    if not isinstance(release_name, str) or not release_name.strip():
+        raise InputError("the release name must be a non-empty string", field="subject[0].name")
+    if not _is_hex64(model_digest):
+        raise InputError("the model digest must be 64 lowercase hex digits (sha256)", field="subject[0].digest.sha256")
+    if signed_at.tzinfo is None or (expires_at is not None and expires_at.tzinfo is None):
+        raise InputError("signed_at and expires_at must be timezone-aware", field="predicate.signedAt")
+    if expires_at is not None and expires_at <= signed_at:
+        raise InputError(f"expires_at {rfc3339(expires_at)} is not after signed_at {rfc3339(signed_at)}", field="predicate.expiresAt")
+    predicate = {
+        "signer": {"id": signer_id, "printedName": printed_name},
+        "role": role,
+        "meaning": meaning,
+        "environment": environment,
+        "signedAt": rfc3339(signed_at),
+        "expiresAt": rfc3339(expires_at) if expires_at is not None else None,
+        "evidenceDigests": {k: evidence_digests[k] for k in sorted(evidence_digests)},
+        "comment": comment,
+    }
+    errors = schema_errors(predicate, SCHEMA_FILE)
+    if errors:
+        where, message = errors[0]
+        raise InputError(message, field="predicate" + where[1:])
+    statement = make_statement([{"name": release_name, "digest": {"sha256": model_digest}}], PREDICATE_TYPE, predicate)
+    return sign_statement(statement, key)
+
+
+# --------------------------------------------------------------------------- verify
+def _record(name: str, data: bytes) -> dict[str, Any]:
+    return {
+        "path": name, "digest": sha256_hex(data),
+        "verified": False, "reason": None,
+        "signer_id": None, "printed_name": None, "role": None, "meaning": None,
+        "role_authorised": False, "meaning_authorised": False, "environment_authorised": False,
+        "key_id": None,
+        "signed_at": None, "signed_at_ns": None, "expires_at": None, "expires_at_ns": None,
+        "environment": None, "subject_digest": None,
+        "evidence_digests": {}, "comment": None,
+    }
+
+
+def _fail(record: dict[str, Any], name: str, message: str, field: str | None = None) -> dict[str, Any]:
+    record["reason"] = InputError(message, file=name, field=field).diagnostics()
+    return record
+
+
+def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
+    """One ``approvals.records[]`` entry for the approval bytes ``data`` (read by the caller)."""
+    record = _record(name, data)
+    try:
+        verified = verify_bundle(data, name, trust.approver_keys())
+    except AttestationError as exc:
+        record["reason"] = exc.diagnostics()
+        return record
+    record["key_id"] = verified.key_id
+    approver = trust.approver_for_key(verified.key_id)
+    if approver is None:  # pragma: no cover - approver_keys() only holds approver keys
+        return _fail(record, name, f"key {verified.key_id} belongs to no approver")
+
+    statement = verified.statement
+    if statement["predicateType"] != PREDICATE_TYPE:
+        return _fail(record, name, f"got {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}", "dsseEnvelope.payload.predicateType")
+    subjects = statement["subject"]
+    if len(subjects) != 1:
+        return _fail(record, name, f"expected exactly one subject (the model), got {len(subjects)}", "dsseEnvelope.payload.subject")
+    subject = subjects[0]
+    if set(subject) != {"name", "digest"} or not isinstance(subject["name"], str) or not subject["name"]:
+        return _fail(record, name, "the subject needs exactly a non-empty name and a digest", "dsseEnvelope.payload.subject[0]")
+    if set(subject["digest"]) != {"sha256"}:
+        return _fail(record, name, "the subject digest must be exactly {sha256: <model digest>}", "dsseEnvelope.payload.subject[0].digest")
+    predicate = statement.get("predicate")
+    errors = schema_errors(predicate, SCHEMA_FILE)
+    if errors:
+        where, message = errors[0]
+        return _fail(record, name, message, _PREDICATE + where[1:])
+    try:
+        signed_at = parse_time(predicate["signedAt"])
+        expires_at = parse_time(predicate["expiresAt"]) if predicate["expiresAt"] is not None else None
+    except (ValueError, OverflowError) as exc:
+        return _fail(record, name, f"not a valid time: {exc}", f"{_PREDICATE}.signedAt")
+    if expires_at is not None and expires_at <= signed_at:
+        return _fail(record, name, f"expiresAt {rfc3339(expires_at)} is not after signedAt {rfc3339(signed_at)}", f"{_PREDICATE}.expiresAt")
+
+    claimed_id = predicate["signer"]["id"]
+    record.update({
+        "signer_id": claimed_id,
+        "printed_name": predicate["signer"]["printedName"],
+        "role": predicate["role"],
+        "meaning": predicate["meaning"],
+        "signed_at": rfc3339(signed_at), "signed_at_ns": epoch_ns(signed_at),
+        "expires_at": rfc3339(expires_at) if expires_at else None,
+        "expires_at_ns": epoch_ns(expires_at) if expires_at else None,
+        "environment": predicate["environment"],
+        "subject_digest": subject["digest"]["sha256"],
+        "evidence_digests": dict(predicate["evidenceDigests"]),
+        "comment": predicate["comment"],
+    })
+    if claimed_id != approver.id:
+        return _fail(record, name, f"signed with key {verified.key_id} of approver {approver.id!r}, but the approval claims signer {claimed_id!r}", f"{_PREDICATE}.signer.id")
+    if predicate["signer"]["printedName"] != approver.name:
+        return _fail(record, name, f"printed name {predicate['signer']['printedName']!r} differs from {approver.name!r} in the trust policy", f"{_PREDICATE}.signer.printedName")
+
+    record["verified"] = True
+    record["role_authorised"] = predicate["role"] in approver.roles
+    record["meaning_authorised"] = predicate["meaning"] in approver.meanings
+    record["environment_authorised"] = approver.may_act_in(predicate["environment"])
+    return record
