@@ -326,7 +326,7 @@ MUTATIONS: list[tuple[str, dict[str, Any], str]] = [
         "/evidence/bias_audit/comparisons/1/p_holm": 0.00002,
     }, "MLG-BIAS-002"),
     ("upper bound of gap above delta", {"/evidence/bias_audit/comparisons/1/gap_ci_high": 0.051}, "MLG-BIAS-006"),
-    ("group below n_min", {"/evidence/bias_audit/groups/1/positives": 12}, "MLG-BIAS-005"),
+    ("group below n_min", {"/evidence/bias_audit/groups/1/trials": 12}, "MLG-BIAS-005"),
     ("audit of another model", {"/evidence/bias_audit/subject_digest": ODIGEST}, "MLG-BIAS-004"),
     ("flip approval verified", {f"{CSO}/verified": False, f"{CSO}/reason": "bad signature"}, "MLG-APPR-003"),
     ("flip signature verified", {"/evidence/model_signature/verified": False}, "MLG-SIG-003"),
@@ -335,7 +335,8 @@ MUTATIONS: list[tuple[str, dict[str, Any], str]] = [
     ("change evidence after approval", {"/evidence_files/evidence~1model_card.md": ODIGEST}, "MLG-APPR-012"),
     ("expire an approval", {f"{CSO}/expires_at_ns": EVALUATED_AT_NS - 1}, "MLG-APPR-008"),
     ("approval signed in the future", {f"{QA}/signed_at_ns": EVALUATED_AT_NS + 1}, "MLG-APPR-009"),
-    ("approval for staging", {f"{QA}/environment": "staging"}, "MLG-APPR-011"),
+    ("approval for staging", {f"{QA}/environment": "staging"}, "MLG-APPR-004"),
+    ("signer not authorised for environment", {f"{QA}/environment_authorised": False}, "MLG-APPR-011"),
     ("remove a required role", {QA: DROP}, "MLG-APPR-004"),
     ("role not authorised", {f"{QA}/role_authorised": False}, "MLG-APPR-005"),
     ("same person twice", {f"{QA}/signer_id": "jane.roe@hospital.example"}, "MLG-APPR-006"),
@@ -360,7 +361,8 @@ def test_gap_message_names_the_numbers() -> None:
         _set(document, pointer, value)
     (message,) = [v["message"] for v in decide(document)["violations"] if v["id"] == "MLG-BIAS-002"]
     assert message.startswith("recall for race=B is 0.83 vs 0.84 for rest (gap 0.215, 95% CI 0.12 to 0.3; ")
-    assert "p_holm 0.00002 < alpha 0.05; gap >= delta 0.05" in message
+    # regorus prints %.2e as 2e-5, OPA as 2.00e-05: accept either
+    assert re.search(r"p_holm 2(\.00)?e-0?5 < alpha 0\.05; gap >= delta 0\.05", message), message
 
 
 def test_moved_approval_message_names_both_digests() -> None:
@@ -413,7 +415,7 @@ INFORMATIONAL = re.compile(
     r"|evidence/data_validation/records/\d+/(digest|errors|path|format|gx_version|suite_name|evaluated|successful"
     r"|unsuccessful|failed_expectations|validated_at)"
     r"|evidence/bias_audit/(alpha|n_min|reference|seed|predictions_digest|tool_versions(/.*)?|created_at"
-    r"|groups/\d+/(n|tp|fn|value|ci_low|ci_high)|comparisons/\d+/(p_value|reference_group))"
+    r"|groups/\d+/(n|tp|fn|positives|successes|value|ci_low|ci_high)|comparisons/\d+/(p_value|reference_group))"
     r"|evidence/approvals/records/\d+/(path|digest|reason|key_id|signed_at|expires_at|comment)"
     r"|evidence/model_signature/(reason|signer_id|key_id))$"
 )

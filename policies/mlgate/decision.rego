@@ -32,6 +32,7 @@ rule_warnings := [
 	data.mlgate.rules.model_card.warning,
 	data.mlgate.rules.data_validation.warning,
 	data.mlgate.rules.bias.warning,
+	data.mlgate.rules.approvals.warning,
 ]
 
 # With no input document at all, the rules above cannot name what is missing.

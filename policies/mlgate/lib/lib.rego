@@ -73,8 +73,14 @@ num(x) := "<missing>" if not is_number(x)
 # obj[key] as a number for a message (see num)
 n(obj, key) := num(object.get(obj, key, null))
 
-# a p-value for a message: unrounded, so 2e-05 does not print as 0
-p(obj, key) := sprintf("%v", [x]) if {
+# a p-value for a message: small ones in scientific notation (3 significant
+# digits) so 2e-05 does not print as 0, others rounded to 4 decimals
+p(obj, key) := sprintf("%.2e", [x]) if {
+	x := object.get(obj, key, null)
+	is_number(x)
+	x != 0
+	abs(x) < 0.001
+} else := sprintf("%v", [round(x * 10000) / 10000]) if {
 	x := object.get(obj, key, null)
 	is_number(x)
 } else := "<missing>"

@@ -23,16 +23,28 @@ what(x) := sprintf("%s by %s", [lib.s(x, "meaning"), lib.s(x, "role")])
 
 person(r) := lower(r.signer_id) if is_string(r.signer_id)
 
-# A verified approval whose role and meaning the trust policy grants its signer.
+# The approvals signed for the environment being gated. A release may carry
+# approvals for several environments; each gate judges its own (approvals for
+# other environments are not counted, see MLG-APPR-014). Every approval's
+# signature must verify, whatever its environment (MLG-APPR-003).
+relevant contains r if {
+	some r in records
+	r.environment == input.environment
+}
+
+# A verified approval for this environment whose role, meaning and environment
+# the trust policy grants its signer.
 effective(r) if {
 	lib.is_true(r, "verified")
 	lib.is_true(r, "role_authorised")
 	lib.is_true(r, "meaning_authorised")
+	lib.is_true(r, "environment_authorised")
+	r.environment == input.environment
 }
 
 # The people whose effective approvals fill required entry i.
 fillers(i) := {person(r) |
-	some r in records
+	some r in relevant
 	effective(r)
 	r.role == required[i].role
 	r.meaning == required[i].meaning
@@ -120,7 +132,7 @@ violation contains v if {
 violation contains v if {
 	some i, x in required
 	count(fillers(i)) == 0
-	found := [sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in records; effective(r)]
+	found := [sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in relevant; effective(r)]
 	v := {
 		"id": "MLG-APPR-004",
 		"severity": "critical",
@@ -134,15 +146,15 @@ violation contains v if {
 # METADATA
 # title: Approver not authorised for the role or meaning
 # description: >-
-#   A verified approval claims a role or meaning the trust policy does not
-#   grant its signer.
+#   A verified approval for this environment claims a role, meaning or
+#   environment the trust policy does not grant its signer.
 # custom:
 #   id: MLG-APPR-005
 #   severity: critical
 #   controls: [21CFR11.10(g), 21CFR11.50]
 #   remediation: Have an authorised person sign, or (after review) list the role for the signer in the trust policy.
 violation contains v if {
-	some r in records
+	some r in relevant
 	lib.is_true(r, "verified")
 	not effective(r)
 	v := {
@@ -150,7 +162,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "21CFR11.50"],
 		"remediation": "Have an authorised person sign, or (after review) list the role for the signer in the trust policy.",
-		"message": sprintf("approval %s by %s signs %s, but the trust policy authorises this signer for the role: %s, the meaning: %s; expected both authorised", [lib.s(r, "path"), lib.s(r, "signer_id"), what(r), lib.s(r, "role_authorised"), lib.s(r, "meaning_authorised")]),
+		"message": sprintf("approval %s by %s signs %s for %s, but the trust policy authorises this signer for the role: %s, the meaning: %s, the environment: %s; expected all three authorised", [lib.s(r, "path"), lib.s(r, "signer_id"), what(r), lib.s(r, "environment"), lib.s(r, "role_authorised"), lib.s(r, "meaning_authorised"), lib.s(r, "environment_authorised")]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -219,7 +231,7 @@ owner := lower(input.release.owner) if is_string(input.release.owner)
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have someone other than the release owner give the approval.
 violation contains v if {
-	some r in records
+	some r in relevant
 	person(r) == owner
 	v := {
 		"id": "MLG-APPR-007",
@@ -260,7 +272,7 @@ unexpired(r) if {
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have the approver review the release again and sign a new approval.
 violation contains v if {
-	some r in records
+	some r in relevant
 	not unexpired(r)
 	v := {
 		"id": "MLG-APPR-008",
@@ -289,7 +301,7 @@ signed_in_past(r) if {
 #   controls: [21CFR11.50, 21CFR11.10(e)]
 #   remediation: Check the signer's clock and have the approver sign again.
 violation contains v if {
-	some r in records
+	some r in relevant
 	not signed_in_past(r)
 	v := {
 		"id": "MLG-APPR-009",
@@ -313,7 +325,7 @@ violation contains v if {
 #   controls: [21CFR11.70]
 #   remediation: Have the approvers review and sign this model; an approval cannot be moved to another model.
 violation contains v if {
-	some r in records
+	some r in relevant
 	not r.subject_digest == lib.model_digest
 	v := {
 		"id": "MLG-APPR-010",
@@ -326,22 +338,50 @@ violation contains v if {
 }
 
 # METADATA
-# title: Approval is for another environment
-# description: The approval names a different deployment environment than the one being gated.
+# title: Approver not authorised for the environment
+# description: >-
+#   A verified approval for this environment is signed by someone the trust
+#   policy does not authorise to approve for it.
 # custom:
 #   id: MLG-APPR-011
 #   severity: critical
-#   controls: [21CFR11.50, 21CFR11.70]
-#   remediation: Have the approver sign for this environment (mlgate approve --env ENV).
+#   controls: [21CFR11.10(g), 21CFR11.50]
+#   remediation: Have an approver the trust policy lists for this environment sign, or (after review) add the environment to the signer's entry.
 violation contains v if {
-	some r in records
-	not r.environment == input.environment
+	some r in relevant
+	lib.is_true(r, "verified")
+	not lib.is_true(r, "environment_authorised")
 	v := {
 		"id": "MLG-APPR-011",
 		"severity": "critical",
-		"controls": ["21CFR11.50", "21CFR11.70"],
-		"remediation": "Have the approver sign for this environment (mlgate approve --env ENV).",
-		"message": sprintf("approval %s by %s is for environment %s; expected %s", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "environment"), lib.s(input, "environment")]),
+		"controls": ["21CFR11.10(g)", "21CFR11.50"],
+		"remediation": "Have an approver the trust policy lists for this environment sign, or (after review) add the environment to the signer's entry.",
+		"message": sprintf("approval %s by %s is for %s, but the trust policy does not authorise this signer for environment %s", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "environment"), lib.s(input, "environment")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Approval for another environment not counted
+# description: >-
+#   A verified approval names another environment than the one being gated; it
+#   is not counted here (a production approval does not approve staging, nor
+#   the other way round).
+# custom:
+#   id: MLG-APPR-014
+#   severity: low
+#   controls: [21CFR11.50]
+#   remediation: None needed if the environment's own approvals are present; otherwise sign for this environment (mlgate approve --env ENV).
+warning contains v if {
+	some r in records
+	lib.is_true(r, "verified")
+	not r.environment == input.environment
+	v := {
+		"id": "MLG-APPR-014",
+		"severity": "low",
+		"controls": ["21CFR11.50"],
+		"remediation": "None needed if the environment's own approvals are present; otherwise sign for this environment (mlgate approve --env ENV).",
+		"message": sprintf("approval %s by %s is for environment %s, not %s; not counted", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "environment"), lib.s(input, "environment")]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -396,7 +436,7 @@ evidence_diff(r) := [part |
 #   remediation: Have the approver review the current evidence and sign again.
 violation contains v if {
 	is_object(evidence_files)
-	some r in records
+	some r in relevant
 	count(evidence_diff(r)) > 0
 	v := {
 		"id": "MLG-APPR-012",
@@ -431,7 +471,7 @@ violation contains v if {
 #   controls: [21CFR11.50]
 #   remediation: Have the approver sign again with their printed name and the meaning of the signature.
 violation contains v if {
-	some r in records
+	some r in relevant
 	some key in ["printed_name", "meaning"]
 	not lib.has_text(r, key)
 	v := {

@@ -168,10 +168,27 @@ test_model_changed_after_approval if {
 test_approval_for_other_environment if {
 	ids(td.good_staging_input) == set()
 	inp := json.patch(td.good_staging_input, [{"op": "replace", "path": "/evidence/approvals/records/0/environment", "value": "production"}])
+	# the production approval is not counted for staging: the required approval is missing
+	td.ids(violations(inp)) == {"MLG-APPR-004"}
+	some w in data.mlgate.rules.approvals.warning with input as inp with data.mlgate.environments as td.environments
+	w.id == "MLG-APPR-014"
+	w.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example is for environment production, not staging; not counted"
+}
+
+test_approval_for_this_environment_by_unauthorised_signer if {
+	inp := json.patch(td.good_staging_input, [{"op": "replace", "path": "/evidence/approvals/records/0/environment_authorised", "value": false}])
 	vs := violations(inp)
-	td.ids(vs) == {"MLG-APPR-011"}
+	td.ids(vs) == {"MLG-APPR-004", "MLG-APPR-005", "MLG-APPR-011"}
 	some v in vs
-	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example is for environment production; expected staging"
+	v.id == "MLG-APPR-011"
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example is for staging, but the trust policy does not authorise this signer for environment staging"
+}
+
+test_other_environment_approval_with_bad_signature_still_denies if {
+	inp := json.patch(td.good_staging_input, [
+		{"op": "add", "path": "/evidence/approvals/records/-", "value": object.union(td.cso_approval, {"environment": "production", "verified": false, "reason": "signature does not verify"})},
+	])
+	"MLG-APPR-003" in td.ids(violations(inp))
 }
 
 test_evidence_changed_since_approval if {

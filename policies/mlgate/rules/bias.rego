@@ -157,15 +157,16 @@ violation contains v if {
 	}
 }
 
-# The number the metric is a proportion of: positives for recall-like metrics,
-# all members otherwise.
-denominator_key := "positives" if {
-	audit.metric in {"recall", "true_positive_rate", "false_negative_rate", "sensitivity"}
-} else := "n"
+# Every metric is a proportion successes / trials; n_min applies to the trials:
+# positives for recall, negatives for specificity, predicted positives for
+# precision, members for selection rate.
+denominator_names := {"recall": "positives", "specificity": "negatives", "precision": "predicted positives", "selection_rate": "members"}
+
+denominator_name := object.get(denominator_names, metric, "trials")
 
 insufficient_group(g) if not lib.is_false(g, "insufficient")
 
-insufficient_group(g) if not object.get(g, denominator_key, null) >= cfg.n_min
+insufficient_group(g) if not object.get(g, "trials", null) >= cfg.n_min
 
 # METADATA
 # title: Insufficient evidence for a subgroup
@@ -186,7 +187,7 @@ violation contains v if {
 		"severity": "high",
 		"controls": ["GMLP-3", "GMLP-8", "EUAIA-10"],
 		"remediation": "Collect more evaluation cases for the subgroup (at least n_min) and audit again.",
-		"message": sprintf("group %s has %s %s (audit marks insufficient: %s); expected at least n_min %s to judge %s", [label(g), lib.s(g, denominator_key), denominator_key, lib.s(g, "insufficient"), lib.s(cfg, "n_min"), metric]),
+		"message": sprintf("group %s has %s %s (audit marks insufficient: %s); expected at least n_min %s to judge %s", [label(g), lib.s(g, "trials"), denominator_name, lib.s(g, "insufficient"), lib.s(cfg, "n_min"), metric]),
 		"subject": label(g),
 	}
 }

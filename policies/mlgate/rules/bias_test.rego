@@ -16,7 +16,7 @@ warnings(inp) := ws if {
 ids(inp) := td.ids(violations(inp))
 
 # race=C: recall 0.625 vs 0.84 for the rest
-group_c := {"attribute": "race", "group": "C", "n": 400, "positives": 120, "tp": 75, "fn": 45, "value": 0.625, "ci_low": 0.54, "ci_high": 0.70, "insufficient": false}
+group_c := {"attribute": "race", "group": "C", "n": 400, "positives": 120, "tp": 75, "fn": 45, "successes": 75, "trials": 120, "value": 0.625, "ci_low": 0.54, "ci_high": 0.70, "insufficient": false}
 
 comparison_c := {
 	"attribute": "race", "group": "C", "reference_group": "rest", "value": 0.625, "reference_value": 0.84,
@@ -55,7 +55,7 @@ test_significant_gap if {
 	some v in vs
 	v.id == "MLG-BIAS-002"
 	v.subject == "race=C"
-	v.message == "recall for race=C is 0.625 vs 0.84 for rest (gap 0.215, 95% CI 0.12 to 0.3; p_holm 0.00002 < alpha 0.05; gap >= delta 0.05); expected a gap below delta or no significant difference"
+	v.message == "recall for race=C is 0.625 vs 0.84 for rest (gap 0.215, 95% CI 0.12 to 0.3; p_holm 2e-5 < alpha 0.05; gap >= delta 0.05); expected a gap below delta or no significant difference"
 }
 
 test_gap_at_delta_and_significant_fails if {
@@ -116,7 +116,7 @@ test_audit_without_subject_digest if {
 }
 
 test_group_below_n_min if {
-	g := object.union(group_c, {"positives": 29, "tp": 20, "fn": 9})
+	g := object.union(group_c, {"positives": 29, "tp": 20, "fn": 9, "successes": 20, "trials": 29})
 	inp := with_group_and_comparison(g, harmless_c)
 	vs := violations(inp)
 	{v.id | some v in vs} == {"MLG-BIAS-005"}
@@ -125,7 +125,7 @@ test_group_below_n_min if {
 }
 
 test_group_at_n_min_passes if {
-	g := object.union(group_c, {"positives": 30, "tp": 25, "fn": 5})
+	g := object.union(group_c, {"positives": 30, "tp": 25, "fn": 5, "successes": 25, "trials": 30})
 	count(violations(with_group_and_comparison(g, harmless_c))) == 0
 }
 

@@ -54,6 +54,7 @@ approval(path, signer, name, role, meaning, env) := {
 	"meaning": meaning,
 	"role_authorised": true,
 	"meaning_authorised": true,
+	"environment_authorised": true,
 	"key_id": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a",
 	"signed_at": "2026-11-20T09:30:00Z",
 	"signed_at_ns": 1795167000000000000,
@@ -77,7 +78,7 @@ cso_approval := approval(
 
 group(attribute, name, n, positives, tp) := {
 	"attribute": attribute, "group": name, "n": n, "positives": positives,
-	"tp": tp, "fn": positives - tp, "value": tp / positives,
+	"tp": tp, "fn": positives - tp, "successes": tp, "trials": positives, "value": tp / positives,
 	"ci_low": (tp / positives) - 0.06, "ci_high": (tp / positives) + 0.05, "insufficient": false,
 }
 
