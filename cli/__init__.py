@@ -90,7 +90,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         click.echo(f"mlgate: {decision.result.upper()} (decision {decision.decision_id}); report written to {output_file}")
     else:
         click.echo(report)
-    if decision.error and fmt != "text":
+    if decision.error:
         click.echo(f"mlgate: error: {decision.error}", err=True)
     sys.exit(decision.exit_code)
 
@@ -127,7 +127,7 @@ def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, envi
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 def keygen(kind, prefix, force):
     """Generate a signing key pair for approvals or model signatures."""
-    from mlgate.keys import generate_keypair, key_id, load_public_key
+    from mlgate.keys import generate_keypair, key_id, load_public_key_pem
 
     private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for p in (private_path, public_path):
@@ -146,7 +146,7 @@ def keygen(kind, prefix, force):
     except OSError as exc:
         click.echo(f"mlgate: error: {prefix}: cannot write the key pair: {exc.strerror}", err=True)
         sys.exit(EXIT_ERROR)
-    click.echo(f"mlgate: wrote {private_path} and {public_path} (key id {key_id(load_public_key(public_pem, str(public_path)))})")
+    click.echo(f"mlgate: wrote {private_path} and {public_path} (key id {key_id(load_public_key_pem(public_pem, str(public_path)))})")
 
 
 @cli.group()
@@ -164,22 +164,23 @@ def evidence() -> None:
 @click.option("--n-min", default=30, show_default=True, type=click.IntRange(min=1), help="Minimum denominator (e.g. positives) per group.")
 @click.option("--confidence", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--model-digest", help="sha256 of the model the predictions came from (default: from --release).")
+@click.option("--model-digest", help="Model digest (hex) the record names as its subject.")
+@click.option("--model", "model_path", type=click.Path(exists=True, path_type=Path), help="Model file or directory; its model-signing digest is the subject.")
 @click.option("--release", "release_dir", type=click.Path(path_type=Path), help="Release whose model digest the record names.")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.pass_context
-def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n_min, confidence, seed, model_digest, release_dir, out):
+def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n_min, confidence, seed, model_digest, model_path, release_dir, out):
     """Per-subgroup bias audit (Fairlearn MetricFrame, Wilson/Newcombe CIs, Holm-corrected score tests)."""
     import json
 
     try:
         from mlgate.evidence.bias import compute_bias_audit
 
-        if model_digest is None and release_dir is not None:
+        if model_digest is None and (model_path is not None or release_dir is not None):
             from mlgate.evidence.model_digest import compute_model_digest
             from mlgate.manifest import load_release
 
-            model_digest = compute_model_digest(load_release(release_dir).model_path).root
+            model_digest = compute_model_digest(model_path or load_release(release_dir).model_path).root
         record = compute_bias_audit(
             predictions, label=label, pred=pred, sensitive=[s.strip() for s in sensitive.split(",") if s.strip()],
             metric=metric, reference=reference, n_min=n_min, confidence=confidence, seed=seed,

@@ -171,7 +171,7 @@ def _evaluate(release_dir: Path, options: GateOptions, now: dt.datetime, base: d
     state["model_digest"] = facts.model["digest"]
     state["evidence_digests"] = facts.all_digests
     state["approvals"] = tuple(
-        {k: r.get(k) for k in ("printed_name", "signer_id", "role", "meaning", "signed_at", "verified", "reason", "path")}
+        {k: r.get(k) for k in ("printed_name", "signer_id", "role", "meaning", "environment", "signed_at", "verified", "reason", "path")}
         for r in facts.evidence["approvals"]["records"]
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)

@@ -40,7 +40,9 @@ def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, A
     errors = [e for r in records for e in r.get("errors", [])]
     return {
         "present": bool(records),
-        "valid": bool(records) and all(r.get("valid", False) for r in records),
+        # A record is valid when its reader said so; approval records carry no `valid` of their
+        # own (verification failures are facts with a reason), so for them it means "no errors".
+        "valid": bool(records) and all(r.get("valid", not r.get("errors")) for r in records),
         "authenticated": authenticated and bool(records) and all(r.get("verified", False) for r in records),
         "errors": errors,
         "records": records,

@@ -34,7 +34,7 @@ def render(decision: Decision) -> str:
         for a in decision.approvals:
             status = "verified" if a.get("verified") else f"NOT verified ({a.get('reason')})"
             lines.append(f"  {a.get('printed_name') or '?'} <{a.get('signer_id') or '?'}>, {a.get('role') or '?'}: "
-                         f"{a.get('meaning') or '?'} signed {a.get('signed_at') or '?'} [{status}]")
+                         f"{a.get('meaning') or '?'} for {a.get('environment') or '?'}, signed {a.get('signed_at') or '?'} [{status}]")
     if decision.audit:
         lines.append(f"  audit: {decision.audit.location} #{decision.audit.sequence}")
     return "\n".join(lines)

@@ -1,0 +1,116 @@
+"""The embedded engine fails closed: no policy, undefined, errors, timeouts, missing builtins."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from mlgate.engine import create_engine
+from mlgate.errors import EngineError, PolicyError, UndefinedDecision
+from mlgate.policy import bundled_policy_dir, load_policy
+
+
+def write_policy(tmp_path, text, data=None, name="p.rego"):
+    (tmp_path / name).write_text(text)
+    if data is not None:
+        d = tmp_path / "mlgate" / "environments" / "production"
+        d.mkdir(parents=True)
+        (d / "data.json").write_text(json.dumps(data))
+    return load_policy(tmp_path)
+
+
+def test_no_policy_is_an_error(tmp_path):
+    with pytest.raises(PolicyError, match="no Rego policy found"):
+        load_policy(tmp_path)
+    (tmp_path / "only_test.rego").write_text("package x_test\nimport rego.v1\ntest_a if true\n")
+    with pytest.raises(PolicyError, match="no Rego policy found"):
+        load_policy(tmp_path)
+
+
+def test_missing_policy_dir(tmp_path):
+    with pytest.raises(PolicyError, match="policy directory not found"):
+        load_policy(tmp_path / "nope")
+
+
+def test_undefined_decision_raises(tmp_path):
+    policy = write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": true} if input.never\n")
+    engine = create_engine("embedded", policy)
+    with pytest.raises(UndefinedDecision):
+        engine.decide({"x": 1})
+
+
+def test_wrong_package_is_undefined(tmp_path):
+    policy = write_policy(tmp_path, "package other\nimport rego.v1\ndecision := {\"allow\": true}\n")
+    with pytest.raises(UndefinedDecision):
+        create_engine("embedded", policy).decide({})
+
+
+def test_data_is_wrapped_by_directory(tmp_path):
+    policy = write_policy(
+        tmp_path,
+        "package mlgate\nimport rego.v1\ndecision := {\"allow\": data.mlgate.environments[input.environment].ok}\n",
+        data={"ok": True},
+    )
+    assert create_engine("embedded", policy).decide({"environment": "production"}) == {"allow": True}
+
+
+def test_runtime_error_is_engine_error(tmp_path):
+    policy = write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": to_number(input.x)}\n")
+    with pytest.raises(EngineError) as exc:
+        create_engine("embedded", policy).decide({"x": "not a number"})
+    assert "\n" not in str(exc.value)
+
+
+def test_timeout_is_engine_error(tmp_path):
+    slow = "package mlgate\nimport rego.v1\ndecision := {\"allow\": count([1 | some i in numbers.range(1, 4000); some j in numbers.range(1, 4000); i < j]) > 0}\n"
+    engine = create_engine("embedded", write_policy(tmp_path, slow), timeout_s=0.2)
+    with pytest.raises(EngineError, match="exceeded the 0.2 s deadline"):
+        engine.decide({})
+
+
+def test_syntax_error_names_file_and_line(tmp_path):
+    with pytest.raises(PolicyError) as exc:
+        create_engine("embedded", write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\n"))
+    assert "p.rego" in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_missing_builtin_refused_at_load(tmp_path):
+    text = "package mlgate\nimport rego.v1\nok if io.jwt.verify_rs256(input.t, input.k)\ndecision := {\"allow\": ok}\n"
+    with pytest.raises(PolicyError) as exc:
+        create_engine("embedded", write_policy(tmp_path, text))
+    assert "p.rego:3" in str(exc.value) and "io.jwt.verify_rs256" in str(exc.value)
+
+
+def test_user_functions_are_not_builtins(tmp_path):
+    text = ("package mlgate\nimport rego.v1\nimport data.mlgate.lib\n"
+            "double(x) := x * 2\ndecision := {\"allow\": double(lib.one(1)) == 2}\n")
+    (tmp_path / "lib.rego").write_text("package mlgate.lib\nimport rego.v1\none(x) := x\n")
+    engine = create_engine("embedded", write_policy(tmp_path, text))
+    assert engine.decide({}) == {"allow": True}
+
+
+def test_unknown_engine_kind(tmp_path):
+    with pytest.raises(PolicyError, match="unknown policy engine"):
+        create_engine("nope", write_policy(tmp_path, "package mlgate\ndecision := 1\n"))
+
+
+def test_revision_changes_with_any_file(tmp_path):
+    p1 = write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": false}\n", data={"a": 1})
+    (tmp_path / "mlgate" / "environments" / "production" / "data.json").write_text('{"a": 2}')
+    p2 = load_policy(tmp_path)
+    assert p1.revision != p2.revision
+
+
+def test_data_override_merges(tmp_path):
+    write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": false}\n", data={"bias": {"delta": 0.05, "alpha": 0.05}})
+    override = tmp_path / "o.json"
+    override.write_text(json.dumps({"mlgate": {"environments": {"production": {"bias": {"delta": 0.1}}}}}))
+    policy = load_policy(tmp_path, data_overrides=[override])
+    assert policy.data["mlgate"]["environments"]["production"]["bias"] == {"delta": 0.1, "alpha": 0.05}
+
+
+def test_bundled_policy_loads_without_missing_builtins():
+    policy = load_policy(bundled_policy_dir())
+    assert policy.trust_policy_path is not None
+    create_engine("embedded", policy)
