@@ -289,7 +289,7 @@ def age_band(age: np.ndarray) -> np.ndarray:
 def write_release(
     release: Path, *, name: str, manifest_name: str, version: str, description: str, frames: dict, estimator, config: dict,
     suite: tuple[str, list], predictions: dict, sensitive: str, card: str, approvals: list[tuple], dates: dict,
-    storage: str,
+    storage: str, sign: bool = True,
 ) -> None:
     import pandas as pd
 
@@ -300,7 +300,8 @@ def write_release(
     for ds, cols in frames.items():
         write_csv(release / "data" / f"{ds}.csv", cols)
     save_model(release / "model", estimator, config)
-    sign_model(release)
+    if sign:
+        sign_model(release)
 
     suite_name, expectations = suite
     for i, (ds, cols) in enumerate(frames.items()):
@@ -629,6 +630,7 @@ def build_chest_xray() -> None:
         suite=("cxr_metadata_suite", expectations), predictions=predictions, sensitive="sex,age_band", card=card,
         approvals=[("jane.roe", "staging", "approval", "clinical-safety-officer", at(6), "2027-11-06T00:00:00Z", "Approved for staging shadow mode.")],
         dates={"validated": at(3), "bias": at(4)}, storage="s3://models.hospital.example/chest-xray/0.9.0/",
+        sign=False,  # the released (retrained) model is signed below
     )
     # The retrain: new weights, new model signature, bias audit and card re-run; the approval is left as it was.
     save_model(release / "model", retrained, {**config, "C": 0.05})
