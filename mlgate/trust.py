@@ -34,11 +34,11 @@ revocation can be added to them (and checked in :meth:`TrustPolicy.approver_keys
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from mlgate import schemas
 from mlgate.errors import InputError
 from mlgate.keys import MAX_KEY_FILE_BYTES, key_id, key_kind, load_public_key_pem
 from mlgate.safeio import decode_text, display, parse_yaml, read_bytes, resolve_inside
@@ -47,66 +47,9 @@ API_VERSION = "mlgate.dev/v1"
 KIND = "TrustPolicy"
 MEANINGS = ("review", "approval", "responsibility", "authorship")
 
-SCHEMA_DIR = Path(__file__).resolve().parent / "schemas"
-_schema_cache: dict[str, Any] = {}
-
-
-# --------------------------------------------------------------------------- JSON Schema helper
-def json_path(parts: Iterable[Any]) -> str:
-    """``$.approvers[0].keys[1].pem`` for the parts of a JSON Schema error path."""
-    out = "$"
-    for part in parts:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}"
-    return out
-
-
-def load_schema(filename: str) -> Any:
-    if filename not in _schema_cache:
-        _schema_cache[filename] = json.loads((SCHEMA_DIR / filename).read_text(encoding="utf-8"))
-    return _schema_cache[filename]
-
-
-def _clip(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    return {dict: "object", list: "array", str: "string", int: "integer", float: "number"}.get(type(value), type(value).__name__)
-
-
-def _message(error: Any) -> str:
-    """A short message for one jsonschema error (no multi-line dumps of hostile values)."""
-    validator = error.validator
-    if validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {}))) if isinstance(error.instance, dict) else []
-        return f"unexpected field(s) {', '.join(repr(e) for e in extra[:5])}" if extra else _clip(error.message)
-    if validator == "required":
-        return _clip(error.message)
-    if validator == "oneOf" and isinstance(error.instance, dict) and ("pem" in error.instance or "path" in error.instance or not error.instance):
-        return "a key needs exactly one of 'pem' (inline PEM) or 'path' (a file next to the trust policy)"
-    if validator == "const":
-        return f"got {_clip(repr(error.instance), 60)}, expected {error.validator_value!r}"
-    if validator == "enum":
-        return f"got {_clip(repr(error.instance), 60)}, expected one of {', '.join(map(str, error.validator_value))}"
-    if validator == "type":
-        return f"expected {error.validator_value}, got {_json_type(error.instance)}"
-    if validator == "pattern":
-        return f"{_clip(repr(error.instance), 60)} does not match the required pattern {error.validator_value}"
-    return _clip(error.message)
-
-
 def schema_errors(doc: Any, schema_file: str, *, limit: int = 20) -> list[tuple[str, str]]:
     """(JSON path, message) for each schema violation, in document order; [] when valid."""
-    from jsonschema import Draft202012Validator
-
-    validator = Draft202012Validator(load_schema(schema_file))
-    found = sorted(validator.iter_errors(doc), key=lambda e: (json_path(e.absolute_path), str(e.validator)))
-    return [(json_path(e.absolute_path), _message(e)) for e in found[:limit]]
+    return schemas.errors(schema_file, doc, limit=limit)
 
 
 # --------------------------------------------------------------------------- types
@@ -211,7 +154,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
 
     approvers = []
     for i, entry in enumerate(doc.get("approvers", [])):
-        where = f"$.approvers[{i}]"
+        where = f"approvers[{i}]"
         if any(a.id == entry["id"] for a in approvers):
             raise InputError(f"duplicate approver id {entry['id']!r}", file=name, field=f"{where}.id")
         envs = entry.get("environments")
@@ -222,7 +165,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
         ))
     signers = []
     for i, entry in enumerate(doc.get("modelSigners", [])):
-        where = f"$.modelSigners[{i}]"
+        where = f"modelSigners[{i}]"
         if any(s.id == entry["id"] for s in signers):
             raise InputError(f"duplicate model signer id {entry['id']!r}", file=name, field=f"{where}.id")
         signers.append(ModelSigner(id=entry["id"], name=entry["name"], keys=keys_of(entry["keys"], where, f"model signer {entry['id']!r}")))

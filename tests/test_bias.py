@@ -427,9 +427,9 @@ def test_schema_violation_names_file_and_path(record):
 @pytest.mark.parametrize(
     "edit, where",
     [
-        (lambda d: d.pop("groups"), "(document): 'groups' is required"),
+        (lambda d: d.pop("groups"), "$: 'groups' is required"),
         (lambda d: d.update(apiVersion="mlgate.dev/bias-audit/v2"), "apiVersion"),
-        (lambda d: d.update(alpha=0.05), "(document)"),
+        (lambda d: d.update(alpha=0.05), "$"),
         (lambda d: d["comparisons"][0].update(p_holm=1.5), "comparisons[0].p_holm"),
         (lambda d: d["comparisons"][3].update(p_holm=0.01), "comparisons[3].p_holm"),  # insufficient: must be null
         (lambda d: d["comparisons"][2].update(p_holm=None), "comparisons[2].p_holm"),

@@ -224,7 +224,7 @@ def test_gx_0x_result_is_not_supported():
 def test_not_an_object():
     r = read(b"[1, 2, 3]")
     assert r["valid"] is False and r["success"] is False
-    assert r["errors"] == ["evidence/validation.json: $: expected a Great Expectations validation result object, got array"]
+    assert r["errors"] == ["evidence/validation.json: $: expected a Great Expectations validation result object, got list"]
 
 
 def test_unparseable_bytes_raise_input_error():

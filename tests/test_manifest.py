@@ -137,4 +137,4 @@ def test_manifest_file_path_accepted(tmp_path):
 
 def test_unknown_top_level_key(tmp_path):
     msg = _error(tmp_path, textwrap.dedent(GOOD) + "extra: 1\n")
-    assert "Additional properties are not allowed" in msg
+    assert "mlgate.yaml: $: unexpected field(s) 'extra'" in msg

@@ -232,10 +232,10 @@ def test_mct_detected_by_content_without_json_suffix():
     "mutate, message",
     [
         (lambda d: d.__setitem__("considerations", "use it wisely"), "evidence/mc.json: considerations: expected object, got string"),
-        (lambda d: d["considerations"].__setitem__("use_cases", "triage"), "evidence/mc.json: considerations.use_cases: expected array, got string"),
+        (lambda d: d["considerations"].__setitem__("use_cases", "triage"), "evidence/mc.json: considerations.use_cases: expected list, got string"),
         (lambda d: d["considerations"]["limitations"].__setitem__(0, 42), "evidence/mc.json: considerations.limitations[0]:"),
-        (lambda d: d["considerations"]["limitations"][0].__setitem__("description", ["x"]), "evidence/mc.json: considerations.limitations[0].description: expected string, got array"),
-        (lambda d: d["quantitative_analysis"].__setitem__("performance_metrics", {"auc": 1}), "evidence/mc.json: quantitative_analysis.performance_metrics: expected array, got object"),
+        (lambda d: d["considerations"]["limitations"][0].__setitem__("description", ["x"]), "evidence/mc.json: considerations.limitations[0].description: expected string, got list"),
+        (lambda d: d["quantitative_analysis"].__setitem__("performance_metrics", {"auc": 1}), "evidence/mc.json: quantitative_analysis.performance_metrics: expected list, got object"),
         (lambda d: d["model_details"].__setitem__("name", None), "evidence/mc.json: model_details.name: expected string, got null"),
     ],
 )
@@ -337,8 +337,8 @@ def test_hostile_markdown_is_read_in_linear_time(payload):
 def test_mct_schema_is_a_valid_json_schema():
     import jsonschema
 
-    from mlgate.evidence.data_validation import load_schema
+    from mlgate import schemas
 
     for name in ("model_card_toolkit.schema.json", "gx_validation_result.schema.json"):
-        schema = load_schema(name)
+        schema = schemas.load(name)
         jsonschema.validators.validator_for(schema).check_schema(schema)

@@ -92,7 +92,7 @@ def create_approval(
     errors = schema_errors(predicate, SCHEMA_FILE)
     if errors:
         where, message = errors[0]
-        raise InputError(message, field="predicate" + where[1:])
+        raise InputError(message, field=_under("predicate", where))
     statement = make_statement([{"name": release_name, "digest": {"sha256": model_digest}}], PREDICATE_TYPE, predicate)
     return sign_statement(statement, key)
 
@@ -114,6 +114,11 @@ def _record(name: str, data: bytes) -> dict[str, Any]:
 def _fail(record: dict[str, Any], name: str, message: str, field: str | None = None) -> dict[str, Any]:
     record["reason"] = InputError(message, file=name, field=field).diagnostics()
     return record
+
+
+def _under(prefix: str, where: str) -> str:
+    """A schema error path (``$`` for the root) below ``prefix``."""
+    return prefix if where == "$" else f"{prefix}{where}" if where.startswith("[") else f"{prefix}.{where}"
 
 
 def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
@@ -144,7 +149,7 @@ def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, 
     errors = schema_errors(predicate, SCHEMA_FILE)
     if errors:
         where, message = errors[0]
-        return _fail(record, name, message, _PREDICATE + where[1:])
+        return _fail(record, name, message, _under(_PREDICATE, where))
     try:
         signed_at = parse_time(predicate["signedAt"])
         expires_at = parse_time(predicate["expiresAt"]) if predicate["expiresAt"] is not None else None

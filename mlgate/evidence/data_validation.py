@@ -19,11 +19,10 @@ jsonschema is imported lazily: the CLI must start fast and most commands never r
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
+from mlgate import schemas
 from mlgate.canonical import sha256_hex
 from mlgate.clock import epoch_ns, parse_time, rfc3339
 from mlgate.safeio import parse_json
@@ -33,88 +32,8 @@ SCHEMA_FILE = "gx_validation_result.schema.json"
 #: At most this many schema errors are reported per file (the first ones, in document order).
 MAX_ERRORS = 20
 
-_SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
-_schema_cache: dict[str, Any] = {}
-
-
-# --------------------------------------------------------------------------- JSON Schema helper
-def json_path(parts: Iterable[Any]) -> str:
-    """``considerations.use_cases[0].description``; ``$`` for the document itself."""
-    out = ""
-    for part in parts:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "$"
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return type(value).__name__
-
-
-def load_schema(filename: str) -> Any:
-    if filename not in _schema_cache:
-        _schema_cache[filename] = json.loads((_SCHEMA_DIR / filename).read_text(encoding="utf-8"))
-    return _schema_cache[filename]
-
-
-def _explain(err: Any) -> tuple[str, str]:
-    """(json path, what was found and what was expected) for one jsonschema error."""
-    if err.validator in ("anyOf", "oneOf") and err.context:
-        # Report the branch that got furthest (the entry was an object, but its field is wrong) ...
-        deeper = [e for e in err.context if len(e.relative_path) > 0 or e.validator != "type"]
-        if deeper:
-            return _explain(max(deeper, key=lambda e: len(e.absolute_path)))
-        # ... or, when no branch matched the type at all, every type that would have been accepted.
-        accepted: list[str] = []
-        for e in err.context:
-            for t in e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]:
-                if t not in accepted:
-                    accepted.append(t)
-        return json_path(err.absolute_path), f"expected {' or '.join(accepted)}, got {_json_type(err.instance)}"
-    where = json_path(err.absolute_path)
-    if err.validator == "type":
-        expected = err.validator_value
-        expected = " or ".join(expected) if isinstance(expected, list) else expected
-        return where, f"expected {expected}, got {_json_type(err.instance)}"
-    if err.validator == "required":
-        missing = [p for p in err.validator_value if isinstance(err.instance, dict) and p not in err.instance]
-        return where, f"{', '.join(missing) or 'a required field'} is required but missing"
-    return where, err.message[:200]
-
-
 def schema_errors(doc: Any, schema_file: str, name: str) -> list[str]:
-    """One-line messages ``<file>: <json path>: <what was found, what was expected>``."""
-    import jsonschema  # lazy: ~50 ms of import time the CLI must not pay at start
-
-    validator_cls = jsonschema.validators.validator_for(load_schema(schema_file))
-    validator = validator_cls(load_schema(schema_file))
-    found = sorted(validator.iter_errors(doc), key=lambda e: (json_path(e.absolute_path), str(e.validator)))
-    messages: list[str] = []
-    for err in found:
-        where, what = _explain(err)
-        msg = " ".join(f"{name}: {where}: {what}".split())
-        if msg not in messages:
-            messages.append(msg)
-        if len(messages) >= MAX_ERRORS:
-            messages.append(f"{name}: $: more errors not shown")
-            break
-    return messages
+    return schemas.messages(schema_file, doc, name, limit=MAX_ERRORS)
 
 
 # --------------------------------------------------------------------------- small safe getters
@@ -243,7 +162,7 @@ def read_validation_result(
     errors: list[str] = record["errors"]
 
     if not isinstance(doc, dict):
-        errors.append(f"{name}: $: expected a Great Expectations validation result object, got {_json_type(doc)}")
+        errors.append(f"{name}: $: expected a Great Expectations validation result object, got {schemas.json_type(doc)}")
         _link_dataset(record, name, None, datasets, dataset)
         return record
 

@@ -388,7 +388,7 @@ def _described(value: Any, path: str) -> list[tuple[str, str]]:
 
 
 def _read_mct(doc: Any, name: str, data: bytes) -> dict:
-    from mlgate.evidence.data_validation import schema_errors  # shares the lazy jsonschema helper
+    from mlgate import schemas
 
     block = _block(FORMAT_MCT, name, data)
     errors: list[str] = block["errors"]
@@ -398,7 +398,7 @@ def _read_mct(doc: Any, name: str, data: bytes) -> dict:
         return block
     if not any(k in doc for k in _MCT_TOP_LEVEL):
         errors.append(f"{name}: $: none of {', '.join(_MCT_TOP_LEVEL)} is present")
-    errors.extend(schema_errors(doc, SCHEMA_FILE_MCT, name))
+    errors.extend(schemas.messages(SCHEMA_FILE_MCT, doc, name))
 
     def obj(value: Any) -> dict:
         return value if isinstance(value, dict) else {}
