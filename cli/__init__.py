@@ -199,5 +199,9 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
                + (f" ({len(flagged)} comparison(s) with insufficient evidence)" if flagged else ""))
 
 
+# Command groups defined in their own modules under cli/ (each keeps its heavy imports inside
+# its commands). Register each one here, one import and one add_command per module.
+
+
 def main(argv: list[str] | None = None, **extra) -> None:
     cli.main(args=argv, prog_name="mlgate", **extra)

@@ -39,6 +39,37 @@ class AuditSink(Protocol):
         ...
 
 
+def decision_record(decision: Any, request: Any) -> dict[str, Any]:
+    """The audit record of one decision (design.md section 8), before chaining.
+
+    Digests only: no keys, no signatures, no evidence contents."""
+    from mlgate import __version__
+    from mlgate.clock import rfc3339
+
+    return {
+        "decision_id": decision.decision_id,
+        "timestamp": rfc3339(decision.evaluated_at),
+        "actor": request.user,
+        "action": request.operation,
+        "source": request.source,
+        "namespace": request.namespace,
+        "dry_run": request.dry_run,
+        "release": decision.release,
+        "subject_digest": decision.model_digest,
+        "environment": decision.environment,
+        "policy_revision": decision.policy_revision,
+        "engine": decision.engine,
+        "engine_version": decision.engine_version,
+        "mlgate_version": __version__,
+        "input_digest": decision.input_digest,
+        "evidence_digests": decision.evidence_digests,
+        "result": decision.result,
+        "violations": [{"id": v.id, "message": v.message} for v in decision.violations],
+        "warnings": [{"id": w.id, "message": w.message} for w in decision.warnings],
+        "error": decision.error,
+    }
+
+
 def seal(record: dict[str, Any], *, sequence: int, prev_hash: str) -> dict[str, Any]:
     body = {k: v for k, v in record.items() if k != "hash"}
     body.update(apiVersion=RECORD_VERSION, sequence=sequence, prev_hash=prev_hash)

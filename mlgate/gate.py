@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgate import __version__
 from mlgate.audit import AuditReceipt, AuditSink
 from mlgate.canonical import digest_json
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
@@ -183,31 +182,10 @@ def _evaluate(release_dir: Path, options: GateOptions, now: dt.datetime, base: d
 
 
 def _record(decision: Decision, options: GateOptions, sink: AuditSink) -> Decision:
-    request = options.request
-    record = {
-        "decision_id": decision.decision_id,
-        "timestamp": rfc3339(decision.evaluated_at),
-        "actor": request.user,
-        "action": request.operation,
-        "source": request.source,
-        "namespace": request.namespace,
-        "dry_run": request.dry_run,
-        "release": decision.release,
-        "subject_digest": decision.model_digest,
-        "environment": decision.environment,
-        "policy_revision": decision.policy_revision,
-        "engine": decision.engine,
-        "engine_version": decision.engine_version,
-        "mlgate_version": __version__,
-        "input_digest": decision.input_digest,
-        "evidence_digests": decision.evidence_digests,
-        "result": decision.result,
-        "violations": [{"id": v.id, "message": v.message} for v in decision.violations],
-        "warnings": [{"id": w.id, "message": w.message} for w in decision.warnings],
-        "error": decision.error,
-    }
+    from mlgate.audit import decision_record
+
     try:
-        receipt = sink.append(record)
+        receipt = sink.append(decision_record(decision, options.request))
     except AuditError as exc:
         # No record, no allow: the write failed, so the decision is an error (deny).
         reason = f"audit record not written: {exc.diagnostics()}"
