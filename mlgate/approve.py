@@ -57,6 +57,7 @@ def approve_release(release_dir: Path, *, key_path: Path, printed_name: str, sig
         expires_at=expires_at,
         evidence_digests=evidence_digests(release),
         comment=comment,
+        key_name=display(key_path),
     )
     target = out or _default_output(release, signer_id, meaning, environment)
     try:

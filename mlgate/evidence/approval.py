@@ -65,12 +65,14 @@ def create_approval(
     expires_at: dt.datetime | None,
     evidence_digests: Mapping[str, str],
     comment: str | None,
+    key_name: str = "<private key>",
 ) -> bytes:
     """Sign an approval and return the bundle JSON bytes (deterministic for a fixed key and time).
 
-    Raises :class:`InputError` for an unusable key or an argument the verifier would refuse.
+    Raises :class:`InputError` for an unusable key (named ``key_name``) or an argument the
+    verifier would refuse.
     """
-    key = load_private_key_pem(private_key_pem, "<private key>")
+    key = load_private_key_pem(private_key_pem, key_name)
     if not isinstance(release_name, str) or not release_name.strip():
         raise InputError("the release name must be a non-empty string", field="subject[0].name")
     if not _is_hex64(model_digest):
