@@ -201,6 +201,9 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
 
 # Command groups defined in their own modules under cli/ (each keeps its heavy imports inside
 # its commands). Register each one here, one import and one add_command per module.
+from mlgate.cli.policy_cmd import policy as _policy_group  # noqa: E402
+
+cli.add_command(_policy_group)
 
 
 def main(argv: list[str] | None = None, **extra) -> None:

@@ -114,3 +114,15 @@ def test_bundled_policy_loads_without_missing_builtins():
     policy = load_policy(bundled_policy_dir())
     assert policy.trust_policy_path is not None
     create_engine("embedded", policy)
+
+
+def test_import_aliases_are_not_builtins(tmp_path):
+    (tmp_path / "lib.rego").write_text("package mlgate.helpers\nimport rego.v1\nf(x) := x + 1\n")
+    text = "package mlgate\nimport rego.v1\nimport data.mlgate.helpers as h\ndecision := {\"allow\": h.f(1) == 2}\n"
+    assert create_engine("embedded", write_policy(tmp_path, text)).decide({}) == {"allow": True}
+
+
+def test_bundled_policy_with_its_tests_loads():
+    from mlgate.engine.regorus_engine import RegorusEngine
+
+    RegorusEngine(load_policy(bundled_policy_dir()), include_tests=True)

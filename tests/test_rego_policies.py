@@ -28,7 +28,6 @@ from typing import Any
 
 import pytest
 import regorus
-import yaml
 
 POLICIES = Path(__file__).resolve().parent.parent / "policies"
 RULES = POLICIES / "mlgate" / "rules"
@@ -90,32 +89,13 @@ def violation_ids(decision: dict[str, Any]) -> set[str]:
 # --- discovery of the Rego tests ------------------------------------------------
 
 
-def _ref_parts(ref: dict[str, Any]) -> list[str]:
-    if "Var" in ref:
-        return [ref["Var"]["value"]]
-    if "RefDot" in ref:
-        return _ref_parts(ref["RefDot"]["refr"]) + [ref["RefDot"]["field"][1]]
-    raise ValueError(f"unexpected reference in the AST: {sorted(ref)}")
-
-
 def discover_rego_tests() -> list[tuple[str, str, str]]:
-    """(file, package, rule) for every test_* rule, from the engine's AST."""
-    found: set[tuple[str, str, str]] = set()
-    for module in json.loads(new_engine().get_ast_as_json()):
-        file = module["source"]["file"]
-        package = ".".join(_ref_parts(module["ast"]["package"]["refr"]))
-        for rule in module["ast"]["rules"]:
-            spec = rule.get("Spec")
-            if spec is None:
-                continue
-            (head,) = spec["head"].values()
-            try:
-                name = _ref_parts(head["refr"])[0]
-            except ValueError:
-                continue
-            if name.startswith("test_"):
-                found.add((file, package, name))
-    return sorted(found)
+    """(file, package, rule) for every test_* rule, found as `mlgate policy test` finds them."""
+    from mlgate.policy import load_policy
+    from mlgate.policytools.rego_ast import parse
+    from mlgate.policytools.testing import discover
+
+    return sorted((t.path, t.package, t.name) for t in discover(parse(load_policy(POLICIES))))
 
 
 REGO_TESTS = discover_rego_tests()
@@ -145,22 +125,31 @@ def test_rego(file: str, package: str, rule: str) -> None:
 
 # --- invariants of the library --------------------------------------------------
 
-METADATA_BLOCK = re.compile(r"^# METADATA\n((?:#.*\n)+)", re.MULTILINE)
-
-
 def metadata_blocks() -> list[tuple[Path, dict[str, Any], str]]:
-    """(file, parsed METADATA, the Rego text up to the next METADATA block)."""
+    """(file, parsed METADATA, the Rego text up to the next METADATA block).
+
+    The blocks are found by the same code as `mlgate policy lint` (mlgate.policytools).
+    """
+    from mlgate.policy import load_policy
+    from mlgate.policytools.rego_ast import annotations, parse
+
     blocks = []
-    for path in rego_files():
-        if path.stem.endswith("_test"):
+    for module in parse(load_policy(POLICIES)).modules:
+        if module.is_test:
             continue
-        text = path.read_text(encoding="utf-8")
-        matches = list(METADATA_BLOCK.finditer(text))
-        for i, match in enumerate(matches):
-            comment = "".join(line[2:] + "\n" for line in match.group(1).splitlines())
-            end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
-            blocks.append((path, yaml.safe_load(comment), text[match.end() : end]))
+        found = annotations(module)
+        lines = module.text.splitlines(keepends=True)
+        for i, a in enumerate(found):
+            end = found[i + 1].line - 1 if i + 1 < len(found) else len(lines)
+            blocks.append((POLICIES / module.path, a.meta, "".join(lines[a.rule_line - 1 : end])))
     return blocks
+
+
+def test_lint_finds_nothing_in_the_library() -> None:
+    """Every check of `mlgate policy lint` (METADATA, ids, controls, data keys, builtins, deny-if)."""
+    from mlgate.policytools.lint import lint
+
+    assert [str(f) for f in lint(POLICIES).findings] == []
 
 
 def test_every_rule_has_complete_metadata() -> None:

@@ -20,7 +20,7 @@ import select
 import signal
 import time
 from functools import lru_cache
-from typing import Any, Iterator
+from typing import Any
 
 from mlgate.canonical import canonical_json
 from mlgate.engine import DECISION_PATH
@@ -59,52 +59,6 @@ def engine_version() -> str:
         return "unknown"
 
 
-def _ref_name(node: Any) -> str | None:
-    """Dotted name of a call target (``Var`` / ``RefDot`` chain), or None for dynamic refs."""
-    if not isinstance(node, dict) or len(node) != 1:
-        return None
-    kind, body = next(iter(node.items()))
-    if kind == "Var":
-        return body.get("value")
-    if kind == "RefDot":
-        base = _ref_name(body.get("refr"))
-        fld = body.get("field")
-        if base is None or not isinstance(fld, list) or len(fld) != 2:
-            return None
-        return f"{base}.{fld[1]}"
-    return None
-
-
-def _walk_calls(node: Any) -> Iterator[tuple[str, int]]:
-    if isinstance(node, dict):
-        call = node.get("Call")
-        if isinstance(call, dict):
-            name = _ref_name(call.get("fcn"))
-            if name:
-                yield name, call.get("span", {}).get("line", 0)
-        for value in node.values():
-            yield from _walk_calls(value)
-    elif isinstance(node, list):
-        for value in node:
-            yield from _walk_calls(value)
-
-
-def _defined_names(module_ast: dict[str, Any]) -> set[str]:
-    names: set[str] = set()
-    for rule in module_ast.get("rules", []):
-        head = rule.get("Spec", {}).get("head", {})
-        for body in head.values():
-            name = _ref_name(body.get("refr")) if isinstance(body, dict) else None
-            if name:
-                names.add(name.split(".")[0])
-    for imp in module_ast.get("imports", []):
-        alias = imp.get("as")
-        name = alias if isinstance(alias, str) else _ref_name(imp.get("refr"))
-        if name:
-            names.add(name.split(".")[-1] if not isinstance(alias, str) else alias)
-    return names
-
-
 @lru_cache(maxsize=None)
 def engine_has_builtin(name: str) -> bool:
     """Ask the engine itself: compile and run a call with a wrong argument, read the error kind."""
@@ -116,27 +70,6 @@ def engine_has_builtin(name: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - regorus raises RuntimeError/ValueError alike
         return _MISSING not in str(exc)
     return True
-
-
-def missing_builtins(engine: Any) -> list[tuple[str, int, str]]:
-    """(file, line, builtin) for every call the loaded policies make that the engine lacks."""
-    found: list[tuple[str, int, str]] = []
-    modules = json.loads(engine.get_ast_as_json())
-    package_rules: dict[str, set[str]] = {}
-    for module in modules:
-        ast = module["ast"]
-        pkg = _ref_name(ast.get("package", {}).get("refr")) or ""
-        package_rules.setdefault(pkg, set()).update(_defined_names(ast))
-    for module in modules:
-        ast = module["ast"]
-        pkg = _ref_name(ast.get("package", {}).get("refr")) or ""
-        local = package_rules.get(pkg, set()) | _defined_names(ast)
-        for name, line in _walk_calls(ast.get("rules", [])):
-            if name.startswith("data.") or name.split(".")[0] in local:
-                continue
-            if not engine_has_builtin(name):
-                found.append((module["source"]["file"], line, name))
-    return sorted(set(found))
 
 
 class RegorusEngine:
@@ -157,7 +90,9 @@ class RegorusEngine:
             self._engine.add_data_json(json.dumps(policy.data))
         except Exception as exc:  # noqa: BLE001
             raise PolicyError(f"cannot load policy data: {one_line_error(exc)}") from None
-        missing = missing_builtins(self._engine)
+        from mlgate.policytools.rego_ast import missing_builtins, parse
+
+        missing = missing_builtins(parse(policy, self._engine))
         if missing:
             file, line, name = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

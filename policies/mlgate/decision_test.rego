@@ -88,3 +88,11 @@ test_violations_are_sorted_by_id if {
 	ids_in_order := [v.id | some v in d.violations]
 	ids_in_order == sort(ids_in_order)
 }
+
+# MLG-CFG-000 (no input document) is not reachable from a Rego test: `with
+# input as` cannot remove the input, and a non-object input makes regorus raise
+# in lib.evidence. tests/test_rego_policies.py::test_no_input_denies covers it.
+test_object_input_has_no_input_violation if {
+	vs := mlgate.input_violations with input as td.good_input
+	count(vs) == 0
+}

@@ -1,0 +1,293 @@
+"""``mlgate policy lint``: what a reviewer of a policy change would check, done every time.
+
+Checks (each finding names file, line and check id):
+
+metadata        every rule that can produce a finding (``violation``/``warning``/``deny``/
+                ``warn`` sets, ``*_violations``) has a ``# METADATA`` block directly above it
+                with title, description and custom: id, severity, controls, remediation.
+                A further definition of the same rule may go without one when every finding
+                it builds carries an id annotated in the same file.
+id              ids match ``MLG-[A-Z]+-[0-9]{3}`` and are unique across the policy set.
+severity        one of low, medium, high, critical.
+controls        a non-empty list, every entry a control of the catalogue (controls.yaml).
+finding         a finding object built in the rule repeats its annotation's id, severity,
+                controls and remediation (the engine has no ``rego.metadata.rule()``).
+data-key        every environment data key a rule reads exists in every environment.
+builtin         no call to a builtin the embedded engine lacks.
+deny-boolean    ``deny if {...}`` (a boolean) where ``deny contains msg if`` (a set) was meant.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgate.policy import PolicySet, load_policy
+from mlgate.policytools.controls import load_catalogue
+from mlgate.policytools.datakeys import ENV_ROOT, DataKeyAnalysis, missing_in
+from mlgate.policytools.rego_ast import Annotation, ParsedPolicy, Rule, annotations, missing_builtins, parse, walk
+from mlgate.safeio import display
+
+ID_PATTERN = re.compile(r"^MLG-[A-Z]+-[0-9]{3}$")
+SEVERITIES = ("low", "medium", "high", "critical")
+PRODUCER = re.compile(r"^(deny|warn|warning|violation|[a-z0-9_]+_violations)$")
+CHECKS = ("metadata", "id", "severity", "controls", "finding", "data-key", "builtin", "deny-boolean")
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    file: str
+    line: int
+    check: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}: [{self.check}] {self.message}"
+
+
+@dataclass(frozen=True)
+class LintReport:
+    root: str
+    findings: tuple[Finding, ...]
+    rules_checked: int
+    annotations_checked: int
+    data_reads: int
+    environments: tuple[str, ...]
+
+    @property
+    def errors(self) -> tuple[Finding, ...]:
+        return self.findings
+
+
+# --- pieces reused by the tests ---------------------------------------------------------------
+
+
+def producer_rules(parsed: ParsedPolicy) -> list[Rule]:
+    return [
+        r
+        for m in parsed.modules
+        if not m.is_test
+        for r in m.rules
+        if PRODUCER.match(r.name) and r.kind == "Set"
+    ]
+
+
+def finding_objects(node: Any) -> list[tuple[int, dict[str, Any]]]:
+    """(line, literal fields) of every object literal with a literal string "id" in ``node``."""
+    out = []
+    for sub in walk(node):
+        obj = sub.get("Object")
+        if not isinstance(obj, dict):
+            continue
+        fields: dict[str, Any] = {}
+        for item in obj.get("fields", []):
+            if len(item) != 3 or "String" not in item[1]:
+                continue
+            fields[item[1]["String"]["value"]] = _literal(item[2])
+        if isinstance(fields.get("id"), str):
+            out.append((int(obj.get("span", {}).get("line", 0)), fields))
+    return out
+
+
+_NOT_LITERAL = object()
+
+
+def _literal(node: Any) -> Any:
+    if not isinstance(node, dict) or len(node) != 1:
+        return _NOT_LITERAL
+    kind, body = next(iter(node.items()))
+    if kind in ("String", "RawString", "Number", "Bool", "Null"):
+        return body.get("value")
+    if kind == "Array":
+        items = [_literal(i) for i in body.get("items", [])]
+        return _NOT_LITERAL if any(i is _NOT_LITERAL for i in items) else items
+    return _NOT_LITERAL
+
+
+def all_annotations(parsed: ParsedPolicy) -> list[Annotation]:
+    return [a for m in parsed.modules if not m.is_test for a in annotations(m)]
+
+
+# --- the checks ---------------------------------------------------------------------------------
+
+
+def _check_annotation(a: Annotation, known_controls: set[str]) -> list[Finding]:
+    out: list[Finding] = []
+
+    def add(check: str, message: str) -> None:
+        out.append(Finding(a.module.display, a.line, check, message))
+
+    if a.error or not isinstance(a.meta, dict):
+        add("metadata", f"METADATA is not a YAML mapping: {a.error or type(a.meta).__name__}")
+        return out
+    for key in ("title", "description"):
+        if not isinstance(a.meta.get(key), str) or not a.meta[key].strip():
+            add("metadata", f"METADATA has no {key}; expected a non-empty text")
+    custom = a.meta.get("custom")
+    if not isinstance(custom, dict):
+        add("metadata", "METADATA has no custom block; expected custom: id, severity, controls, remediation")
+        return out
+    rid = custom.get("id")
+    if not isinstance(rid, str):
+        add("id", f"METADATA custom.id is {rid!r}; expected an id like MLG-BIAS-001")
+    elif not ID_PATTERN.match(rid):
+        add("id", f"id {rid} does not match MLG-[A-Z]+-[0-9]{{3}}")
+    severity = custom.get("severity")
+    if severity not in SEVERITIES:
+        add("severity", f"{rid}: severity is {severity!r}; expected one of {', '.join(SEVERITIES)}")
+    controls = custom.get("controls")
+    if not isinstance(controls, list) or not controls:
+        add("controls", f"{rid}: controls is {controls!r}; expected at least one control reference")
+    else:
+        for control in controls:
+            if str(control) not in known_controls:
+                add("controls", f"{rid}: control {control!r} is not in the control catalogue (mlgate/policytools/controls.yaml)")
+    remediation = custom.get("remediation")
+    if not isinstance(remediation, str) or not remediation.strip():
+        add("metadata", f"{rid}: METADATA has no custom.remediation; expected the text a user follows to fix it")
+    return out
+
+
+def check_metadata(parsed: ParsedPolicy) -> tuple[list[Finding], int]:
+    findings: list[Finding] = []
+    known_controls = load_catalogue().ids
+    annots = all_annotations(parsed)
+    seen_ids: dict[str, Annotation] = {}
+    for a in annots:
+        findings += _check_annotation(a, known_controls)
+        rid = a.custom.get("id")
+        if isinstance(rid, str):
+            if rid in seen_ids:
+                findings.append(Finding(a.module.display, a.line, "id", f"id {rid} is already used at {seen_ids[rid].where}"))
+            else:
+                seen_ids[rid] = a
+
+    by_rule_line = {(a.module.path, a.rule_line): a for a in annots}
+    rule_lines = {(r.module.path, r.line) for m in parsed.modules for r in m.rules}
+    for a in annots:
+        if (a.module.path, a.rule_line) not in rule_lines:
+            findings.append(Finding(a.module.display, a.line, "metadata", "METADATA block is not directly followed by the rule it annotates"))
+
+    producers = producer_rules(parsed)
+    for rule in producers:
+        annotation = by_rule_line.get((rule.module.path, rule.line))
+        objects = finding_objects(rule.node)
+        ids_here = {fields["id"] for _, fields in objects}
+        in_module = {a.custom.get("id"): a for a in annots if a.module.path == rule.module.path}
+        if annotation is None:
+            if not ids_here:
+                findings.append(Finding(rule.module.display, rule.line, "metadata",
+                                        f"`{rule.name} contains` rule has no METADATA annotation (and builds no finding with a literal id)"))
+                continue
+            unannotated = sorted(i for i in ids_here if i not in in_module)
+            if unannotated:
+                findings.append(Finding(rule.module.display, rule.line, "metadata",
+                                        f"`{rule.name} contains` rule has no METADATA annotation and builds {', '.join(unannotated)}, annotated nowhere in this file"))
+                continue
+        for line, fields in objects:
+            meta = annotation if annotation is not None else in_module.get(fields["id"])
+            if meta is None or not meta.custom:
+                continue
+            custom = meta.custom
+            if fields["id"] != custom.get("id"):
+                findings.append(Finding(rule.module.display, line, "finding",
+                                        f"finding id {fields['id']} differs from the annotation's id {custom.get('id')} ({meta.where})"))
+                continue
+            for key in ("severity", "controls", "remediation"):
+                if key not in fields:
+                    findings.append(Finding(rule.module.display, line, "finding", f"{fields['id']}: the finding has no {key}; expected {json.dumps(custom.get(key))} as annotated"))
+                elif fields[key] is not _NOT_LITERAL and fields[key] != custom.get(key):
+                    findings.append(Finding(rule.module.display, line, "finding",
+                                            f"{fields['id']}: finding {key} is {json.dumps(fields[key])}, the annotation says {json.dumps(custom.get(key))}"))
+    return findings, len(annots)
+
+
+def check_deny_boolean(parsed: ParsedPolicy) -> list[Finding]:
+    out = []
+    for module in parsed.modules:
+        if module.is_test:
+            continue
+        for rule in module.rules:
+            if not PRODUCER.match(rule.name) or rule.kind != "Compr":
+                continue
+            head = rule.node["Spec"]["head"]["Compr"]
+            if head.get("assign") is None:
+                out.append(Finding(module.display, rule.line, "deny-boolean",
+                                   f"`{rule.name} if` defines a boolean, not a set of findings; write `{rule.name} contains msg if {{ ... }}`"))
+    return out
+
+
+def check_builtins(parsed: ParsedPolicy) -> list[Finding]:
+    from mlgate.engine.regorus_engine import engine_version
+
+    return [
+        Finding(file, line, "builtin", f"builtin {name} is not available in the embedded engine (regorus {engine_version()})")
+        for file, line, name in missing_builtins(parsed)
+    ]
+
+
+def check_data_keys(parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT) -> tuple[list[Finding], int, tuple[str, ...]]:
+    root: Any = parsed.policy.data
+    for part in env_root:
+        root = root.get(part) if isinstance(root, dict) else None
+    environments = root if isinstance(root, dict) else {}
+    reads = DataKeyAnalysis(parsed, env_root).run([m for m in parsed.modules if not m.is_test])
+    findings = []
+    where = "data." + ".".join(env_root)
+    if reads and not environments:
+        first = reads[0]
+        findings.append(Finding(first.file, first.line, "data-key", f"rules read environment data but {where} holds no environment"))
+    reported: set[tuple[str, int, str, str]] = set()
+    for read in reads:
+        for env, document in sorted(environments.items()):
+            why = missing_in(document, read.path)
+            if why and (read.file, read.line, env, why) not in reported:  # a.b and a.b.c: one finding
+                reported.add((read.file, read.line, env, why))
+                findings.append(Finding(read.file, read.line, "data-key",
+                                        f"reads {'.'.join(read.path)} of the environment data, but in environment {env} "
+                                        f"({where}.{env}) {why}"))
+    return findings, len(reads), tuple(sorted(environments))
+
+
+def lint(root: Path | None = None, *, policy: PolicySet | None = None) -> LintReport:
+    policy = policy if policy is not None else load_policy(root)
+    parsed = parse(policy)
+    meta_findings, n_annotations = check_metadata(parsed)
+    data_findings, n_reads, envs = check_data_keys(parsed)
+    findings = meta_findings + data_findings + check_builtins(parsed) + check_deny_boolean(parsed)
+    return LintReport(
+        root=display(policy.root),
+        findings=tuple(sorted(set(findings))),
+        rules_checked=len(producer_rules(parsed)),
+        annotations_checked=n_annotations,
+        data_reads=n_reads,
+        environments=envs,
+    )
+
+
+def render(report: LintReport, fmt: str = "text") -> str:
+    if fmt == "json":
+        return json.dumps(
+            {
+                "root": report.root,
+                "passed": not report.findings,
+                "findings": [asdict(f) for f in report.findings],
+                "rules_checked": report.rules_checked,
+                "annotations_checked": report.annotations_checked,
+                "data_reads_checked": report.data_reads,
+                "environments": list(report.environments),
+            },
+            indent=2,
+            sort_keys=True,
+        )
+    lines = [str(f) for f in report.findings]
+    summary = (
+        f"{report.root}: {len(report.findings)} finding(s); {report.rules_checked} finding rules, "
+        f"{report.annotations_checked} METADATA blocks, {report.data_reads} environment data reads checked "
+        f"against {', '.join(report.environments) or 'no environment'}"
+    )
+    lines.append(summary)
+    return "\n".join(lines)

@@ -1,0 +1,343 @@
+"""The policy set as the embedded engine parses it: modules, packages, imports, rule heads.
+
+Built once per command from :func:`mlgate.policy.load_policy` on a raw regorus engine that
+also holds the ``*_test.rego`` modules. Every location (file, line) comes from the engine's
+own parse tree (``get_ast_as_json``), never from regular expressions over the text, except
+METADATA comments, which the parse tree does not keep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Iterator
+
+import yaml
+
+from mlgate.errors import PolicyError
+from mlgate.policy import PolicySet
+from mlgate.safeio import display
+
+# The engine's own names (not builtins, not user rules).
+_KEYWORD_ROOTS = {"data", "input"}
+
+
+def new_raw_engine(policy: PolicySet, *, coverage: bool = False, include_tests: bool = True) -> Any:
+    """A regorus engine with the modules (tests included by default) and the data of ``policy``."""
+    from mlgate.engine.regorus_engine import _regorus, one_line_error
+
+    engine = _regorus().Engine()
+    if coverage:
+        engine.set_enable_coverage(True)
+    for module in policy.modules:
+        if module.is_test and not include_tests:
+            continue
+        try:
+            engine.add_policy(module.path, module.text)
+        except Exception as exc:  # noqa: BLE001 - parse errors: RuntimeError from the native side
+            raise PolicyError(_located(one_line_error(exc), policy, module.path)) from None
+    try:
+        engine.add_data_json(json.dumps(policy.data))
+    except Exception as exc:  # noqa: BLE001
+        raise PolicyError(f"cannot load policy data: {one_line_error(exc)}", file=display(policy.root)) from None
+    return engine
+
+
+def _located(message: str, policy: PolicySet, path: str) -> str:
+    """``mlgate/x.rego:3:5: msg`` (engine path) -> ``policies/mlgate/x.rego:3:5: cannot load policy: msg``."""
+    shown = display(policy.root / path)
+    if message.startswith(path + ":"):
+        loc, _, rest = message[len(path) + 1 :].partition(": ")
+        return f"{shown}:{loc}: cannot load policy: {rest}"
+    return f"{shown}: cannot load policy: {message}"
+
+
+# --- references -------------------------------------------------------------------------
+
+
+def ref_parts(node: Any) -> list[str] | None:
+    """``a.b["c"]`` -> ["a", "b", "c"]; None when any part is not a literal name."""
+    if not isinstance(node, dict) or len(node) != 1:
+        return None
+    kind, body = next(iter(node.items()))
+    if kind == "Var":
+        return [body["value"]]
+    if kind == "RefDot":
+        base = ref_parts(body.get("refr"))
+        fld = body.get("field")
+        if base is None or not isinstance(fld, list) or len(fld) != 2:
+            return None
+        return base + [fld[1]]
+    if kind == "RefBrack":
+        base = ref_parts(body.get("refr"))
+        index = body.get("index") or {}
+        if base is not None and "String" in index:
+            return base + [index["String"]["value"]]
+    return None
+
+
+def line_of(node: Any) -> int:
+    if isinstance(node, dict):
+        if isinstance(node.get("span"), dict):
+            return int(node["span"].get("line", 0))
+        if len(node) == 1:
+            return line_of(next(iter(node.values())))
+    return 0
+
+
+def walk(node: Any) -> Iterator[dict[str, Any]]:
+    """Every dict node below ``node`` (pre-order)."""
+    if isinstance(node, dict):
+        yield node
+        for value in node.values():
+            yield from walk(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from walk(value)
+
+
+# --- modules and rules --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule definition (a rule may have several definitions with the same name)."""
+
+    module: "RegoModule"
+    name: str  # first part of the head reference (``violation`` in ``violation contains v``)
+    kind: str  # Compr (complete or boolean), Set (``contains``), Func, Default
+    line: int
+    node: dict[str, Any] = field(hash=False, compare=False, repr=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.module.display}:{self.line}"
+
+
+@dataclass
+class RegoModule:
+    path: str  # relative to the policy root, as the engine knows it
+    display: str  # as a person should read it (relative to the working directory)
+    text: str
+    is_test: bool
+    ast: dict[str, Any]
+
+    @cached_property
+    def package(self) -> str:
+        return ".".join(ref_parts(self.ast.get("package", {}).get("refr")) or [])
+
+    @cached_property
+    def imports(self) -> dict[str, list[str]]:
+        """Local name -> imported reference (``lib`` -> [data, mlgate, lib])."""
+        found: dict[str, list[str]] = {}
+        raw = self.text.encode("utf-8")
+        for imp in self.ast.get("imports", []):
+            parts = ref_parts(imp.get("refr"))
+            if not parts or parts == ["rego", "v1"] or parts[:1] == ["future"]:
+                continue
+            alias = imp.get("as")
+            if isinstance(alias, dict) and "start" in alias:  # regorus keeps only the alias's span
+                name = raw[alias["start"] : alias["end"]].decode("utf-8", "replace").strip()
+            elif isinstance(alias, str):
+                name = alias
+            else:
+                name = parts[-1]
+            found[name] = parts
+        return found
+
+    @cached_property
+    def rules(self) -> list[Rule]:
+        out = []
+        for node in self.ast.get("rules", []):
+            if "Spec" in node:
+                head_kind, head = next(iter(node["Spec"]["head"].items()))
+                parts = ref_parts(head.get("refr"))
+                line = int(node["Spec"]["span"]["line"])
+            elif "Default" in node:
+                head_kind, parts, line = "Default", ref_parts(node["Default"].get("refr")), int(node["Default"]["span"]["line"])
+            else:  # pragma: no cover - the engine knows no other kind today
+                continue
+            if parts:
+                out.append(Rule(self, parts[0], head_kind, line, node))
+        return out
+
+    @cached_property
+    def rule_names(self) -> set[str]:
+        return {r.name for r in self.rules}
+
+
+@dataclass
+class ParsedPolicy:
+    policy: PolicySet
+    modules: list[RegoModule]
+
+    @cached_property
+    def packages(self) -> dict[str, set[str]]:
+        """package -> names of the rules any of its modules define."""
+        out: dict[str, set[str]] = {}
+        for module in self.modules:
+            out.setdefault(module.package, set()).update(module.rule_names)
+        return out
+
+    def module(self, path: str) -> RegoModule:
+        return next(m for m in self.modules if m.path == path)
+
+    def resolve(self, module: RegoModule, parts: list[str]) -> list[str] | None:
+        """The absolute ``data...`` reference a name in ``module`` stands for; None for builtins."""
+        head = parts[0]
+        if head in module.imports:
+            return module.imports[head] + parts[1:]
+        if head in _KEYWORD_ROOTS:
+            return parts
+        if head in self.packages.get(module.package, set()):
+            return ["data", *module.package.split("."), *parts]
+        return None
+
+
+def parse(policy: PolicySet, engine: Any | None = None) -> ParsedPolicy:
+    engine = engine if engine is not None else new_raw_engine(policy)
+    by_path = {m.path: m for m in policy.modules}
+    modules = []
+    for item in json.loads(engine.get_ast_as_json()):
+        path = item["source"]["file"]
+        source = by_path.get(path)
+        modules.append(
+            RegoModule(
+                path=path,
+                display=display(policy.root / path),
+                text=source.text if source else item["source"].get("contents", ""),
+                is_test=source.is_test if source else path.endswith("_test.rego"),
+                ast=item["ast"],
+            )
+        )
+    modules.sort(key=lambda m: m.path)
+    return ParsedPolicy(policy, modules)
+
+
+# --- builtins -------------------------------------------------------------------------------
+
+
+def calls(node: Any) -> Iterator[tuple[list[str], int, dict[str, Any]]]:
+    """(callee name parts, line, call node) for every call with a static callee."""
+    for sub in walk(node):
+        call = sub.get("Call")
+        if isinstance(call, dict):
+            parts = ref_parts(call.get("fcn"))
+            if parts:
+                yield parts, int(call.get("span", {}).get("line", 0)), call
+
+
+def builtin_calls(parsed: ParsedPolicy) -> Iterator[tuple[RegoModule, int, str]]:
+    """(module, line, builtin name) for every call that is not to a user-defined function."""
+    for module in parsed.modules:
+        for parts, line, _ in calls(module.ast.get("rules", [])):
+            if parsed.resolve(module, parts) is None:
+                yield module, line, ".".join(parts)
+
+
+def missing_builtins(parsed: ParsedPolicy) -> list[tuple[str, int, str]]:
+    """(file, line, builtin) for every builtin call the embedded engine does not have.
+
+    Used both by the engine at load time (a policy calling a missing builtin is refused) and by
+    ``mlgate policy lint``. It resolves ``import ... as x`` aliases (regorus keeps only the
+    alias's span), so modules that call ``td.f(...)`` on an aliased import are not reported.
+    """
+    from mlgate.engine.regorus_engine import engine_has_builtin
+
+    found = {(m.display, line, name) for m, line, name in builtin_calls(parsed) if not engine_has_builtin(name)}
+    return sorted(found)
+
+
+# --- METADATA annotations ---------------------------------------------------------------------
+
+_METADATA_BLOCK = re.compile(r"^# METADATA\n((?:#.*\n)*)", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Annotation:
+    module: RegoModule = field(compare=False, hash=False, repr=False)
+    line: int  # line of "# METADATA"
+    rule_line: int  # first line after the comment block (the annotated rule)
+    meta: Any = field(compare=False, hash=False)  # the parsed YAML (None when it is not YAML)
+    error: str | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.module.display}:{self.line}"
+
+    @property
+    def custom(self) -> dict[str, Any]:
+        custom = self.meta.get("custom") if isinstance(self.meta, dict) else None
+        return custom if isinstance(custom, dict) else {}
+
+
+def annotations(module: RegoModule) -> list[Annotation]:
+    text = module.text if module.text.endswith("\n") else module.text + "\n"
+    out = []
+    for match in _METADATA_BLOCK.finditer(text):
+        line = text.count("\n", 0, match.start()) + 1
+        body_lines = match.group(1).splitlines()
+        comment = "".join((ln[2:] if ln.startswith("# ") else ln[1:]) + "\n" for ln in body_lines)
+        try:
+            meta, error = yaml.safe_load(comment), None
+        except yaml.YAMLError as exc:
+            meta, error = None, " ".join(str(exc).split())
+        out.append(Annotation(module, line, line + 1 + len(body_lines), meta, error))
+    return out
+
+
+def module_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*.rego") if p.is_file())
+
+
+# --- what a rule depends on ------------------------------------------------------------------------
+
+
+def rule_lines(rule: Rule) -> range:
+    """The lines a rule definition spans."""
+    node = rule.node.get("Spec") or rule.node.get("Default") or {}
+    span = node.get("span", {})
+    raw = rule.module.text.encode("utf-8")
+    end = rule.line + raw[span.get("start", 0) : span.get("end", 0)].count(b"\n")
+    return range(rule.line, end + 1)
+
+
+def referenced_rules(parsed: ParsedPolicy, rule: Rule) -> set[tuple[str, str]]:
+    """(package, name) of every rule or function ``rule`` uses, directly or through others."""
+    by_name: dict[tuple[str, str], list[Rule]] = {}
+    for module in parsed.modules:
+        for r in module.rules:
+            by_name.setdefault((module.package, r.name), []).append(r)
+
+    def direct(r: Rule) -> set[tuple[str, str]]:
+        found = set()
+        if "Spec" in r.node:  # not the head's own name: a rule does not depend on itself
+            head = next(iter(r.node["Spec"]["head"].values()))
+            parts_of = [r.node["Spec"].get("bodies"), head.get("assign"), head.get("key")]
+        else:
+            parts_of = [r.node["Default"].get("value")]
+        for sub in walk(parts_of):
+            for kind in ("Var", "RefDot", "RefBrack"):
+                if kind in sub:
+                    parts = ref_parts({kind: sub[kind]})
+                    resolved = parsed.resolve(r.module, parts) if parts else None
+                    if not resolved or resolved[0] != "data":
+                        continue
+                    for cut in range(len(resolved) - 1, 0, -1):
+                        key = (".".join(resolved[1:cut]), resolved[cut])
+                        if key in by_name:
+                            found.add(key)
+                            break
+        return found
+
+    seen: set[tuple[str, str]] = set()
+    todo = [rule]
+    while todo:
+        for key in direct(todo.pop()):
+            if key not in seen:
+                seen.add(key)
+                todo.extend(by_name[key])
+    return seen

@@ -1,0 +1,5 @@
+package demo
+
+import rego.v1
+
+allow if input.ok

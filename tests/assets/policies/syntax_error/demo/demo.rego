@@ -1,0 +1,7 @@
+package demo
+
+import rego.v1
+
+allow if {
+	input.ok ==
+}
