@@ -57,12 +57,17 @@ def cli() -> None:
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
-@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), default=DEFAULT_AUDIT_LOG, show_default=True, help="Hash-chained JSONL audit trail.")
+@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", help="Audit trail: file:PATH (default file:.mlgate/audit.jsonl) or postgresql://... (env MLGATE_AUDIT).")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Shorthand for --audit file:PATH.")
+@click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
+@click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
 @click.pass_context
-def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_log, timeout_s):
+def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s):
     """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error."""
-    from mlgate.audit import FileAuditSink
+    from click.core import ParameterSource
+
+    from mlgate.audit import AuditOptions, open_sink
     from mlgate.gate import GateOptions, check as run_check
     from mlgate.inputdoc import Request
     from mlgate.render import renderer
@@ -79,7 +84,19 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     ids = (ctx.obj or {}).get("ids")
     if ids is not None:
         options.ids = ids
-    decision = run_check(release, options, FileAuditSink(audit_log))
+    # --audit-log on the command line wins over MLGATE_AUDIT; both on the command line is a mistake.
+    if audit_log is not None and audit_url is not None and ctx.get_parameter_source("audit_url") == ParameterSource.COMMANDLINE:
+        click.echo("mlgate: error: --audit and --audit-log both name the audit trail; give one", err=True)
+        sys.exit(EXIT_ERROR)
+    if audit_log is not None:
+        audit_url = f"file:{audit_log}"
+    try:
+        sink = open_sink(audit_url or f"file:{DEFAULT_AUDIT_LOG}", AuditOptions(
+            policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
+    except MlgateError as exc:
+        _fail(exc)
+    with sink:
+        decision = run_check(release, options, sink)
     report = renderer(fmt)(decision)
     if output_file is not None:
         try:
@@ -201,8 +218,9 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
 
 # Command groups defined in their own modules under cli/ (each keeps its heavy imports inside
 # its commands). Register each one here, one import and one add_command per module.
+from mlgate.cli.audit_cmd import audit as _audit_group  # noqa: E402
+cli.add_command(_audit_group)
 from mlgate.cli.policy_cmd import policy as _policy_group  # noqa: E402
-
 cli.add_command(_policy_group)
 
 

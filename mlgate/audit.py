@@ -1,144 +1,92 @@
 """The audit trail: append-only, hash-chained decision records (design.md section 8).
 
-Each record is one line of canonical JSON. ``hash`` is the sha256 of the canonical JSON of the
-record without ``hash``; ``prev_hash`` is the previous record's ``hash`` (64 zeros for the
-first), ``sequence`` counts from 1. Editing, deleting or reordering a record breaks the chain.
+One :class:`AuditSink` protocol, two backends chosen by a URL (:func:`open_sink`):
 
-Writers serialise on an exclusive ``flock`` of the log file, read the tail under the lock,
-append, flush and fsync before the lock is released: two CI jobs on one runner cannot fork the
-chain. A log whose last line is torn (a crash mid-write) is not appended to: the write fails,
-so the decision fails closed, and nothing already recorded is touched.
+* ``file:PATH`` (default ``file:.mlgate/audit.jsonl``; a bare path means the same): JSONL,
+  fsync'd, group commit (:mod:`mlgate.audit_file`).
+* ``postgresql://...`` (or ``postgres://``): one trail shared by several webhook replicas and
+  CI runners, psycopg 3 with a connection pool (:mod:`mlgate.audit_pg`).
+
+The record format (``mlgate.dev/audit/v1``) and sealing are in :mod:`mlgate.audit_record`;
+``mlgate audit verify`` is :mod:`mlgate.audit_verify`. Heavy modules (psycopg, GitPython) are
+imported only when a backend or option needs them.
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
-from dataclasses import dataclass
+import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from mlgate.canonical import canonical_json, sha256_hex
+from mlgate.audit_file import FileAuditSink, FileEvidenceStore
+from mlgate.audit_record import (
+    GENESIS_HASH,
+    INPUT_MODES,
+    RECORD_VERSION,
+    AuditOptions,
+    AuditReceipt,
+    AuditSink,
+    DecisionRecord,
+    decision_record,
+    seal,
+)
 from mlgate.errors import AuditError
 
-RECORD_VERSION = "mlgate.dev/audit/v1"
-GENESIS_HASH = "0" * 64
+__all__ = [
+    "GENESIS_HASH", "INPUT_MODES", "RECORD_VERSION", "AuditOptions", "AuditReceipt", "AuditSink", "DecisionRecord",
+    "FileAuditSink", "FileEvidenceStore", "decision_record", "seal", "AuditTarget", "parse_audit_url", "open_sink",
+    "redact_url",
+]
+
+DEFAULT_AUDIT_URL = "file:.mlgate/audit.jsonl"
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
-@dataclass(frozen=True)
-class AuditReceipt:
-    location: str
-    sequence: int
-    hash: str
+class AuditTarget:
+    """A parsed audit URL: ``kind`` is ``file`` (with ``path``) or ``postgresql`` (with ``dsn``)."""
+
+    def __init__(self, kind: str, *, path: Path | None = None, dsn: str | None = None):
+        self.kind, self.path, self.dsn = kind, path, dsn
+
+    @property
+    def display(self) -> str:
+        return f"file:{self.path}" if self.kind == "file" else redact_url(self.dsn or "")
 
 
-class AuditSink(Protocol):
-    def append(self, record: dict[str, Any]) -> AuditReceipt:
-        """Chain and durably store ``record``; raise AuditError if it cannot."""
-        ...
+def redact_url(url: str) -> str:
+    """A PostgreSQL URL fit for messages: the password replaced by ``***``."""
+    return re.sub(r"^(\w+://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def decision_record(decision: Any, request: Any) -> dict[str, Any]:
-    """The audit record of one decision (design.md section 8), before chaining.
-
-    Digests only: no keys, no signatures, no evidence contents."""
-    from mlgate import __version__
-    from mlgate.clock import rfc3339
-
-    return {
-        "decision_id": decision.decision_id,
-        "timestamp": rfc3339(decision.evaluated_at),
-        "actor": request.user,
-        "action": request.operation,
-        "source": request.source,
-        "namespace": request.namespace,
-        "dry_run": request.dry_run,
-        "release": decision.release,
-        "subject_digest": decision.model_digest,
-        "environment": decision.environment,
-        "policy_revision": decision.policy_revision,
-        "engine": decision.engine,
-        "engine_version": decision.engine_version,
-        "mlgate_version": __version__,
-        "input_digest": decision.input_digest,
-        "evidence_digests": decision.evidence_digests,
-        "result": decision.result,
-        "violations": [{"id": v.id, "message": v.message} for v in decision.violations],
-        "warnings": [{"id": w.id, "message": w.message} for w in decision.warnings],
-        "error": decision.error,
-    }
+def parse_audit_url(url: str) -> AuditTarget:
+    text = (url or "").strip()
+    if not text:
+        raise AuditError("empty audit URL (expected file:PATH or postgresql://...)", field="--audit")
+    m = _SCHEME.match(text)
+    if m is None:
+        return AuditTarget("file", path=Path(text))
+    scheme = m.group(1).lower()
+    if scheme == "file":
+        rest = text[len(m.group(0)):]
+        if rest.startswith("//"):
+            rest = rest[2:]
+            if not rest.startswith("/"):
+                raise AuditError("file URLs with a host are not supported (use file:PATH or file:///abs/path)", file=text, field="--audit")
+        if not rest:
+            raise AuditError("no path in the file audit URL", file=text, field="--audit")
+        return AuditTarget("file", path=Path(rest))
+    if scheme in ("postgresql", "postgres"):
+        return AuditTarget("postgresql", dsn=text)
+    raise AuditError(f"unknown audit URL scheme {scheme!r} (expected file:PATH or postgresql://...)", file=redact_url(text), field="--audit")
 
 
-def seal(record: dict[str, Any], *, sequence: int, prev_hash: str) -> dict[str, Any]:
-    body = {k: v for k, v in record.items() if k != "hash"}
-    body.update(apiVersion=RECORD_VERSION, sequence=sequence, prev_hash=prev_hash)
-    body["hash"] = sha256_hex(canonical_json(body))
-    return body
+def open_sink(url: str, options: AuditOptions | None = None, **backend: Any):
+    """The sink for an audit URL. Close it when done (``with open_sink(...) as sink``)."""
+    if options is not None and options.input_mode not in INPUT_MODES:
+        raise AuditError(f"input mode {options.input_mode!r} is not one of {', '.join(INPUT_MODES)}", field="input_mode")
+    target = parse_audit_url(url)
+    if target.kind == "file":
+        return FileAuditSink(target.path, options)
+    from mlgate.audit_pg import PostgresAuditSink
 
-
-def _last_line(fh) -> bytes | None:
-    """The last line of an open binary file (with its newline, if any), read backwards from the end."""
-    end = fh.seek(0, os.SEEK_END)
-    if end == 0:
-        return None
-    pos, tail = end, b""
-    while pos > 0:
-        step = min(65536, pos)
-        pos -= step
-        fh.seek(pos)
-        tail = fh.read(step) + tail
-        newline = tail.endswith(b"\n")
-        body = tail[:-1] if newline else tail
-        if b"\n" in body:
-            return body[body.rindex(b"\n") + 1 :] + (b"\n" if newline else b"")
-    return tail
-
-
-class FileAuditSink:
-    def __init__(self, path: Path | str):
-        self.path = Path(path)
-
-    def append(self, record: dict[str, Any]) -> AuditReceipt:
-        name = str(self.path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            created = not self.path.exists()
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
-        except OSError as exc:
-            raise AuditError(f"cannot open the audit log: {exc.strerror or exc}", file=name) from None
-        try:
-            with os.fdopen(fd, "r+b", buffering=0) as fh:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                sequence, prev_hash = self._tail(fh, name)
-                sealed = seal(record, sequence=sequence + 1, prev_hash=prev_hash)
-                line = canonical_json(sealed) + b"\n"
-                fh.seek(0, os.SEEK_END)
-                written = 0
-                while written < len(line):
-                    written += fh.write(line[written:])
-                os.fsync(fh.fileno())
-            if created:
-                dir_fd = os.open(self.path.parent, os.O_RDONLY)
-                try:
-                    os.fsync(dir_fd)
-                finally:
-                    os.close(dir_fd)
-        except AuditError:
-            raise
-        except OSError as exc:
-            raise AuditError(f"cannot write the audit record: {exc.strerror or exc}", file=name) from None
-        return AuditReceipt(location=name, sequence=sealed["sequence"], hash=sealed["hash"])
-
-    @staticmethod
-    def _tail(fh, name: str) -> tuple[int, str]:
-        last = _last_line(fh)
-        if last is None:
-            return 0, GENESIS_HASH
-        if not last.endswith(b"\n"):
-            raise AuditError("the audit log ends with a torn record (a crash mid-write?); refusing to append until it is repaired", file=name)
-        try:
-            prev = json.loads(last)
-            return int(prev["sequence"]), str(prev["hash"])
-        except (ValueError, KeyError, TypeError):
-            raise AuditError("the last audit record is not a valid mlgate record; refusing to extend a broken chain", file=name) from None
+    return PostgresAuditSink(target.dsn, options, **backend)

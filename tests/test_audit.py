@@ -80,3 +80,124 @@ def test_long_last_line_is_found(tmp_path):
     receipt = sink.append({"decision_id": "after"})
     assert receipt.sequence == 2
     assert os.path.getsize(log) > 200_000
+
+
+# -- group commit ----------------------------------------------------------------------------
+
+
+def _verify(log):
+    from mlgate.audit_verify import FileTrail, verify_trail
+
+    return verify_trail(FileTrail(log))
+
+
+def test_group_commit_shares_fsyncs_and_keeps_one_chain(tmp_path, monkeypatch):
+    """64 concurrent appenders on one sink: one chain 1..N, and far fewer fsyncs than records."""
+    import mlgate.audit_file as audit_file
+
+    fsyncs = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd):
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(audit_file.os, "fsync", counting_fsync)
+    log = tmp_path / "audit.jsonl"
+    sink = FileAuditSink(log)
+    barrier = threading.Barrier(64)
+    receipts, errors = [], []
+
+    def worker(n):
+        try:
+            barrier.wait()
+            for i in range(20):
+                receipts.append(sink.append({"decision_id": f"{n}-{i}"}))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    recs = _records(log)
+    assert [r["sequence"] for r in recs] == list(range(1, 1281))
+    assert sorted(r.sequence for r in receipts) == list(range(1, 1281))  # every caller got its own receipt
+    assert {r["decision_id"] for r in recs} == {f"{n}-{i}" for n in range(64) for i in range(20)}
+    assert len(fsyncs) < 1280 / 2, f"{len(fsyncs)} fsyncs for 1280 records: appends were not grouped"
+    assert _verify(log).ok
+
+
+def test_group_commit_failure_reaches_every_caller_of_the_batch(tmp_path, monkeypatch):
+    import mlgate.audit_file as audit_file
+
+    log = tmp_path / "audit.jsonl"
+    sink = FileAuditSink(log)
+    sink.append({"decision_id": "before"})
+    before = log.read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(audit_file.os, "fsync", broken_fsync)
+    results = []
+
+    def worker(n):
+        try:
+            sink.append({"decision_id": f"w{n}"})
+            results.append("ok")
+        except AuditError as exc:
+            results.append(str(exc))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 8 and all("Input/output error" in r and "nothing was appended" in r for r in results)
+    assert log.read_bytes() == before  # the partly written batch was cut off again
+
+
+def test_concurrent_processes_keep_one_chain(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "audit.jsonl"
+    code = ("import sys, threading\n"
+            "from mlgate.audit import FileAuditSink\n"
+            "sink = FileAuditSink(sys.argv[1])\n"
+            "def w(t):\n"
+            "    for i in range(25): sink.append({'decision_id': f'{sys.argv[2]}-{t}-{i}'})\n"
+            "ts = [threading.Thread(target=w, args=(t,)) for t in range(4)]\n"
+            "[t.start() for t in ts]; [t.join() for t in ts]\n")
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(log), f"p{p}"]) for p in range(4)]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
+    recs = _records(log)
+    assert [r["sequence"] for r in recs] == list(range(1, 401))
+    assert len({r["decision_id"] for r in recs}) == 400
+    result = _verify(log)
+    assert result.ok and result.records == 400 and result.notes == []
+
+
+def test_head_file_follows_the_log(tmp_path):
+    from mlgate.audit_file import read_head
+
+    log = tmp_path / "audit.jsonl"
+    sink = FileAuditSink(log)
+    for i in range(3):
+        last = sink.append({"decision_id": str(i)})
+    assert read_head(log) == (3, last.hash)
+
+
+def test_writer_refuses_to_extend_a_truncated_log(tmp_path):
+    log = tmp_path / "audit.jsonl"
+    sink = FileAuditSink(log)
+    for i in range(5):
+        sink.append({"decision_id": str(i)})
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:3]))  # records 4 and 5 cut from the end
+    with pytest.raises(AuditError, match="ends at sequence 3 but its head file records sequence 5"):
+        sink.append({"decision_id": "x"})
+    assert log.read_bytes() == b"".join(lines[:3])

@@ -1,0 +1,253 @@
+"""The file backend (``file:PATH``): JSONL, one canonical-JSON record per line, fsync'd.
+
+One chain across processes and threads:
+
+* Across processes, writers serialise on an exclusive ``flock`` of the log file; under the lock
+  they read the tail (the last line: its ``sequence`` and ``hash``), seal, append, fsync, and
+  only then release it. Two CI jobs on one runner cannot fork the chain.
+* Within a process, appends go through :class:`~mlgate.audit_group.GroupCommit`: concurrent
+  callers' records are sealed as one batch under one lock, written with one ``write`` and made
+  durable with one ``fsync``. Every caller still returns only after its record is on disk.
+
+Nothing already written is damaged by a failed write: the batch is written at the end of the
+file, and if the write or the fsync fails (disk full, file size limit, I/O error) the file is
+truncated back to its length before the batch, still under the lock. A log whose last line is
+torn (a crash mid-write) is not appended to: the write fails, so the decision fails closed.
+
+Beside the log, ``PATH.head`` holds the last sequence and hash written (replaced atomically
+after each batch, after the fsync of the log). It lets ``verify`` detect a truncated tail
+(whole records cut from the end), which a hash chain alone cannot. A head that is behind the
+log is normal after a crash between the two writes; a head ahead of the log is a truncation,
+and the writer refuses to extend such a log rather than overwrite the evidence.
+
+Retained evidence lives beside the log in ``evidence/sha256/<2 hex>/<64 hex>``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from mlgate.audit_group import GroupCommit
+from mlgate.audit_record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
+from mlgate.canonical import canonical_json
+from mlgate.errors import AuditError
+
+
+def _last_line(fh) -> bytes | None:
+    """The last line of an open binary file (with its newline, if any), read backwards from the end."""
+    end = fh.seek(0, os.SEEK_END)
+    if end == 0:
+        return None
+    pos, tail = end, b""
+    while pos > 0:
+        step = min(65536 if tail else 8192, pos)
+        pos -= step
+        fh.seek(pos)
+        tail = fh.read(step) + tail
+        newline = tail.endswith(b"\n")
+        body = tail[:-1] if newline else tail
+        if b"\n" in body:
+            return body[body.rindex(b"\n") + 1 :] + (b"\n" if newline else b"")
+    return tail
+
+
+def head_path(log: Path) -> Path:
+    return log.with_name(log.name + ".head")
+
+
+def read_head(log: Path) -> tuple[int, str] | None:
+    """The head file's (sequence, hash); None when there is none. Raises ValueError if unreadable."""
+    try:
+        raw = head_path(log).read_bytes()
+    except FileNotFoundError:
+        return None
+    doc = json.loads(raw)
+    seq, h = doc["sequence"], doc["hash"]
+    if not isinstance(seq, int) or not isinstance(h, str):
+        raise ValueError("sequence must be an integer and hash a string")
+    return seq, h
+
+
+def _write_head(log: Path, sequence: int, digest: str) -> None:
+    # Not fsync'd on purpose: the log is already durable, and a head that lags after a crash
+    # is tolerated (see the module docstring). Replaced atomically, so never half-written.
+    target = head_path(log)
+    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        tmp.write_bytes(canonical_json({"sequence": sequence, "hash": digest}) + b"\n")
+        os.replace(tmp, target)
+    except OSError:
+        # The records are durable; only truncation detection lags until the next batch.
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileEvidenceStore:
+    """Content-addressed copies of evidence files: ``ROOT/sha256/ab/abcdef...``."""
+
+    def __init__(self, root: Path | str):
+        self.root = Path(root)
+
+    def path(self, digest: str) -> Path:
+        return self.root / "sha256" / digest[:2] / digest
+
+    def has(self, digest: str) -> bool:
+        return self.path(digest).is_file()
+
+    def open(self, digest: str):
+        return open(self.path(digest), "rb")
+
+    def put(self, digest: str, source: Path, rel: str) -> None:
+        target = self.path(digest)
+        if target.is_file() and target.stat().st_size == source.stat().st_size:
+            return  # content-addressed: the same digest is the same bytes
+        tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            h = hashlib.sha256()
+            with open(source, "rb") as src, open(tmp, "wb") as dst:
+                for chunk in iter(lambda: src.read(1 << 20), b""):
+                    h.update(chunk)
+                    dst.write(chunk)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if h.hexdigest() != digest:
+                raise AuditError(f"cannot retain evidence {rel}: its sha256 is now {h.hexdigest()}, the decision read {digest} (changed since?)",
+                                 file=str(source))
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise AuditError(f"cannot retain evidence {rel}: {exc.strerror or exc}", file=str(self.root)) from None
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+
+
+class FileAuditSink:
+    def __init__(self, path: Path | str, options: AuditOptions | None = None):
+        self.path = Path(path)
+        self.options = options or AuditOptions()
+        self.evidence = FileEvidenceStore(self.path.parent / "evidence")
+        self._group = GroupCommit(self._flush)
+
+    @property
+    def location(self) -> str:
+        return str(self.path)
+
+    def append(self, record: dict[str, Any]) -> AuditReceipt:
+        # Options (input document, evidence copies) are applied in the caller's thread, outside
+        # the lock: evidence copies are content-addressed and idempotent.
+        return self._group.submit(prepare(record, self.options, self.evidence))
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _flush(self, records: Sequence[dict[str, Any]]) -> list[AuditReceipt]:
+        name = str(self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND, 0o640)
+        except OSError as exc:
+            raise AuditError(f"cannot open the audit log: {exc.strerror or exc}", file=name) from None
+        try:
+            with os.fdopen(fd, "r+b", buffering=0) as fh:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+                sequence, prev_hash = self._tail(fh, name)
+                sealed = []
+                for record in records:
+                    sequence += 1
+                    sealed.append(seal(record, sequence=sequence, prev_hash=prev_hash))
+                    prev_hash = sealed[-1]["hash"]
+                data = b"".join(canonical_json(s) + b"\n" for s in sealed)
+                start = fh.seek(0, os.SEEK_END)
+                try:
+                    view, written = memoryview(data), 0
+                    while written < len(data):
+                        written += fh.write(view[written:])
+                    os.fsync(fh.fileno())
+                except OSError as exc:
+                    self._roll_back(fh, start)
+                    raise AuditError(f"cannot write the audit record: {exc.strerror or exc}; nothing was appended", file=name) from None
+                _write_head(self.path, sequence, prev_hash)
+            if created:
+                _fsync_dir(self.path.parent)
+        except AuditError:
+            raise
+        except OSError as exc:
+            raise AuditError(f"cannot write the audit record: {exc.strerror or exc}", file=name) from None
+        return [AuditReceipt(location=name, sequence=s["sequence"], hash=s["hash"]) for s in sealed]
+
+    @staticmethod
+    def _roll_back(fh, length: int) -> None:
+        """Cut a partly written batch off again (we still hold the lock), so the log ends with a
+        whole record, as before the batch."""
+        try:
+            os.ftruncate(fh.fileno(), length)
+            os.fsync(fh.fileno())
+        except OSError:
+            pass
+
+    def _tail(self, fh, name: str) -> tuple[int, str]:
+        last = _last_line(fh)
+        if last is None:
+            sequence, digest = 0, GENESIS_HASH
+        elif not last.endswith(b"\n"):
+            raise AuditError("the audit log ends with a torn record (a crash mid-write?); refusing to append until it is repaired "
+                             "(see mlgate audit verify)", file=name)
+        else:
+            try:
+                prev = json.loads(last)
+                sequence, digest = int(prev["sequence"]), str(prev["hash"])
+            except (ValueError, KeyError, TypeError):
+                raise AuditError("the last audit record is not a valid mlgate record; refusing to extend a broken chain", file=name) from None
+        try:
+            head = read_head(self.path)
+        except (OSError, ValueError, KeyError, TypeError):
+            head = None  # an unreadable head only weakens truncation detection; verify reports it
+        if head is not None and (head[0] > sequence or (head[0] == sequence and head[1] != digest)):
+            raise AuditError(f"the audit log ends at sequence {sequence} but its head file records sequence {head[0]}: "
+                             "records were cut from the end; refusing to extend it (see mlgate audit verify)", file=name)
+        return sequence, digest
+
+
+def iter_lines(path: Path, *, chunk: int = 1 << 22) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number from 1, line without newline, complete?) for every line of the log.
+    Only the last line can be incomplete (no trailing newline)."""
+    with open(path, "rb") as fh:
+        number, rest = 0, b""
+        while True:
+            block = fh.read(chunk)
+            if not block:
+                break
+            lines = (rest + block).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                number += 1
+                yield number, line, True
+        if rest:
+            yield number + 1, rest, False

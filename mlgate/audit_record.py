@@ -1,0 +1,191 @@
+"""The audit record ``mlgate.dev/audit/v1``: content, sealing, and what every backend shares.
+
+A record is one object of canonical JSON (sorted keys, no spaces, UTF-8). :func:`seal` adds
+``apiVersion``, ``sequence`` (from 1, no gaps), ``prev_hash`` (the previous record's ``hash``;
+64 zeros for the first) and ``hash`` = sha256 of the canonical JSON of the record without
+``hash``. Editing, deleting or reordering a record breaks the chain (``mlgate audit verify``).
+
+Fields (design.md section 8, after OPA's decision log): decision_id, sequence, timestamp (UTC,
+the injected clock's), actor, action, source, namespace, dry_run, release {name, version,
+owner}, subject_digest (the model digest), environment, policy_revision (digest over the
+policy files, data and trust policy) and policy_git (the commit of the policy directory when
+it is a git checkout), engine and engine_version, mlgate_version, input_digest, the input
+document itself (``input``) or ``erased: ["/input"]`` (OPA's erased idea), evidence_digests
+(every file read, by sha256) and evidence_retained, result, violations and warnings (ids and
+messages), error, prev_hash, hash. Secrets and signatures are never stored: the record holds
+digests, and the input document holds verified facts only (design.md section 5).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from mlgate.canonical import canonical_json, sha256_hex
+from mlgate.errors import AuditError
+
+RECORD_VERSION = "mlgate.dev/audit/v1"
+GENESIS_HASH = "0" * 64
+INPUT_MODES = ("erase", "store")
+
+
+@dataclass(frozen=True)
+class AuditReceipt:
+    location: str
+    sequence: int
+    hash: str
+
+
+class AuditSink(Protocol):
+    def append(self, record: dict[str, Any]) -> AuditReceipt:
+        """Chain and durably store ``record``; raise AuditError if it cannot."""
+        ...
+
+
+class DecisionRecord(dict):
+    """The record (a plain dict on the wire) that still knows the Decision it was built from.
+
+    Sinks need more than the record for two options: evidence retention (which files, where the
+    release lies) and storing the input document. Both are taken from ``.decision``; nothing
+    of it is written unless an option asks for it."""
+
+    decision: Any = None
+    request: Any = None
+
+
+def decision_record(decision: Any, request: Any) -> DecisionRecord:
+    """The audit record of one decision (design.md section 8), before chaining.
+
+    Digests only: no keys, no signatures, no evidence contents."""
+    from mlgate import __version__
+    from mlgate.clock import rfc3339
+
+    record = DecisionRecord(
+        decision_id=decision.decision_id,
+        timestamp=rfc3339(decision.evaluated_at),
+        actor=request.user,
+        action=request.operation,
+        source=request.source,
+        namespace=request.namespace,
+        dry_run=request.dry_run,
+        release=decision.release,
+        subject_digest=decision.model_digest,
+        environment=decision.environment,
+        policy_revision=decision.policy_revision,
+        policy_git=None,
+        engine=decision.engine,
+        engine_version=decision.engine_version,
+        mlgate_version=__version__,
+        input_digest=decision.input_digest,
+        erased=["/input"],
+        evidence_digests=dict(decision.evidence_digests),
+        evidence_retained=False,
+        result=decision.result,
+        violations=[{"id": v.id, "message": v.message} for v in decision.violations],
+        warnings=[{"id": w.id, "message": w.message} for w in decision.warnings],
+        error=decision.error,
+        exempt=getattr(decision, "exempt", None),
+    )
+    record.decision, record.request = decision, request
+    return record
+
+
+def seal(record: dict[str, Any], *, sequence: int, prev_hash: str) -> dict[str, Any]:
+    body = {k: v for k, v in record.items() if k != "hash"}
+    body.update(apiVersion=RECORD_VERSION, sequence=sequence, prev_hash=prev_hash)
+    body["hash"] = sha256_hex(canonical_json(body))
+    return body
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What a sink adds to each record before sealing it (the front door sets these).
+
+    ``policy_dir``: the policy directory the gate evaluated (None: the bundled one), for the
+    git commit. ``input_mode``: ``erase`` (default) records only the input
+    digest; ``store`` records the input document. ``retain_evidence``: keep a content-addressed
+    copy of every file the decision read (21 CFR 11.10(b))."""
+
+    policy_dir: Path | None = None
+    input_mode: str = "erase"
+    retain_evidence: bool = False
+
+
+_GIT_CACHE: dict[str, dict[str, Any] | None] = {}
+
+
+def policy_git(policy_dir: Path | None) -> dict[str, Any] | None:
+    """``{"commit", "dirty", "path"}`` of the policy directory when it is inside a git checkout.
+
+    Informational next to the authoritative ``policy_revision`` digest: it says where the
+    policy came from; ``dirty`` means the directory differs from that commit. None when the
+    directory is not in a checkout or git is not installed."""
+    if policy_dir is None:
+        from mlgate.policy import bundled_policy_dir
+
+        policy_dir = bundled_policy_dir()
+    key = os.path.realpath(policy_dir)
+    if key in _GIT_CACHE:
+        return _GIT_CACHE[key]
+    info: dict[str, Any] | None = None
+    try:
+        import git  # GitPython: imported here, it spawns git and is slow to import
+
+        repo = git.Repo(key, search_parent_directories=True)
+        try:
+            rel = os.path.relpath(key, repo.working_tree_dir)
+            commit = repo.head.commit.hexsha
+            dirty = repo.is_dirty(untracked_files=True, path=rel)
+            info = {"commit": commit, "dirty": bool(dirty), "path": Path(rel).as_posix()}
+        finally:
+            repo.close()
+    except Exception:  # noqa: BLE001 - not a checkout, no commits yet, no git binary: no git facts
+        info = None
+    _GIT_CACHE[key] = info
+    return info
+
+
+def prepare(record: dict[str, Any], options: AuditOptions, store: Any | None) -> dict[str, Any]:
+    """Apply the sink's options to a record (both backends): policy git commit, the input
+    document (stored or erased) and evidence retention into ``store``. Raises AuditError when
+    an option cannot be honoured: the decision then fails closed."""
+    out = dict(record)
+    decision = getattr(record, "decision", None)
+    if decision is None:  # a hand-made record (tests, tools): sealed as given
+        return out
+    out["policy_git"] = policy_git(options.policy_dir) if decision.policy_revision else None
+    if options.input_mode == "store" and decision.input_digest:
+        out["input"] = _input_document(decision)
+        out["erased"] = []
+    if options.retain_evidence:
+        if store is None:  # pragma: no cover - sinks always pass their store
+            raise AuditError("evidence retention was asked for but this audit backend has no evidence store")
+        retain(decision, store)
+        out["evidence_retained"] = True
+    return out
+
+
+def _input_document(decision: Any) -> dict[str, Any]:
+    """The input document the policy saw, as the gate kept it on the Decision."""
+    doc = getattr(decision, "input_document", None)
+    if doc is None:
+        # An error before evaluation (no release, no policy): there was no input document.
+        raise AuditError("cannot store the input document: the decision was made without one", field="input")
+    return doc
+
+
+def retain(decision: Any, store: Any) -> None:
+    """Copy every file the decision read into the content-addressed store, checking that its
+    bytes still have the digest the decision recorded."""
+    if not decision.evidence_digests:
+        return
+    if not decision.manifest_path:
+        raise AuditError("cannot retain evidence: the decision does not say where the release lies", field="evidence_digests")
+    root = Path(decision.manifest_path).parent.resolve()
+    for rel, digest in sorted(decision.evidence_digests.items()):
+        path = (root / rel).resolve()
+        if not path.is_relative_to(root) or not path.is_file():
+            raise AuditError(f"cannot retain evidence {rel}: not a file inside the release {root}", field="evidence_digests")
+        store.put(digest, path, rel)
