@@ -220,6 +220,10 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
 # its commands). Register each one here, one import and one add_command per module.
 from mlgate.cli.audit_cmd import audit as _audit_group  # noqa: E402
 cli.add_command(_audit_group)
+from mlgate.cli.webhook_cmd import serve as _serve_cmd, webhook as _webhook_group  # noqa: E402
+
+cli.add_command(_serve_cmd)
+cli.add_command(_webhook_group)
 from mlgate.cli.policy_cmd import policy as _policy_group  # noqa: E402
 cli.add_command(_policy_group)
 

@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlgate.audit import AuditReceipt, AuditSink
 from mlgate.canonical import digest_json
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
 from mlgate.errors import AuditError, MlgateError, PolicyError
 from mlgate.inputdoc import Request, build_input
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlgate.evidence import Facts
+    from mlgate.manifest import Release
 
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -53,6 +58,9 @@ class Decision:
     approvals: tuple[dict[str, Any], ...] = ()  # 11.50 manifestation: name, role, meaning, time, verified
     manifest_path: str | None = None
     audit: AuditReceipt | None = None
+    exempt: str | None = None  # why the request was recorded without an evaluation (admission only)
+    # The facts the policy saw; kept for `--audit-input store`, never rendered.
+    input_document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def allowed(self) -> bool:
@@ -133,40 +141,108 @@ class GateOptions:
     request: Request = field(default_factory=Request)
 
 
-def check(release_dir: Path | str, options: GateOptions, sink: AuditSink) -> Decision:
-    """Evaluate one release for one environment and record the decision, on every path."""
+@dataclass(frozen=True)
+class Prepared:
+    """What a long-running front door loads once: the policy, its engine and the trust policy.
+
+    The engine is bound to the thread that built it (a regorus ``Engine`` is unsendable): a
+    server builds and uses its :class:`Prepared` from one dedicated thread.
+    """
+
+    policy: Any
+    engine: Any
+    trust: Any
+
+    @property
+    def revision(self) -> str:
+        return self.policy.revision
+
+
+def prepare(options: GateOptions) -> Prepared:
+    """Load the policy, build its engine and load the trust policy; raise MlgateError if any fails."""
+    from mlgate.engine import create_engine
+    from mlgate.policy import load_policy
+    from mlgate.trust import load_trust_policy
+
+    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides)
+    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s)
+    trust_path = options.trust_policy or policy.trust_policy_path
+    if trust_path is None:
+        raise PolicyError("no trust policy: add trust.yaml beside the policies or pass --trust", file=str(policy.root))
+    return Prepared(policy=policy, engine=engine, trust=load_trust_policy(trust_path))
+
+
+# A loader turns the prepared gate into (release, facts); the CLI loads a directory, the
+# admission webhook resolves a model reference through its evidence store and cache.
+Loader = Callable[[Prepared], "tuple[Release, Facts]"]
+
+
+def check(release_dir: Path | str, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None) -> Decision:
+    """Evaluate one release directory for one environment and record the decision, on every path."""
+
+    def load(p: Prepared):
+        from mlgate import evidence
+        from mlgate.manifest import load_release
+
+        release = load_release(Path(release_dir))
+        return release, evidence.collect(release, p.trust)
+
+    return check_loaded(load, options, sink, prepared=prepared)
+
+
+def check_loaded(load: Loader, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None) -> Decision:
+    """Like :func:`check`, with the release and its facts coming from ``load`` (already resolved,
+    possibly cached). Every failure, in ``load`` too, is an error decision, recorded."""
     decision_id = options.ids()
     now = options.clock.now()
     base: dict[str, Any] = {"decision_id": decision_id, "environment": options.environment, "evaluated_at": now}
     state: dict[str, Any] = {}
     try:
-        decision = _evaluate(Path(release_dir), options, now, base, state)
+        decision = _evaluate(load, options, now, base, state, prepared)
     except MlgateError as exc:
         decision = Decision(result="error", error=exc.diagnostics(), **base, **state)
     return _record(decision, options, sink)
 
 
-def _evaluate(release_dir: Path, options: GateOptions, now: dt.datetime, base: dict[str, Any], state: dict[str, Any]) -> Decision:
-    from mlgate import evidence
-    from mlgate.engine import create_engine
-    from mlgate.manifest import load_release
-    from mlgate.policy import load_policy
-    from mlgate.trust import load_trust_policy
+def exempt(reason: str, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None) -> Decision:
+    """Record a request that is not a model promotion (a DELETE, a scale, an object naming no
+    model): no release to judge, so nothing for the policy to see. Still one record per request.
 
-    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides)
-    state["policy_revision"] = policy.revision
-    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s)
-    state["engine"], state["engine_version"] = engine.name, engine.version
+    The allow goes through :func:`decide` on a literal ``allow: true``, so decide() stays the only
+    place that can allow; the reason is kept as a low-severity warning in the record.
+    """
+    now = options.clock.now()
+    allowed, violations, warnings = decide({"allow": True, "violations": [], "warnings": [
+        {"id": "MLG-ADM-000", "message": reason, "severity": "low"}]})
+    decision = Decision(
+        decision_id=options.ids(), result="allow" if allowed else "deny", environment=options.environment, evaluated_at=now,
+        violations=violations, warnings=warnings, exempt=reason,
+        policy_revision=prepared.revision if prepared is not None else None,
+    )
+    return _record(decision, options, sink)
 
-    release = load_release(release_dir)
-    state["release"] = {"name": release.name, "version": release.version, "owner": release.owner}
+
+def refuse(finding: Finding, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None) -> Decision:
+    """Record a deny that needs no policy evaluation (e.g. an environment that requires every
+    workload to name its model, and this one names none)."""
+    decision = Decision(
+        decision_id=options.ids(), result="deny", environment=options.environment, evaluated_at=options.clock.now(),
+        violations=(finding,), policy_revision=prepared.revision if prepared is not None else None,
+    )
+    return _record(decision, options, sink)
+
+
+def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[str, Any], state: dict[str, Any],
+              prepared: Prepared | None) -> Decision:
+    if prepared is None:
+        prepared = prepare(options)
+    state["policy_revision"] = prepared.policy.revision
+    state["engine"], state["engine_version"] = prepared.engine.name, prepared.engine.version
+
+    release, facts = load(prepared)
+    state["release"] = {"name": release.name, "version": release.version, "owner": release.owner,
+                        "manifest_digest": release.manifest_digest}
     state["manifest_path"] = str(release.manifest_path)
-    trust_path = options.trust_policy or policy.trust_policy_path
-    if trust_path is None:
-        raise PolicyError("no trust policy: add trust.yaml beside the policies or pass --trust", file=str(policy.root))
-    trust = load_trust_policy(trust_path)
-
-    facts = evidence.collect(release, trust)
     state["model_digest"] = facts.model["digest"]
     state["evidence_digests"] = facts.all_digests
     state["approvals"] = tuple(
@@ -175,8 +251,9 @@ def _evaluate(release_dir: Path, options: GateOptions, now: dt.datetime, base: d
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
     state["input_digest"] = digest_json(input_doc)
+    state["input_document"] = input_doc
 
-    raw = engine.decide(input_doc)
+    raw = prepared.engine.decide(input_doc)
     allowed, violations, warnings = decide(raw)
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, **base, **state)
 
