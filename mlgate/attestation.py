@@ -1,4 +1,10 @@
-"""in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v0.3 (key mode), signed and verified.
+"""in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v0.3, signed and verified.
+
+Three verification materials are parsed: ``publicKey`` (key mode, below), ``x509CertificateChain``
+or ``certificate`` without transparency-log entries (certificate mode: organisation PKI, as
+model-signing's ``sign certificate`` writes it) and a ``certificate`` with ``tlogEntries``
+(Sigstore keyless). This module verifies key mode; :mod:`mlgate.signers` dispatches the other two
+to :mod:`mlgate.pki`.
 
 The container is byte-compatible with what OpenSSF model-signing writes in key mode::
 
@@ -30,7 +36,7 @@ import base64
 import binascii
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from mlgate import keys as _keys
@@ -43,6 +49,9 @@ STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 
 #: Hostile bundles are refused before any work when larger than this.
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+#: Certificates in one bundle, and the size of one (DER).
+MAX_CHAIN = 10
+MAX_CERT_BYTES = 64 * 1024
 
 
 class AttestationError(SignatureError):
@@ -71,6 +80,9 @@ class Bundle:
     payload: bytes
     signature: bytes
     keyid: str  # the DSSE signature's keyid (model-signing writes "")
+    mode: str = "key"  # key | certificate (organisation PKI) | keyless (Sigstore, with tlog entries)
+    certificates: tuple[bytes, ...] = ()  # DER, leaf first (certificate and keyless modes)
+    raw: bytes = field(default=b"", repr=False, compare=False)  # the bundle bytes (sigstore re-parses keyless ones)
 
 
 @dataclass(frozen=True)
@@ -145,23 +157,59 @@ def parse_bundle(data: bytes, name: str) -> Bundle:
     if doc["mediaType"] != BUNDLE_MEDIA_TYPE:
         raise BundleFormatError(f"got {doc['mediaType']!r}, expected {BUNDLE_MEDIA_TYPE!r}", file=name, field="mediaType")
 
-    material = doc["verificationMaterial"]
-    if isinstance(material, dict) and ("certificate" in material or "x509CertificateChain" in material):
+    material = _object(
+        doc["verificationMaterial"], name, "verificationMaterial", required=(),
+        optional=("publicKey", "certificate", "x509CertificateChain", "tlogEntries", "timestampVerificationData"),
+    )
+    kinds = [k for k in ("publicKey", "certificate", "x509CertificateChain") if k in material]
+    if len(kinds) != 1:
         raise BundleFormatError(
-            "certificate-based (Sigstore keyless) bundles are not supported; expected a publicKey hint (key mode)",
+            f"expected exactly one of publicKey, certificate, x509CertificateChain, got {', '.join(kinds) or 'none'}",
             file=name, field="verificationMaterial",
         )
-    material = _object(material, name, "verificationMaterial", required=("publicKey",), optional=("tlogEntries",))
-    public = _object(material["publicKey"], name, "verificationMaterial.publicKey", required=(), optional=("hint",))
-    hint = public.get("hint")
-    if hint is not None and not isinstance(hint, str):
-        raise BundleFormatError(f"expected a string, got {_type_name(hint)}", file=name, field="verificationMaterial.publicKey.hint")
     tlog = material.get("tlogEntries", [])
-    if tlog != []:
-        raise BundleFormatError(
-            "transparency-log entries are not supported in key mode (expected an empty list)",
-            file=name, field="verificationMaterial.tlogEntries",
-        )
+    if not isinstance(tlog, list):
+        raise BundleFormatError(f"expected a list, got {_type_name(tlog)}", file=name, field="verificationMaterial.tlogEntries")
+    hint: Any = None
+    certificates: tuple[bytes, ...] = ()
+    if kinds[0] == "publicKey":
+        mode = "key"
+        public = _object(material["publicKey"], name, "verificationMaterial.publicKey", required=(), optional=("hint",))
+        hint = public.get("hint")
+        if hint is not None and not isinstance(hint, str):
+            raise BundleFormatError(f"expected a string, got {_type_name(hint)}", file=name, field="verificationMaterial.publicKey.hint")
+        if tlog != []:
+            raise BundleFormatError(
+                "transparency-log entries are not supported in key mode (expected an empty list)",
+                file=name, field="verificationMaterial.tlogEntries",
+            )
+        if "timestampVerificationData" in material:
+            raise BundleFormatError("signed timestamps are not supported in key mode", file=name, field="verificationMaterial.timestampVerificationData")
+    else:
+        if kinds[0] == "certificate":
+            entries = [material["certificate"]]
+            where = "verificationMaterial.certificate"
+        else:
+            chain = _object(material["x509CertificateChain"], name, "verificationMaterial.x509CertificateChain", required=("certificates",))
+            entries = chain["certificates"]
+            where = "verificationMaterial.x509CertificateChain.certificates"
+            if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_CHAIN:
+                count = len(entries) if isinstance(entries, list) else _type_name(entries)
+                raise BundleFormatError(f"expected 1 to {MAX_CHAIN} certificates, got {count}", file=name, field=where)
+        certs = []
+        for i, entry in enumerate(entries):
+            field = where if kinds[0] == "certificate" else f"{where}[{i}]"
+            entry = _object(entry, name, field, required=("rawBytes",))
+            der = _unb64(entry["rawBytes"], name, f"{field}.rawBytes")
+            if not der or len(der) > MAX_CERT_BYTES:
+                raise BundleFormatError(f"a certificate must be 1 to {MAX_CERT_BYTES} bytes of DER, got {len(der)}", file=name, field=f"{field}.rawBytes")
+            certs.append(der)
+        certificates = tuple(certs)
+        # With transparency-log entries it is a Sigstore (keyless) bundle, verified by sigstore
+        # against a trusted root; without, a certificate (organisation PKI) bundle.
+        mode = "keyless" if tlog else "certificate"
+        if mode == "certificate" and "timestampVerificationData" in material:
+            raise BundleFormatError("signed timestamps need a Sigstore trusted root; expected none in a certificate bundle", file=name, field="verificationMaterial.timestampVerificationData")
 
     envelope = _object(doc["dsseEnvelope"], name, "dsseEnvelope", required=("payload", "payloadType", "signatures"))
     payload = _unb64(envelope["payload"], name, "dsseEnvelope.payload")
@@ -179,7 +227,10 @@ def parse_bundle(data: bytes, name: str) -> Bundle:
     keyid = sig_entry.get("keyid", "")
     if not isinstance(keyid, str):
         raise BundleFormatError(f"expected a string, got {_type_name(keyid)}", file=name, field="dsseEnvelope.signatures[0].keyid")
-    return Bundle(name=name, hint=hint or None, payload_type=payload_type, payload=payload, signature=signature, keyid=keyid)
+    return Bundle(
+        name=name, hint=hint or None, payload_type=payload_type, payload=payload, signature=signature, keyid=keyid,
+        mode=mode, certificates=certificates, raw=data,
+    )
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -264,6 +315,8 @@ def verify_signature(bundle: Bundle, keys: Mapping[str, Any] | Iterable[Any], *,
     """
     candidates = _candidates(keys)
     name = bundle.name
+    if bundle.mode != "key":
+        raise SignatureMismatch(f"a {bundle.mode} bundle; only key-mode bundles verify against keys", file=name, field="verificationMaterial")
     if not candidates:
         raise SignatureMismatch("no trusted keys to verify with (fail closed)", file=name)
     if bundle.hint is not None:
@@ -305,19 +358,34 @@ def make_statement(subjects: list[dict[str, Any]], predicate_type: str, predicat
     return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": predicate_type, "predicate": dict(predicate)}
 
 
-def sign_statement(statement: Mapping[str, Any], private_key: Any) -> bytes:
+def sign_statement(statement: Mapping[str, Any], private_key: Any, *, certificates: Iterable[bytes] | None = None) -> bytes:
     """Sign a statement (canonical JSON payload) and return the bundle JSON bytes.
 
     Deterministic: the same statement and key give the same bytes (RFC 6979 ECDSA, Ed25519).
+    With ``certificates`` (DER, the leaf for ``private_key`` first, then intermediates) the bundle
+    carries an ``x509CertificateChain`` as model-signing's certificate mode writes it, instead
+    of a key-id hint.
     """
     from mlgate.canonical import canonical_json
 
     payload = canonical_json(dict(statement))
     parse_statement(payload, "<statement to sign>")  # refuse to sign something we would not verify
     signature = _keys.sign(private_key, pae(IN_TOTO_PAYLOAD_TYPE, payload))
+    if certificates is None:
+        material: dict[str, Any] = {"publicKey": {"hint": _keys.key_id(private_key.public_key())}, "tlogEntries": []}
+    else:
+        chain = list(certificates)
+        if not chain:
+            raise InputError("a certificate chain needs at least the signing certificate")
+        from cryptography import x509
+
+        leaf_key = _keys.public_key_pem(x509.load_der_x509_certificate(chain[0]).public_key())
+        if leaf_key != _keys.public_key_pem(private_key.public_key()):
+            raise InputError("the signing certificate does not hold the public key of the private key")
+        material = {"x509CertificateChain": {"certificates": [{"rawBytes": _b64(der)} for der in chain]}, "tlogEntries": []}
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
-        "verificationMaterial": {"publicKey": {"hint": _keys.key_id(private_key.public_key())}, "tlogEntries": []},
+        "verificationMaterial": material,
         "dsseEnvelope": {
             "payload": _b64(payload),
             "payloadType": IN_TOTO_PAYLOAD_TYPE,

@@ -114,9 +114,11 @@ def load_private_key_pem(data: bytes, name: str, *, password: bytes | None = Non
         raise InputError("the private key is encrypted and no password was given", file=name, field=field) from None
     except UnsupportedAlgorithm as exc:
         raise InputError(f"unsupported private key algorithm: {exc}", file=name, field=field) from None
-    except ValueError as exc:
-        if password is not None and "password" in str(exc).lower():
-            raise InputError("cannot decrypt the private key: wrong password", file=name, field=field) from None
+    except ValueError:
+        if password is not None:
+            # A wrong password usually fails the padding check ("Bad decrypt"), but about one
+            # time in 256 the garbage passes it and fails later as undecodable key data.
+            raise InputError("cannot decrypt the private key: wrong password, or corrupt key data", file=name, field=field) from None
         raise InputError("not a valid PEM private key (cannot decode the key data)", file=name, field=field) from None
     _check_supported(key, name, field)
     return key

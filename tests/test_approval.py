@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import datetime as dt
 import json
 import os
@@ -102,12 +103,15 @@ def test_round_trip_ecdsa_full_record() -> None:
         "verified": True, "reason": None,
         "signer_id": "jane.roe@hospital.example", "printed_name": "Dr. Jane Roe",
         "role": "clinical-safety-officer", "meaning": "approval",
+        "manifestation": "Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-28T09:30:00.250000Z",
         "role_authorised": True, "meaning_authorised": True, "environment_authorised": True,
-        "key_id": kid("approver-ecdsa"),
-        "signed_at": "2026-11-28T09:30:00.250000Z", "signed_at_ns": 1795858200250000000,
+        "identity_source": "key", "identity": kid("approver-ecdsa"), "key_id": kid("approver-ecdsa"), "certificate": None,
+        "key_status": "valid", "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
+        "signed_at": "2026-11-28T09:30:00.250000Z", "signed_at_ns": 1795858200250000000, "signed_at_source": "signer",
         "expires_at": "2027-02-28T09:30:00Z", "expires_at_ns": epoch_ns(GOLDEN_ARGS["expires_at"]),
         "environment": "production", "subject_digest": MODEL,
-        "evidence_digests": GOLDEN_ARGS["evidence_digests"],
+        "statement_digest": hashlib.sha256(base64.b64decode(json.loads(jane())["dsseEnvelope"]["payload"])).hexdigest(),
+        "evidence_digests": GOLDEN_ARGS["evidence_digests"], "authored": [],
         "comment": "Reviewed bias audit and model card; approved for production.",
     }
     assert record["signed_at_ns"] == epoch_ns(GOLDEN_ARGS["signed_at"])
@@ -165,11 +169,14 @@ def test_printed_name_must_match_trust_policy() -> None:
     assert not record["verified"] and "printed name 'Dr. J. Roe' differs from 'Dr. Jane Roe'" in record["reason"]
 
 
-@pytest.mark.parametrize("key", ["other-ecdsa", "model-signer-ecdsa"])
-def test_untrusted_or_non_approver_key(key: str) -> None:
+@pytest.mark.parametrize("key, reason", [
+    ("other-ecdsa", "unknown key hint"),
+    ("model-signer-ecdsa", "belongs to model signer 'ml-platform-ci', not to an approver"),
+])
+def test_untrusted_or_non_approver_key(key: str, reason: str) -> None:
     data = create_approval(pem(key, "key"), **GOLDEN_ARGS)
     record = verify_approval(data, "a.json", trust=TRUST)
-    assert not record["verified"] and "unknown key hint" in record["reason"]
+    assert not record["verified"] and reason in record["reason"]
     assert record["key_id"] is None and record["signer_id"] is None
 
 

@@ -60,7 +60,11 @@ def test_real_signature_verifies() -> None:
         "present": True, "valid": True, "authenticated": True, "errors": [],
         "path": "model.sig", "digest": block["digest"],
         "verified": True, "reason": None,
-        "signer_id": "ml-platform-ci", "key_id": "e113fd6d5c7bc41ba3e711ff135b641d4b1c21abed43186a57e551b61da2576a",
+        "signer_id": "ml-platform-ci", "signer_name": "CI", "identity_source": "key",
+        "identity": "e113fd6d5c7bc41ba3e711ff135b641d4b1c21abed43186a57e551b61da2576a",
+        "key_id": "e113fd6d5c7bc41ba3e711ff135b641d4b1c21abed43186a57e551b61da2576a", "certificate": None,
+        "key_status": "valid", "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
+        "signed_at": None, "signed_at_ns": None,
         "subject_digest": REAL_ROOT,
         "mismatches": {"missing": [], "extra": [], "changed": []},
     }

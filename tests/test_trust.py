@@ -180,3 +180,76 @@ def test_no_model_signers_is_allowed(trust_dir: Path) -> None:
     text = example().split("modelSigners:")[0]
     policy = parse_trust_policy(text.encode(), "t.yaml", base_dir=trust_dir)
     assert policy.model_signers == () and policy.model_signer_keys() == {}
+
+
+# --------------------------------------------------------------------------- validity windows, revocation, rotation
+import datetime as dt  # noqa: E402
+
+from mlgate.trust import Validity  # noqa: E402
+
+UTC = dt.timezone.utc
+
+
+def t(day: int) -> dt.datetime:
+    return dt.datetime(2026, 11, day, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("validity, at, status, counts", [
+    (Validity(), t(1), "valid", True),
+    (Validity(), None, "valid", True),
+    (Validity(not_before=t(10)), t(9), "not_yet_valid", False),
+    (Validity(not_before=t(10)), t(10), "valid", True),
+    (Validity(not_after=t(10)), t(10), "expired", False),
+    (Validity(not_after=t(10)), t(9), "valid", True),
+    (Validity(revoked_at=t(10), revocation_reason="keyCompromise"), t(10), "revoked", False),
+    (Validity(revoked_at=t(10)), t(9), "revoked_after_signing", True),
+    (Validity(revoked_at=t(10)), None, "unknown_signing_time", False),
+])
+def test_validity_judged_at_signing_time(validity: Validity, at, status: str, counts: bool) -> None:
+    got, problem = validity.judge(at)
+    assert got == status and (problem is None) == counts
+    if problem:
+        assert "\n" not in problem
+
+
+def test_windows_revocation_and_rotation_load(trust_dir: Path) -> None:
+    text = example().replace(
+        "      - path: keys/approver-ecdsa.pub.pem",
+        "      - path: keys/approver-ecdsa.pub.pem\n"
+        "        notBefore: 2026-01-01T00:00:00Z\n"            # unquoted: YAML reads a datetime
+        "        notAfter: '2026-11-20T00:00:00Z'\n"
+        "        revoked: {at: '2026-11-25T00:00:00Z', reason: superseded}",
+    )
+    jane = load_trust_policy(write(trust_dir, text)).approvers[0]
+    v = jane.keys[0].validity
+    assert v.not_before == dt.datetime(2026, 1, 1, tzinfo=UTC) and v.not_after == t(20)
+    assert v.revoked_at == t(25) and v.revocation_reason == "superseded"
+    assert v.as_facts() == {"revoked_at": "2026-11-25T00:00:00Z", "revoked_at_ns": 1795564800000000000, "revocation_reason": "superseded"}
+
+
+@pytest.mark.parametrize("extra, message", [
+    ("        notAfter: '2026-01-01T00:00:00Z'\n        notBefore: '2026-02-01T00:00:00Z'", r"notAfter 2026-01-01T00:00:00Z is not after notBefore"),
+    ("        notAfter: '2026-13-01'", r"keys\[0\].notAfter: expected an RFC 3339 UTC time"),
+    ("        revoked: {reason: keyCompromise}", r"keys\[0\].revoked: 'at' is required"),
+    ("        revoked: {at: '2026-01-01T00:00:00Z', reason: lost}", r"revoked.reason: got 'lost', expected one of unspecified, keyCompromise"),
+])
+def test_window_errors(trust_dir: Path, extra: str, message: str) -> None:
+    text = example().replace("      - path: keys/approver-ecdsa.pub.pem", "      - path: keys/approver-ecdsa.pub.pem\n" + extra)
+    with pytest.raises(InputError, match=message):
+        load_trust_policy(write(trust_dir, text))
+
+
+def test_signer_needs_a_credential(trust_dir: Path) -> None:
+    text = example().replace("    keys: [{path: keys/model-signer-ecdsa.pub.pem}]\n", "")
+    with pytest.raises(InputError, match=r"modelSigners\[0\]: a signer needs at least one of 'keys', 'certificates' or 'keyless'"):
+        load_trust_policy(write(trust_dir, text))
+
+
+def test_checkpoint_signers_share_the_one_key_one_identity_rule(trust_dir: Path) -> None:
+    text = example() + "checkpointSigners:\n  - id: audit\n    name: Audit\n    keys: [{path: keys/approver-ecdsa.pub.pem}]\n"
+    with pytest.raises(InputError, match=r"checkpointSigners\[0\].keys\[0\]: key [0-9a-f]{64} is already listed for approver"):
+        load_trust_policy(write(trust_dir, text))
+    _, public = keys.generate_keypair("ed25519")
+    (trust_dir / "keys" / "audit.pub.pem").write_bytes(public)
+    ok = example() + "checkpointSigners:\n  - id: audit\n    name: Audit\n    keys: [{path: keys/audit.pub.pem}]\n"
+    assert load_trust_policy(write(trust_dir, ok)).checkpoint_signers[0].id == "audit"

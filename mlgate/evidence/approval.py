@@ -13,13 +13,18 @@ An approval is an in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v
       expiresAt: 2027-02-28T09:00:00Z   # or null
       evidenceDigests: {evidence/model_card.md: <sha256>, ...}
       comment: "..."                    # or null
+      authored: [evidence/bias_audit.json]   # optional: evidence the signer wrote (separation of duties)
 
 validated by ``schemas/approval_predicate.schema.json``.
 
-A record is ``verified`` only when the bundle parses, its signature verifies with a key that the
-trust policy lists for an approver, that approver is the one the predicate names (a valid
-signature by A claiming to be B is not verified) with the printed name the trust policy holds,
-and the statement and predicate validate. Whether the role, the meaning and the environment are
+A record is ``verified`` only when the bundle parses, its signature verifies with a credential
+the trust policy lists for an approver (a key, an organisation-PKI certificate chained to a listed
+CA with the approver's email, or a Sigstore keyless identity; :mod:`mlgate.signers`), that
+credential was valid at the signing time (validity window, not revoked before signing), that
+approver is the one the predicate names (a valid signature by A claiming to be B is not
+verified) with the printed name the trust policy holds, and the statement and predicate
+validate. A credential revoked *after* the signing time still verifies, with
+``key_status: revoked_after_signing`` and the revocation time in the record. Whether the role, the meaning and the environment are
 authorised for that approver are separate facts for the policy. Expiry is compared with the
 evaluation time by the policy (``expires_at_ns``), not here.
 
@@ -34,12 +39,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping
 
-from mlgate.attestation import AttestationError, make_statement, sign_statement, verify_bundle
+from mlgate.attestation import AttestationError, StatementError, make_statement, parse_bundle, parse_statement, sign_statement
 from mlgate.canonical import sha256_hex
 from mlgate.clock import epoch_ns, parse_time, rfc3339
 from mlgate.errors import InputError
 from mlgate.keys import load_private_key_pem
-from mlgate.trust import TrustPolicy, schema_errors
+from mlgate.trust import Approver, TrustPolicy, schema_errors
 
 PREDICATE_TYPE = "https://mlgate.dev/attestation/approval/v1"
 SCHEMA_FILE = "approval_predicate.schema.json"
@@ -66,11 +71,14 @@ def create_approval(
     evidence_digests: Mapping[str, str],
     comment: str | None,
     key_name: str = "<private key>",
+    authored: list[str] | None = None,
+    certificate_chain_pem: bytes | None = None,
 ) -> bytes:
     """Sign an approval and return the bundle JSON bytes (deterministic for a fixed key and time).
 
-    Raises :class:`InputError` for an unusable key (named ``key_name``) or an argument the
-    verifier would refuse.
+    ``certificate_chain_pem`` (the signer's certificate, then intermediates) signs in certificate
+    mode (organisation PKI) instead of key mode. Raises :class:`InputError` for an unusable key
+    (named ``key_name``) or an argument the verifier would refuse.
     """
     key = load_private_key_pem(private_key_pem, key_name)
     if not isinstance(release_name, str) or not release_name.strip():
@@ -81,7 +89,7 @@ def create_approval(
         raise InputError("signed_at and expires_at must be timezone-aware", field="predicate.signedAt")
     if expires_at is not None and expires_at <= signed_at:
         raise InputError(f"expires_at {rfc3339(expires_at)} is not after signed_at {rfc3339(signed_at)}", field="predicate.expiresAt")
-    predicate = {
+    predicate: dict[str, Any] = {
         "signer": {"id": signer_id, "printedName": printed_name},
         "role": role,
         "meaning": meaning,
@@ -91,12 +99,26 @@ def create_approval(
         "evidenceDigests": {k: evidence_digests[k] for k in sorted(evidence_digests)},
         "comment": comment,
     }
+    if authored is not None:
+        predicate["authored"] = sorted(authored)
+        unknown = [a for a in authored if a not in evidence_digests]
+        if unknown:
+            raise InputError(f"authored evidence {', '.join(unknown)} is not among the approved evidence digests", field="predicate.authored")
     errors = schema_errors(predicate, SCHEMA_FILE)
     if errors:
         where, message = errors[0]
         raise InputError(message, field=_under("predicate", where))
+    certificates = None
+    if certificate_chain_pem is not None:
+        from cryptography import x509
+        from cryptography.hazmat.primitives.serialization import Encoding
+
+        try:
+            certificates = [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(certificate_chain_pem)]
+        except ValueError:
+            raise InputError("not a PEM certificate chain", field="certificate") from None
     statement = make_statement([{"name": release_name, "digest": {"sha256": model_digest}}], PREDICATE_TYPE, predicate)
-    return sign_statement(statement, key)
+    return sign_statement(statement, key, certificates=certificates)
 
 
 # --------------------------------------------------------------------------- verify
@@ -105,16 +127,20 @@ def _record(name: str, data: bytes) -> dict[str, Any]:
         "path": name, "digest": sha256_hex(data),
         "verified": False, "reason": None,
         "signer_id": None, "printed_name": None, "role": None, "meaning": None,
+        "manifestation": None,
         "role_authorised": False, "meaning_authorised": False, "environment_authorised": False,
-        "key_id": None,
-        "signed_at": None, "signed_at_ns": None, "expires_at": None, "expires_at_ns": None,
-        "environment": None, "subject_digest": None,
-        "evidence_digests": {}, "comment": None,
+        "identity_source": None, "identity": None, "key_id": None, "certificate": None,
+        "key_status": None, "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
+        "signed_at": None, "signed_at_ns": None, "signed_at_source": None,
+        "expires_at": None, "expires_at_ns": None,
+        "environment": None, "subject_digest": None, "statement_digest": None,
+        "evidence_digests": {}, "authored": [], "comment": None,
     }
 
 
 def _fail(record: dict[str, Any], name: str, message: str, field: str | None = None) -> dict[str, Any]:
     record["reason"] = InputError(message, file=name, field=field).diagnostics()
+    record["verified"] = False
     return record
 
 
@@ -123,20 +149,47 @@ def _under(prefix: str, where: str) -> str:
     return prefix if where == "$" else f"{prefix}{where}" if where.startswith("[") else f"{prefix}.{where}"
 
 
+def manifestation(printed_name: Any, meaning: Any, role: Any, signed_at: Any) -> str:
+    """21 CFR 11.50 in one line: printed name, meaning (role), date and time of signing."""
+    return f"{printed_name or '?'}, {meaning or '?'} as {role or '?'}, signed {signed_at or '?'}"
+
+
+def _claimed_time(statement: dict[str, Any] | None) -> dt.datetime | None:
+    """The predicate's signedAt, before authentication: only to judge the credential at that time."""
+    try:
+        value = statement["predicate"]["signedAt"]  # type: ignore[index]
+        return parse_time(value) if isinstance(value, str) and len(value) <= 40 else None
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
 def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
     """One ``approvals.records[]`` entry for the approval bytes ``data`` (read by the caller)."""
+    from mlgate.signers import authenticate
+
     record = _record(name, data)
     try:
-        verified = verify_bundle(data, name, trust.approver_keys())
+        bundle = parse_bundle(data, name)
+        try:
+            statement: dict[str, Any] | None = parse_statement(bundle.payload, name, payload_type=bundle.payload_type)
+            statement_error: StatementError | None = None
+        except StatementError as exc:
+            statement, statement_error = None, exc
+        # The signature first: an unsigned payload's complaints are not the signer's.
+        auth = authenticate(bundle, trust, "approver", signed_at=_claimed_time(statement))
+        if statement_error is not None:
+            raise statement_error
     except AttestationError as exc:
         record["reason"] = exc.diagnostics()
         return record
-    record["key_id"] = verified.key_id
-    approver = trust.approver_for_key(verified.key_id)
-    if approver is None:  # pragma: no cover - approver_keys() only holds approver keys
-        return _fail(record, name, f"key {verified.key_id} belongs to no approver")
+    assert statement is not None
+    approver = auth.signer
+    record.update({
+        "identity_source": auth.source, "identity": auth.identity, "key_id": auth.key_id, "certificate": auth.certificate,
+        "key_status": auth.status, "statement_digest": sha256_hex(auth.payload),
+        **{f"key_{k}": v for k, v in auth.validity.as_facts().items()},
+    })
 
-    statement = verified.statement
     if statement["predicateType"] != PREDICATE_TYPE:
         return _fail(record, name, f"got {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}", "dsseEnvelope.payload.predicateType")
     subjects = statement["subject"]
@@ -159,6 +212,8 @@ def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, 
         return _fail(record, name, f"not a valid time: {exc}", f"{_PREDICATE}.signedAt")
     if expires_at is not None and expires_at <= signed_at:
         return _fail(record, name, f"expiresAt {rfc3339(expires_at)} is not after signedAt {rfc3339(signed_at)}", f"{_PREDICATE}.expiresAt")
+    authored = list(predicate.get("authored", []))
+    unknown = [a for a in authored if a not in predicate["evidenceDigests"]]
 
     claimed_id = predicate["signer"]["id"]
     record.update({
@@ -166,20 +221,31 @@ def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, 
         "printed_name": predicate["signer"]["printedName"],
         "role": predicate["role"],
         "meaning": predicate["meaning"],
+        "manifestation": manifestation(predicate["signer"]["printedName"], predicate["meaning"], predicate["role"], rfc3339(signed_at)),
         "signed_at": rfc3339(signed_at), "signed_at_ns": epoch_ns(signed_at),
+        # The signer's own clock for key and certificate signatures; keyless ones are checked
+        # against the transparency-log time below.
+        "signed_at_source": "signer" if auth.verified_time is None else "transparency_log",
         "expires_at": rfc3339(expires_at) if expires_at else None,
         "expires_at_ns": epoch_ns(expires_at) if expires_at else None,
         "environment": predicate["environment"],
         "subject_digest": subject["digest"]["sha256"],
         "evidence_digests": dict(predicate["evidenceDigests"]),
+        "authored": authored,
         "comment": predicate["comment"],
     })
+    if auth.verified_time is not None:
+        record["signed_at"], record["signed_at_ns"] = rfc3339(auth.verified_time), epoch_ns(auth.verified_time)
+        record["manifestation"] = manifestation(predicate["signer"]["printedName"], predicate["meaning"], predicate["role"], rfc3339(auth.verified_time))
+    if unknown:
+        return _fail(record, name, f"authored evidence {', '.join(unknown)} is not among the approved evidence digests", f"{_PREDICATE}.authored")
     if claimed_id != approver.id:
-        return _fail(record, name, f"signed with key {verified.key_id} of approver {approver.id!r}, but the approval claims signer {claimed_id!r}", f"{_PREDICATE}.signer.id")
+        return _fail(record, name, f"signed with {auth.source} {auth.identity} of approver {approver.id!r}, but the approval claims signer {claimed_id!r}", f"{_PREDICATE}.signer.id")
     if predicate["signer"]["printedName"] != approver.name:
         return _fail(record, name, f"printed name {predicate['signer']['printedName']!r} differs from {approver.name!r} in the trust policy", f"{_PREDICATE}.signer.printedName")
 
     record["verified"] = True
+    assert isinstance(approver, Approver)
     record["role_authorised"] = predicate["role"] in approver.roles
     record["meaning_authorised"] = predicate["meaning"] in approver.meanings
     record["environment_authorised"] = approver.may_act_in(predicate["environment"])

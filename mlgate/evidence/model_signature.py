@@ -1,13 +1,17 @@
-"""OpenSSF model-signing signatures (key mode), read unchanged, as the ``model_signature`` facts.
+"""OpenSSF model-signing signatures, read unchanged, as the ``model_signature`` facts.
 
-The bundle is the one ``model_signing sign key`` writes (Sigstore bundle v0.3, DSSE, in-toto
-Statement v1 with predicate ``https://model_signing/signature/v1.0``). We verify it the way
-model-signing's ``Verifier`` does (``model_signing/_signing/signing.py``, ``verifying.py``):
+The bundle is the one ``model_signing sign key|certificate|sigstore`` writes (Sigstore bundle
+v0.3, DSSE, in-toto Statement v1 with predicate ``https://model_signing/signature/v1.0``). We
+verify it the way model-signing's ``Verifier`` does (``model_signing/_signing/signing.py``,
+``verifying.py``), in all three modes, offline:
 
 1. the container parses (else ``valid: false``);
-2. the signature verifies with a key of a ``modelSigners`` entry of the trust policy, selected by
-   the key-id hint (else ``authenticated: false``); the pre-1.0 PAE quirk is accepted as
-   model-signing accepts it;
+2. the signature verifies with a credential of a ``modelSigners`` entry of the trust policy
+   (:mod:`mlgate.signers`): a key selected by the key-id hint (the pre-1.0 PAE quirk accepted as
+   model-signing accepts it); a certificate chained to a listed CA whose email is the one listed
+   for the signer (model-signing checks the chain only; mlgate also pins who); or a Sigstore
+   keyless bundle verified against the trust policy's TrustedRoot file for the listed OIDC
+   issuer and subject (else ``authenticated: false``);
 3. the statement is an in-toto Statement v1 with one subject, the predicate lists sha256
    ``resources`` whose digests hash (in order) to the subject digest, and the serialization is
    ``files``/``sha256`` (the only one mlgate recomputes);
@@ -30,7 +34,6 @@ from mlgate.attestation import (
     StatementError,
     parse_bundle,
     parse_statement,
-    verify_signature,
 )
 from mlgate.canonical import sha256_hex
 from mlgate.errors import MlgateError
@@ -48,7 +51,11 @@ def _block(name: str, data: bytes) -> dict[str, Any]:
         "present": True, "valid": False, "authenticated": False, "errors": [],
         "path": name, "digest": sha256_hex(data),
         "verified": False, "reason": None,
-        "signer_id": None, "key_id": None, "subject_digest": None,
+        "signer_id": None, "signer_name": None, "identity_source": None, "identity": None,
+        "key_id": None, "certificate": None,
+        "key_status": None, "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
+        "signed_at": None, "signed_at_ns": None,
+        "subject_digest": None,
         "mismatches": {"missing": [], "extra": [], "changed": []},
     }
 
@@ -167,15 +174,26 @@ def verify_model_signature(data: bytes, name: str, *, model_path: Path, digest: 
     if format_error is not None:
         block["errors"] = [format_error.diagnostics()]
 
+    from mlgate.clock import epoch_ns, rfc3339
+    from mlgate.signers import authenticate
+
     try:
-        kid, _ = verify_signature(bundle, trust.model_signer_keys(), legacy_pae=True)
+        # model-signing statements carry no signing time: key windows are judged without one
+        # (fail closed when a window is set), certificates at the leaf's notBefore as
+        # model-signing does, keyless bundles at the transparency-log time.
+        auth = authenticate(bundle, trust, "model_signer", signed_at=None, legacy_pae=True)
     except AttestationError as exc:
         block["reason"] = exc.diagnostics()
         return block
-    signer = trust.model_signer_for_key(kid)
     block["authenticated"] = True
-    block["key_id"] = kid
-    block["signer_id"] = signer.id if signer else None
+    block.update({
+        "signer_id": auth.signer.id, "signer_name": auth.signer.name,
+        "identity_source": auth.source, "identity": auth.identity, "key_id": auth.key_id,
+        "certificate": auth.certificate, "key_status": auth.status,
+        **{f"key_{k}": v for k, v in auth.validity.as_facts().items()},
+    })
+    if auth.verified_time is not None:
+        block["signed_at"], block["signed_at_ns"] = rfc3339(auth.verified_time), epoch_ns(auth.verified_time)
     if format_error is not None or signed is None:
         block["reason"] = format_error.diagnostics() if format_error else f"{name}: not a model-signing statement"
         return block

@@ -284,6 +284,8 @@ violation contains v if {
 	}
 }
 
+# No clock skew is allowed: a signing time after the evaluation is refused (a
+# post-dated approval cannot be used to outlive a revocation or an expiry).
 signed_in_past(r) if {
 	is_number(r.signed_at_ns)
 	r.signed_at_ns <= lib.now_ns
@@ -293,8 +295,8 @@ signed_in_past(r) if {
 # title: Approval signing time missing or in the future
 # description: >-
 #   The approval has no signing time, or a signing time after the evaluation
-#   (not yet valid, or a wrong clock). Part 11 requires the date and time of
-#   signing.
+#   (not yet valid, a wrong clock, or a post-dated signature). Part 11 requires
+#   the date and time of signing.
 # custom:
 #   id: MLG-APPR-009
 #   severity: high
@@ -308,7 +310,7 @@ violation contains v if {
 		"severity": "high",
 		"controls": ["21CFR11.50", "21CFR11.10(e)"],
 		"remediation": "Check the signer's clock and have the approver sign again.",
-		"message": sprintf("approval %s by %s has signing time %s, which is not before the evaluation time %s; expected a signing time in the past", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "signed_at"), lib.s(input, "evaluated_at")]),
+		"message": sprintf("approval %s by %s has signing time %s, which is after the evaluation time %s; expected a signing time in the past", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "signed_at"), lib.s(input, "evaluated_at")]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -480,6 +482,154 @@ violation contains v if {
 		"controls": ["21CFR11.50"],
 		"remediation": "Have the approver sign again with their printed name and the meaning of the signature.",
 		"message": sprintf("approval %s by %s has %s %s; expected a non-empty %s", [lib.s(r, "path"), lib.s(r, "signer_id"), key, lib.s(r, key), key]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# --------------------------------------------------------------------------
+# Separation of duties (21 CFR 11.10(g), EU AI Act Art. 14): the people who
+# produced the model and its evidence do not approve it.
+
+# Shown in messages so that every finding about an approval carries its 11.50
+# manifestation: printed name, meaning (role), date and time of signing.
+manifest(r) := r.manifestation if lib.has_text(r, "manifestation")
+
+else := sprintf("%s, %s as %s, signed %s", [lib.s(r, "printed_name"), lib.s(r, "meaning"), lib.s(r, "role"), lib.s(r, "signed_at")])
+
+model_sig := lib.evidence("model_signature")
+
+# A certificate or keyless identity (an email or URI), lowercased; key ids are
+# unique per signer in the trust policy, so they name nobody else.
+identity_name(x) := lower(x.identity) if {
+	x.identity_source in {"certificate", "keyless"}
+	is_string(x.identity)
+}
+
+# Every name the model signer goes by: the trust policy id and the certificate
+# or keyless identity.
+model_signers contains lower(model_sig.signer_id) if {
+	lib.is_true(model_sig, "authenticated")
+	is_string(model_sig.signer_id)
+}
+
+model_signers contains identity_name(model_sig) if lib.is_true(model_sig, "authenticated")
+
+# Every name an approver goes by: the claimed signer id (checked against the
+# trust policy) and the verified certificate or keyless identity.
+names(r) := {n | n := person(r)} | {n | n := identity_name(r)}
+
+# METADATA
+# title: Approver also signed the model
+# description: >-
+#   An approval is signed by the person (or identity) who signed the model with
+#   model-signing: the model's producer cannot approve it.
+# custom:
+#   id: MLG-APPR-015
+#   severity: critical
+#   controls: [21CFR11.10(g), EUAIA-14]
+#   remediation: Have an approver independent of the model signing sign the approval, or sign the model with the build identity.
+violation contains v if {
+	some r in relevant
+	not r.meaning == "authorship"
+	same := names(r) & model_signers
+	count(same) > 0
+	v := {
+		"id": "MLG-APPR-015",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14"],
+		"remediation": "Have an approver independent of the model signing sign the approval, or sign the model with the build identity.",
+		"message": sprintf("approval %s (%s) is signed by %s, who also signed the model (%s); expected an approver other than the model signer", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), lib.join(sort(same))]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+bias := lib.evidence("bias_audit")
+
+bias_path := bias.path if is_string(bias.path)
+
+# Who wrote the bias audit: every verified signer who declared it authored
+# (predicate authored[]), and the record's own author field when it has one.
+bias_authors contains person(a) if {
+	some a in records
+	lib.is_true(a, "verified")
+	bias_path in lib.list_of(a, "authored")
+}
+
+bias_authors contains lower(bias.author) if is_string(bias.author)
+
+# METADATA
+# title: Approver authored the bias audit
+# description: >-
+#   An approval is signed by an author of the bias audit it approves (declared
+#   by a verified authorship signature or by the audit record): the person
+#   whose work is judged cannot approve it.
+# custom:
+#   id: MLG-APPR-016
+#   severity: critical
+#   controls: [21CFR11.10(g), EUAIA-14, GMLP-8]
+#   remediation: Have someone who did not author the bias audit give the approval.
+violation contains v if {
+	some r in relevant
+	not r.meaning == "authorship"
+	person(r) in bias_authors
+	v := {
+		"id": "MLG-APPR-016",
+		"severity": "critical",
+		"controls": ["21CFR11.10(g)", "EUAIA-14", "GMLP-8"],
+		"remediation": "Have someone who did not author the bias audit give the approval.",
+		"message": sprintf("approval %s (%s) is signed by %s, an author of the bias audit %s; expected an approver independent of the bias audit", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), bias_path]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Duplicated approval
+# description: >-
+#   Two approval files hold the same signed statement (a copy, or a re-wrapped
+#   bundle). A signature counts once; a duplicate is refused so that nobody can
+#   believe it was counted twice.
+# custom:
+#   id: MLG-APPR-017
+#   severity: high
+#   controls: [21CFR11.70, 21CFR11.10(e)]
+#   remediation: Remove the duplicate approval file; have the second signer sign their own approval.
+violation contains v if {
+	some r in records
+	some other in records
+	is_string(r.statement_digest)
+	r.statement_digest == other.statement_digest
+	r.path > other.path
+	v := {
+		"id": "MLG-APPR-017",
+		"severity": "high",
+		"controls": ["21CFR11.70", "21CFR11.10(e)"],
+		"remediation": "Remove the duplicate approval file; have the second signer sign their own approval.",
+		"message": sprintf("approval %s duplicates %s (%s): the same signed statement; each signature counts once", [lib.s(r, "path"), lib.s(other, "path"), manifest(r)]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Approval signed with a credential revoked later
+# description: >-
+#   The approval was signed before its signer's key or identity was revoked in
+#   the trust policy. It still counts (revocation is not retroactive); the
+#   finding records that the credential is revoked now, with when and why.
+# custom:
+#   id: MLG-APPR-018
+#   severity: medium
+#   controls: [21CFR11.10(d), 21CFR11.70]
+#   remediation: If the revocation reason is keyCompromise, have the approver sign again with their new credential.
+warning contains v if {
+	some r in relevant
+	lib.is_true(r, "verified")
+	r.key_status == "revoked_after_signing"
+	v := {
+		"id": "MLG-APPR-018",
+		"severity": "medium",
+		"controls": ["21CFR11.10(d)", "21CFR11.70"],
+		"remediation": "If the revocation reason is keyCompromise, have the approver sign again with their new credential.",
+		"message": sprintf("approval %s (%s) was signed with %s %s, revoked later at %s (%s); counted, since it was signed before the revocation", [lib.s(r, "path"), manifest(r), lib.s(r, "identity_source"), lib.s(r, "identity"), lib.s(r, "key_revoked_at"), lib.s(r, "key_revocation_reason")]),
 		"subject": lib.s(r, "path"),
 	}
 }

@@ -100,7 +100,7 @@ test_same_person_allowed_when_not_required_distinct if {
 
 test_another_person_can_take_the_shared_role if {
 	# jane signs both; john also reviews: john reviews, jane approves
-	jane_review := object.union(qa, {"path": "evidence/approvals/jane.review.sigstore.json", "signer_id": "jane.roe@hospital.example"})
+	jane_review := object.union(qa, {"path": "evidence/approvals/jane.review.sigstore.json", "signer_id": "jane.roe@hospital.example", "statement_digest": "jane review"})
 	count(violations(with_records([jane_review, qa, cso]))) == 0
 }
 
@@ -226,4 +226,109 @@ test_approval_without_printed_name if {
 
 test_approvals_not_marked_present if {
 	"MLG-APPR-001" in ids(td.with_value("/evidence/approvals/present", false))
+}
+
+# --------------------------------------------------------------------------
+# Separation of duties, duplicates, revocation, clock skew
+
+test_approver_signed_the_model_by_id if {
+	inp := json.patch(td.good_input, [{"op": "replace", "path": "/evidence/model_signature/signer_id", "value": "Jane.Roe@hospital.example"}])
+	vs := violations(inp)
+	td.ids(vs) == {"MLG-APPR-015"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json (Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z) is signed by jane.roe@hospital.example, who also signed the model (jane.roe@hospital.example); expected an approver other than the model signer"
+}
+
+test_approver_signed_the_model_by_certificate_identity if {
+	inp := json.patch(td.good_input, [
+		{"op": "replace", "path": "/evidence/model_signature/identity_source", "value": "certificate"},
+		{"op": "replace", "path": "/evidence/model_signature/identity", "value": "john.smith@hospital.example"},
+	])
+	{v.subject | some v in violations(inp); v.id == "MLG-APPR-015"} == {qa.path}
+}
+
+test_unauthenticated_model_signer_is_not_compared if {
+	inp := json.patch(td.good_input, [
+		{"op": "replace", "path": "/evidence/model_signature/signer_id", "value": "jane.roe@hospital.example"},
+		{"op": "replace", "path": "/evidence/model_signature/authenticated", "value": false},
+	])
+	not "MLG-APPR-015" in ids(inp)
+}
+
+test_same_key_id_is_not_a_shared_identity if {
+	# the fixture's approvals and model signature share a key id: key ids are not people
+	count(violations(td.good_input)) == 0
+}
+
+bias_author := object.union(qa, {
+	"path": "evidence/approvals/ana.authorship.sigstore.json",
+	"signer_id": "ana.lima@hospital.example", "printed_name": "Dr. Ana Lima",
+	"role": "bias-auditor", "meaning": "authorship",
+	"statement_digest": "ana authorship",
+	"authored": ["evidence/bias_audit.json"],
+})
+
+test_bias_author_may_sign_authorship if {
+	count(violations(with_records([qa, cso, bias_author]))) == 0
+}
+
+test_bias_author_approves if {
+	ana_cso := object.union(cso, {"signer_id": "ana.lima@hospital.example", "printed_name": "Dr. Ana Lima", "statement_digest": "ana approval", "manifestation": "Dr. Ana Lima, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z"})
+	vs := violations(with_records([qa, ana_cso, bias_author]))
+	td.ids(vs) == {"MLG-APPR-016"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json (Dr. Ana Lima, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z) is signed by ana.lima@hospital.example, an author of the bias audit evidence/bias_audit.json; expected an approver independent of the bias audit"
+}
+
+test_unverified_authorship_claim_names_nobody if {
+	ana_cso := object.union(cso, {"signer_id": "ana.lima@hospital.example", "statement_digest": "ana approval"})
+	forged := object.union(bias_author, {"verified": false, "reason": "bad signature"})
+	not "MLG-APPR-016" in ids(with_records([qa, ana_cso, forged]))
+}
+
+test_bias_author_field_of_the_record if {
+	inp := td.with_value("/evidence/bias_audit/author", "John.Smith@hospital.example")
+	{v.subject | some v in violations(inp); v.id == "MLG-APPR-016"} == {qa.path}
+}
+
+test_duplicated_approval if {
+	copy := object.union(cso, {"path": "evidence/approvals/jane.roe.copy.sigstore.json"})
+	vs := violations(with_records([qa, cso, copy]))
+	td.ids(vs) == {"MLG-APPR-017"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json duplicates evidence/approvals/jane.roe.copy.sigstore.json (Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z): the same signed statement; each signature counts once"
+}
+
+test_duplicate_does_not_fill_a_second_role if {
+	# one approval copied: still only one person, so the other required signature is missing
+	copy := object.union(cso, {"path": "evidence/approvals/copy.sigstore.json"})
+	ids(with_records([cso, copy])) == {"MLG-APPR-004", "MLG-APPR-017"}
+}
+
+test_revoked_after_signing_warns_and_counts if {
+	later := object.union(cso, {"key_status": "revoked_after_signing", "key_revoked_at": "2026-11-25T00:00:00Z", "key_revocation_reason": "superseded"})
+	inp := with_records([qa, later])
+	count(violations(inp)) == 0
+	ws := approvals.warning with input as inp with data.mlgate.environments as td.environments
+	some w in ws
+	w.id == "MLG-APPR-018"
+	w.message == "approval evidence/approvals/jane.roe.sigstore.json (Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z) was signed with key 96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a, revoked later at 2026-11-25T00:00:00Z (superseded); counted, since it was signed before the revocation"
+}
+
+test_future_signature_message if {
+	future := object.union(cso, {"signed_at": "2026-11-30T10:00:00Z", "signed_at_ns": td.evaluated_at_ns + td.day_ns})
+	some v in violations(with_records([qa, future]))
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example has signing time 2026-11-30T10:00:00Z, which is after the evaluation time 2026-11-29T10:00:00Z; expected a signing time in the past"
+}
+
+test_signed_exactly_at_evaluation_passes if {
+	count(violations(with_records([qa, object.union(cso, {"signed_at_ns": td.evaluated_at_ns})]))) == 0
+}
+
+test_manifestation_built_when_absent if {
+	bare := object.remove(cso, ["manifestation"])
+	copy := object.union(bare, {"path": "evidence/approvals/z.json"})
+	some v in violations(with_records([qa, bare, copy]))
+	v.id == "MLG-APPR-017"
+	contains(v.message, "(Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z)")
 }

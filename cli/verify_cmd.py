@@ -1,0 +1,40 @@
+"""``mlgate verify RELEASE``: verify every signature in a release and print one row per signature.
+
+Exit codes: 0 every signature verified (warnings allowed), 1 a signature failed or the release
+has none, 2 the release or the trust policy cannot be read. Only :class:`MlgateError` is caught.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from mlgate.errors import MlgateError
+
+EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
+
+
+@click.command("verify")
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), help="Trust policy (default: trust.yaml beside the bundled policies).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def verify(ctx, release, trust_path, fmt):
+    """Verify every signature in RELEASE (approvals and the model signature): artifact, signer,
+    identity source (key/certificate/keyless), meaning, signed_at, status and reason."""
+    from mlgate.clock import SystemClock
+    from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
+    from mlgate.trust import load_trust_policy
+    from mlgate.verify import render_json, render_text, verify_release
+
+    clock = (ctx.obj or {}).get("clock") or SystemClock()
+    try:
+        trust = load_trust_policy(trust_path or bundled_policy_dir() / TRUST_POLICY_NAME)
+        report = verify_release(release, trust, clock.now())
+    except MlgateError as exc:
+        click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
+        sys.exit(EXIT_ERROR)
+    click.echo(render_json(report) if fmt == "json" else render_text(report))
+    sys.exit(EXIT_OK if report.ok else EXIT_FAILED)

@@ -1,0 +1,176 @@
+"""Who signed a bundle: one check shared by approvals and model signatures.
+
+:func:`authenticate` takes a parsed bundle (:mod:`mlgate.attestation`) and the trust policy and
+answers with the listed signer and the credential that verified, or raises a
+:class:`~mlgate.attestation.SignatureMismatch` / :class:`~mlgate.pki.CertificateError` with a
+specific one-line reason. Three identity sources:
+
+* ``key``: the key-id hint names a key the trust policy lists for this purpose (approver or model
+  signer); the DSSE signature verifies with it.
+* ``certificate``: the leaf chains to a CA the trust policy lists, valid at the signing time,
+  allowed to sign, and its SAN email (and subject, when pinned) is an identity listed for a
+  signer of this purpose with that CA; the DSSE signature verifies with the leaf's key.
+* ``keyless``: sigstore-python verifies the bundle offline against the trust policy's
+  TrustedRoot for the (OIDC issuer, subject) listed for a signer of this purpose.
+
+Then the credential's validity window and revocation are judged at the signing time
+(:meth:`mlgate.trust.Validity.judge`): a signature made after revocation does not count, one made
+before still does and says so (``status: revoked_after_signing``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from mlgate.attestation import Bundle, SignatureMismatch, pae, pae_legacy, verify_signature
+from mlgate.trust import Purpose, Signer, TrustPolicy, Validity
+
+_WHAT = {"approver": "approver", "model_signer": "model signer"}
+_OTHER: dict[str, Purpose] = {"approver": "model_signer", "model_signer": "approver"}
+
+
+@dataclass(frozen=True)
+class Authenticated:
+    signer: Signer
+    source: str  # key | certificate | keyless
+    identity: str  # key id, certificate email, or keyless subject
+    key_id: str | None
+    status: str  # valid | revoked_after_signing
+    validity: Validity
+    certificate: dict[str, Any] | None
+    payload_type: str
+    payload: bytes
+    verified_time: dt.datetime | None  # keyless: the transparency-log time; else None
+
+
+def _judge(validity: Validity, at: dt.datetime | None, what: str, name: str) -> str:
+    status, problem = validity.judge(at)
+    if problem is not None:
+        raise SignatureMismatch(f"{what}: {problem}", file=name)
+    return status
+
+
+def authenticate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, *, signed_at: dt.datetime | None, legacy_pae: bool = False) -> Authenticated:
+    """Identify and verify the signer of ``bundle``; ``signed_at`` is when it claims to be signed."""
+    if bundle.mode == "key":
+        return _by_key(bundle, trust, purpose, signed_at, legacy_pae)
+    if bundle.mode == "certificate":
+        return _by_certificate(bundle, trust, purpose, signed_at, legacy_pae)
+    return _by_keyless(bundle, trust, purpose)
+
+
+def _by_key(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.datetime | None, legacy_pae: bool) -> Authenticated:
+    name = bundle.name
+    if bundle.hint is not None and trust.key_for(purpose, bundle.hint) is None:
+        other = trust.key_for(_OTHER[purpose], bundle.hint)
+        if other is not None:
+            raise SignatureMismatch(
+                f"key {bundle.hint} belongs to {_WHAT[_OTHER[purpose]]} {other[0].id!r}, not to an {_WHAT[purpose]}" if purpose == "approver"
+                else f"key {bundle.hint} belongs to {_WHAT[_OTHER[purpose]]} {other[0].id!r}, not to a {_WHAT[purpose]}",
+                file=name, field="verificationMaterial.publicKey.hint",
+            )
+    kid, _ = verify_signature(bundle, trust.keys_for(purpose), legacy_pae=legacy_pae)
+    found = trust.key_for(purpose, kid)
+    if found is None:  # pragma: no cover - keys_for() only holds this purpose's keys
+        raise SignatureMismatch(f"key {kid} belongs to no {_WHAT[purpose]}", file=name)
+    signer, key = found
+    status = _judge(key.validity, signed_at, f"key {kid} of {_WHAT[purpose]} {signer.id!r}", name)
+    return Authenticated(signer, "key", kid, kid, status, key.validity, None, bundle.payload_type, bundle.payload, None)
+
+
+def _by_certificate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.datetime | None, legacy_pae: bool) -> Authenticated:
+    from mlgate import pki
+
+    name = bundle.name
+    field = "verificationMaterial"
+    leaf = pki.load_der(bundle.certificates[0], name, f"{field}.certificate")
+    chain = [pki.load_der(der, name, f"{field}.x509CertificateChain.certificates[{i + 1}]") for i, der in enumerate(bundle.certificates[1:])]
+    # No signing time (a model-signing certificate bundle): check at the leaf's notBefore, as
+    # model-signing's own certificate verifier does.
+    at = signed_at or leaf.not_valid_before_utc
+    ca_ids = [c.ca for s in trust.signers(purpose) for c in s.certificates]
+    cas = [ca for ca in trust.certificate_authorities if ca.id in ca_ids]
+    if not cas:
+        raise pki.CertificateError(f"a certificate-signed bundle, but the trust policy lists no certificate identity for any {_WHAT[purpose]}", file=name, field=field)
+    problems = []
+    ca = None
+    for candidate in cas:
+        try:
+            pki.verify_chain(leaf, chain, candidate.roots, candidate.intermediates, at)
+        except ValueError as exc:
+            problems.append(f"{candidate.id}: {exc}")
+            continue
+        ca = candidate
+        break
+    if ca is None:
+        self_signed = leaf.issuer == leaf.subject
+        what = f"a self-signed {pki.describe(leaf)}" if self_signed else pki.describe(leaf)
+        raise pki.CertificateError(
+            f"{what} does not chain to a CA the trust policy lists at {_rfc(at)} ({'; '.join(problems)})", file=name, field=field,
+        )
+    pki.check_signing_usage(leaf, name)
+    mails = set(pki.emails(leaf))
+    subject = leaf.subject.rfc4514_string()
+    match = None
+    for signer in trust.signers(purpose):
+        for ident in signer.certificates:
+            if ident.ca == ca.id and ident.email.lower() in mails and (ident.subject is None or ident.subject == subject):
+                match = (signer, ident)
+                break
+        if match:
+            break
+    if match is None:
+        raise pki.CertificateError(
+            f"{pki.describe(leaf)} chains to CA {ca.id}, but no {_WHAT[purpose]} in the trust policy is listed with that CA for "
+            f"{', '.join(sorted(mails)) or 'a certificate without an email SAN'}" + (f" and subject {subject}" if mails else ""),
+            file=name, field=field,
+        )
+    signer, ident = match
+    message = pae(bundle.payload_type, bundle.payload)
+    if not pki.certificate_signature_ok(leaf, bundle.signature, message) and not (
+        legacy_pae and pki.certificate_signature_ok(leaf, bundle.signature, pae_legacy(bundle.payload))
+    ):
+        raise SignatureMismatch(f"signature does not verify with the key of {pki.describe(leaf)}", file=name, field="dsseEnvelope.signatures[0].sig")
+    status = _judge(ident.validity, signed_at, f"certificate identity {ident.email} (CA {ca.id}) of {_WHAT[purpose]} {signer.id!r}", name)
+    return Authenticated(signer, "certificate", ident.email, None, status, ident.validity, pki.facts(leaf, ca.id).as_dict(),
+                         bundle.payload_type, bundle.payload, None)
+
+
+def _rfc(at: dt.datetime) -> str:
+    from mlgate.clock import rfc3339
+
+    return rfc3339(at)
+
+
+def _by_keyless(bundle: Bundle, trust: TrustPolicy, purpose: Purpose) -> Authenticated:
+    from mlgate import pki
+
+    name = bundle.name
+    if trust.sigstore_trusted_root is None:
+        raise SignatureMismatch("a Sigstore keyless bundle, but the trust policy has no sigstore.trustedRoot to verify it with", file=name, field="verificationMaterial")
+    leaf = pki.load_der(bundle.certificates[0], name, "verificationMaterial.certificate")
+    issuer = pki.oidc_issuer(leaf)
+    sans = set(pki.san_identities(leaf))
+    match = None
+    for signer in trust.signers(purpose):
+        for ident in signer.keyless:
+            if ident.issuer == issuer and ident.subject in sans:
+                match = (signer, ident)
+                break
+        if match:
+            break
+    if match is None:
+        raise SignatureMismatch(
+            f"keyless certificate for {', '.join(sorted(sans)) or 'no identity'} (OIDC issuer {issuer or 'none'}) is not listed for any {_WHAT[purpose]}",
+            file=name, field="verificationMaterial.certificate",
+        )
+    signer, ident = match
+    root = pki.trusted_root(trust.sigstore_trusted_root, trust.sigstore_trusted_root_source or "trusted root")
+    result = pki.verify_keyless(bundle.raw, name, root, ident.subject, ident.issuer)
+    if (result.payload_type, result.payload) != (bundle.payload_type, bundle.payload):  # pragma: no cover - same bytes parsed twice
+        raise SignatureMismatch("sigstore verified a different payload than the envelope holds", file=name)
+    status = _judge(ident.validity, result.integrated_time, f"keyless identity {ident.subject} of {_WHAT[purpose]} {signer.id!r}", name)
+    return Authenticated(signer, "keyless", ident.subject, None, status, ident.validity, pki.facts(result.certificate, "sigstore").as_dict(),
+                         bundle.payload_type, bundle.payload, result.integrated_time)

@@ -1,0 +1,196 @@
+"""``mlgate verify RELEASE``: every signature in a release, verified, one row each.
+
+No policy is evaluated: this is the signature report an auditor reads (who signed what, with
+which kind of identity, meaning what, when, and whether it verifies). For approvals it also
+checks what binds a signature to *this* release (21 CFR 11.70): the model digest, the exact
+evidence digests, and expiry at the evaluation time. Each row carries the 11.50 manifestation
+(printed name, meaning, date and time).
+
+Rows: ``artifact, signer, source (key/certificate/keyless), meaning, signed_at, status, reason``
+where status is ``verified``, ``failed`` or ``warning`` (verified, but with a note, e.g. signed
+with a key revoked later). :func:`verify_release` never raises for a bad signature file; only
+an unreadable release (manifest) is an :class:`~mlgate.errors.InputError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from mlgate.canonical import sha256_hex
+from mlgate.clock import epoch_ns, rfc3339
+from mlgate.errors import InputError
+from mlgate.trust import TrustPolicy
+
+STATUSES = ("verified", "warning", "failed")
+
+
+@dataclass(frozen=True)
+class Row:
+    artifact: str
+    kind: str  # approval | model-signature
+    signer: str
+    source: str
+    meaning: str
+    signed_at: str
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Report:
+    release: str
+    model_digest: str | None
+    trust_policy: str
+    trust_digest: str
+    evaluated_at: str
+    rows: tuple[Row, ...]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.rows) and all(r.status != "failed" for r in self.rows)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "apiVersion": "mlgate.dev/verify/v1", "release": self.release, "model_digest": self.model_digest,
+            "trust_policy": {"source": self.trust_policy, "digest": self.trust_digest}, "evaluated_at": self.evaluated_at,
+            "ok": self.ok, "signatures": [asdict(r) for r in self.rows],
+        }
+
+
+def _signer(name: Any, ident: Any) -> str:
+    if name and ident:
+        return f"{name} <{ident}>"
+    return str(name or ident or "-")
+
+
+def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence: dict[str, str], now: dt.datetime) -> Row:
+    notes: list[str] = []
+    status = "verified" if record["verified"] else "failed"
+    if record["verified"]:
+        if model_digest is not None and record["subject_digest"] != model_digest:
+            status = "failed"
+            notes.append(f"signed for model digest {record['subject_digest'][:12]}, the release model is {model_digest[:12]}")
+        signed = record["evidence_digests"]
+        changed = sorted(p for p in signed.keys() & evidence.keys() if signed[p] != evidence[p])
+        added = sorted(evidence.keys() - signed.keys())
+        removed = sorted(signed.keys() - evidence.keys())
+        for label, items in (("changed since signing", changed), ("added since signing", added), ("signed but gone", removed)):
+            if items:
+                status = "failed"
+                notes.append(f"evidence {label}: {', '.join(items)}")
+        if record["expires_at_ns"] is not None and record["expires_at_ns"] <= epoch_ns(now):
+            status = "failed"
+            notes.append(f"expired at {record['expires_at']}")
+        if record["signed_at_ns"] is not None and record["signed_at_ns"] > epoch_ns(now):
+            status = "failed"
+            notes.append(f"signing time {record['signed_at']} is in the future")
+        if not (record["role_authorised"] and record["meaning_authorised"] and record["environment_authorised"]):
+            status = "failed"
+            notes.append(f"not authorised by the trust policy for role {record['role']} / meaning {record['meaning']} / environment {record['environment']}")
+        if record["key_status"] == "revoked_after_signing":
+            if status == "verified":
+                status = "warning"
+            notes.append(f"credential revoked later, at {record['key_revoked_at']} ({record['key_revocation_reason'] or 'no reason given'})")
+    reason = record["reason"] if not record["verified"] else "; ".join(notes)
+    meaning = f"{record['meaning']} ({record['role']}) for {record['environment']}" if record["meaning"] else "-"
+    return Row(
+        artifact=record["path"], kind="approval", signer=_signer(record["printed_name"], record["signer_id"]),
+        source=record["identity_source"] or "-", meaning=meaning, signed_at=record["signed_at"] or "-",
+        status=status, reason=reason or "",
+    )
+
+
+def _signature_row(block: dict[str, Any]) -> Row:
+    status = "verified" if block["verified"] else "failed"
+    notes = [] if block["verified"] else [block["reason"] or "; ".join(block["errors"]) or "not verified"]
+    if block["verified"] and block["key_status"] == "revoked_after_signing":
+        status = "warning"
+        notes.append(f"credential revoked at {block['key_revoked_at']}")
+    return Row(
+        artifact=block["path"], kind="model-signature", signer=_signer(block["signer_name"], block["signer_id"]),
+        source=block["identity_source"] or "-", meaning="model signature (OpenSSF model-signing)",
+        signed_at=block["signed_at"] or "-", status=status, reason="; ".join(notes),
+    )
+
+
+def _read(path: Path, rel: str) -> bytes | str:
+    from mlgate.safeio import read_bytes
+
+    try:
+        return read_bytes(path)
+    except InputError as exc:
+        return InputError(exc.message, file=rel).diagnostics()
+
+
+def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> Report:
+    from mlgate.evidence.approval import verify_approval
+    from mlgate.evidence.model_digest import compute_model_digest
+    from mlgate.evidence.model_signature import verify_model_signature
+    from mlgate.manifest import load_release
+
+    release = load_release(Path(release_dir))
+    rows: list[Row] = []
+    digest = None
+    digest_error = None
+    try:
+        digest = compute_model_digest(release.model_path)
+    except InputError as exc:
+        digest_error = exc.diagnostics()
+
+    evidence: dict[str, str] = {}
+    for path, rel in release.evaluated_evidence():
+        data = _read(path, rel)
+        evidence[rel] = sha256_hex(data) if isinstance(data, bytes) else "<unreadable>"
+
+    for path, rel in release.approvals:
+        data = _read(path, rel)
+        if isinstance(data, str):
+            rows.append(Row(rel, "approval", "-", "-", "-", "-", "failed", data))
+            continue
+        record = verify_approval(data, rel, trust=trust)
+        rows.append(_approval_row(record, model_digest=digest.root if digest else None, evidence=evidence, now=now))
+
+    if release.signature_path is not None:
+        rel = release.signature_rel or "model signature"
+        data = _read(release.signature_path, rel)
+        if isinstance(data, str):
+            rows.append(Row(rel, "model-signature", "-", "-", "model signature (OpenSSF model-signing)", "-", "failed", data))
+        elif digest is None:
+            rows.append(Row(rel, "model-signature", "-", "-", "model signature (OpenSSF model-signing)", "-", "failed", digest_error or "model not hashed"))
+        else:
+            block = verify_model_signature(data, rel, model_path=release.model_path, digest=digest, trust=trust)
+            rows.append(_signature_row(block))
+    return Report(
+        release=f"{release.name}@{release.version}", model_digest=digest.root if digest else None,
+        trust_policy=trust.source, trust_digest=trust.digest, evaluated_at=rfc3339(now), rows=tuple(rows),
+    )
+
+
+# --------------------------------------------------------------------------- render
+COLUMNS = ("artifact", "signer", "source", "meaning", "signed_at", "status", "reason")
+
+
+def render_text(report: Report) -> str:
+    lines = [f"release {report.release}  model {report.model_digest or '<not hashed>'}",
+             f"trust policy {report.trust_policy} (sha256 {report.trust_digest[:12]})  evaluated at {report.evaluated_at}"]
+    if not report.rows:
+        lines.append("no signatures in the release (nothing verified)")
+        return "\n".join(lines)
+    table = [COLUMNS] + [tuple(getattr(r, c) for c in COLUMNS) for r in report.rows]
+    # The reason column is last and not padded; the others are aligned.
+    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS) - 1)]
+    for row in table:
+        cells = [row[i].ljust(widths[i]) for i in range(len(COLUMNS) - 1)] + [row[-1] or ("-" if row is not table[0] else row[-1])]
+        lines.append("  ".join(cells).rstrip())
+    failed = sum(r.status == "failed" for r in report.rows)
+    lines.append(f"{len(report.rows)} signature(s): {len(report.rows) - failed} verified, {failed} failed")
+    return "\n".join(lines)
+
+
+def render_json(report: Report) -> str:
+    import json
+
+    return json.dumps(report.as_dict(), indent=2, sort_keys=True)
