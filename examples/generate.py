@@ -321,6 +321,7 @@ def write_release(
     for person, env, meaning, role, when, expires, comment in approvals:
         mlgate(["approve", release, "--key", KEYS / f"{person}.key", "--name", PEOPLE[person]["name"], "--id", PEOPLE[person]["id"],
                 "--role", role, "--meaning", meaning, "--env", env, "--expires", expires, "--comment", comment], when)
+    record_provenance(release, name=name, version=version, datasets=list(frames), when=dates["bias"])
 
 
 def manifest(release: Path, *, name: str, version: str, description: str, datasets: list[str], storage: str) -> None:
@@ -350,6 +351,79 @@ def manifest(release: Path, *, name: str, version: str, description: str, datase
         "    approvals: [evidence/approvals/]",
     ]
     (release / "mlgate.yaml").write_text("\n".join(lines) + "\n")
+
+
+# --------------------------------------------------------------------------- provenance (issue 7)
+
+def _dvc_md5_file(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _dvc_md5_dir(path: Path) -> tuple[str, int, int]:
+    """DVC's directory hash: md5 of the JSON list of {md5, relpath} of its files, with a .dir suffix."""
+    entries = [{"md5": _dvc_md5_file(f), "relpath": f.relative_to(path).as_posix()} for f in sorted(path.rglob("*")) if f.is_file()]
+    listing = json.dumps(entries, sort_keys=True).encode()
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return hashlib.md5(listing, usedforsecurity=False).hexdigest() + ".dir", size, len(entries)
+
+
+def record_provenance(release: Path, *, name: str, version: str, datasets: list[str], when: dt.datetime) -> None:
+    """Build the release's training repository (git + DVC, deterministic) and run `mlgate evidence collect` on it.
+
+    The repository is what a team would have: the training script, dvc.yaml, the datasets as
+    `dvc add` tracks them (.dvc files, data ignored by git), and dvc.lock for the train stage
+    that produced model/. DVC itself is not needed: its files are written in DVC 3's format
+    (plain md5, `hash: md5`). The commit has fixed author, committer and dates, so its id is
+    the same on every run. mlgate then records the git, DVC and sha256 facts into mlgate.yaml.
+    """
+    import os
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix=f"mlgate-{name}-training-") as tmp:
+        repo = Path(tmp)
+        (repo / "data").mkdir()
+        (repo / "train.py").write_text(
+            f'"""Training entry point of {name} {version} (examples/generate.py builds the model)."""\n'
+            "import sys\n\nif __name__ == '__main__':\n    sys.exit('see examples/generate.py in the mlgate repository')\n"
+        )
+        (repo / "params.yaml").write_text(f"model: {name}\nversion: '{version}'\n")
+        deps = []
+        for ds in datasets:
+            src = release / "data" / f"{ds}.csv"
+            shutil.copyfile(src, repo / "data" / f"{ds}.csv")
+            md5, size = _dvc_md5_file(src), src.stat().st_size
+            (repo / "data" / f"{ds}.csv.dvc").write_text(f"outs:\n- md5: {md5}\n  size: {size}\n  hash: md5\n  path: {ds}.csv\n")
+            deps.append(f"    - path: data/{ds}.csv\n      hash: md5\n      md5: {md5}\n      size: {size}\n")
+        (repo / "data" / ".gitignore").write_text("".join(f"/{ds}.csv\n" for ds in datasets))
+        shutil.copytree(release / "model", repo / "model")
+        (repo / ".gitignore").write_text("/model\n")
+        model_md5, model_size, model_files = _dvc_md5_dir(repo / "model")
+        script_md5 = _dvc_md5_file(repo / "train.py")
+        (repo / "dvc.yaml").write_text(
+            "stages:\n  train:\n    cmd: python train.py\n    deps:\n"
+            + "".join(f"    - data/{ds}.csv\n" for ds in datasets)
+            + "    - train.py\n    params:\n    - model\n    outs:\n    - model\n"
+        )
+        (repo / "dvc.lock").write_text(
+            "schema: '2.0'\nstages:\n  train:\n    cmd: python train.py\n    deps:\n" + "".join(deps)
+            + f"    - path: train.py\n      hash: md5\n      md5: {script_md5}\n      size: {(repo / 'train.py').stat().st_size}\n"
+            + f"    params:\n      params.yaml:\n        model: {name}\n"
+            + f"    outs:\n    - path: model\n      hash: md5\n      md5: {model_md5}\n      size: {model_size}\n      nfiles: {model_files}\n"
+        )
+        stamp = (when - dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+        env = {**os.environ, "GIT_AUTHOR_NAME": "ML Platform CI", "GIT_AUTHOR_EMAIL": "ml-platform@hospital.example",
+               "GIT_COMMITTER_NAME": "ML Platform CI", "GIT_COMMITTER_EMAIL": "ml-platform@hospital.example",
+               "GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp, "GIT_CONFIG_GLOBAL": os.devnull, "GIT_CONFIG_NOSYSTEM": "1"}
+
+        def git(*args: str) -> None:
+            subprocess.run(["git", "-c", "commit.gpgsign=false", *args], cwd=repo, env=env, check=True, capture_output=True)
+
+        git("init", "-q", "-b", "main")
+        git("remote", "add", "origin", f"https://git.hospital.example/ml-platform/{name}.git")
+        git("add", "-A")
+        git("commit", "-q", "-m", f"Train {name} {version}")
+        mlgate(["evidence", "collect", release, "--repo", repo], when)
 
 
 def hash_seed(text: str) -> int:
@@ -641,7 +715,65 @@ def build_chest_xray() -> None:
     mlgate(["evidence", "bias", "--predictions", release / "evaluation" / "predictions_eval.csv", "--label", "y_true", "--pred", "y_pred",
             "--sensitive", "sex,age_band", "--metric", "recall", "--reference", "rest", "--n-min", "30", "--model", release / "model",
             "-o", release / "evidence" / "bias_audit.json"], at(13))
+    record_provenance(release, name="chest-xray", version="0.9.0", datasets=["train", "eval"], when=at(13))  # the retrained model
     print(f"chest-xray: retrained; recall by sex {recall_by_group(y, y_pred, evalset['sex'])}")
+
+
+# --------------------------------------------------------------------------- monitoring windows (issue 7)
+
+def build_triage_monitoring() -> None:
+    """Production windows of triage-acuity-v2 for `mlgate monitor`, written beside the release.
+
+    - window_2026-12.csv: the population the model was validated on (14,000 visits); passes.
+    - window_2027-03.csv: new pulse oximeters that over-read SpO2 on darker skin (occult hypoxaemia:
+      recorded SpO2 about 4 points above the true value for Black patients) and an older winter
+      population with more respiratory illness. The chart-reviewed outcome follows the true
+      physiology, the model sees the recorded vitals: recall for ethnicity=Black falls again and
+      age, respiratory rate and SpO2 drift from the training data.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    release = EXAMPLES / "triage-acuity-v2"
+    rng = np.random.default_rng(21)  # the v2 model exactly as build_triage(remediated=True) trains it
+    train = triage_frame(rng, 9000)
+    x_train = triage_features(train, with_pain=False)
+    model = LogisticRegression(max_iter=3000).fit(x_train, train["high_acuity"])
+    threshold = threshold_for_recall(model.predict_proba(x_train)[:, 1], train["high_acuity"], 0.85)
+
+    def window(seed: int, shifted: bool, n: int) -> dict:
+        if shifted:
+            cols = triage_frame_shifted(np.random.default_rng(seed), n)
+        else:
+            cols = triage_frame(np.random.default_rng(seed), n)
+            cols.pop("historical_high_acuity")
+        y_pred = (model.predict_proba(triage_features(cols, with_pain=False))[:, 1] >= threshold).astype(int)
+        out = {k: v for k, v in cols.items() if k not in ("high_acuity", "historical_high_acuity")}
+        out["y_true"], out["y_pred"] = cols["high_acuity"], y_pred
+        return out
+
+    # a quarter of ED visits each: enough positives per group to show non-inferiority within delta
+    for name, seed, shifted in (("window_2026-12.csv", 2612, False), ("window_2027-03.csv", 2703, True)):
+        cols = window(seed, shifted, 14000)
+        write_csv(release / "monitoring" / name, cols)
+        print(f"triage-acuity-v2 monitoring {name}: recall by ethnicity {recall_by_group(cols['y_true'], cols['y_pred'], cols['ethnicity'])}")
+
+
+def triage_frame_shifted(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """triage_frame for the March 2027 window: older, more tachypnoeic patients, outcomes from the true
+    vitals, and SpO2 recorded 4 points high (at most 100) for Black patients."""
+    cols = triage_frame(rng, n)
+    cols.pop("historical_high_acuity")
+    true = {k: v.copy() for k, v in cols.items()}
+    true["age"] = np.clip(true["age"] + 8, 18, 100)
+    true["resp_rate"] = np.clip(true["resp_rate"] + 3, 6, 45)
+    true["spo2"] = np.clip(true["spo2"] - 1, 70, 100)
+    logit = (-1.3 + 0.045 * (true["heart_rate"] - 88) + 0.16 * (true["resp_rate"] - 18) - 0.22 * (true["spo2"] - 96)
+             - 0.02 * (true["sbp"] - 132) + 0.5 * (true["temp_c"] - 37.0) + 0.9 * true["arrival_ambulance"]
+             + 0.01 * (true["age"] - 55) + rng.normal(0, 0.4, n))
+    true["high_acuity"] = (rng.random(n) < sigmoid(logit)).astype(int)
+    recorded = dict(true)
+    recorded["spo2"] = np.where(true["ethnicity"] == "Black", np.clip(true["spo2"] + 4, 70, 100), true["spo2"]).astype(int)
+    return recorded
 
 
 def main() -> int:
@@ -651,6 +783,7 @@ def main() -> int:
     build_chest_xray()
     build_triage(remediated=False)
     build_triage(remediated=True)
+    build_triage_monitoring()
     return 0
 
 

@@ -31,6 +31,8 @@ class ValidationRef:
     path: Path
     rel: str
     dataset: str | None
+    format: str | None = None  # the adapter named in the manifest; None: recognised from the content
+    validated_at: str | None = None  # when the result carries no time of its own (Evidently, pandera, TFDV)
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class Release:
     bias_audit: tuple[Path, str] | None
     approvals: tuple[tuple[Path, str], ...]  # expanded: directories become their files
     approval_dirs: tuple[Path, ...] = ()  # directories named in spec.evidence.approvals
+    provenance: dict[str, Any] | None = None  # spec.provenance as written by `mlgate evidence collect`
 
     def evaluated_evidence(self) -> tuple[tuple[Path, str], ...]:
         """The evidence an approval signs for: model card, data validation, bias audit (not approvals)."""
@@ -122,10 +125,11 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
     validations = []
     for i, item in enumerate(evidence.get("dataValidation", [])):
         rel, ds_name = (item, None) if isinstance(item, str) else (item["path"], item.get("dataset"))
+        fmt, validated_at = (None, None) if isinstance(item, str) else (item.get("format"), item.get("validatedAt"))
         if ds_name is not None and ds_name not in seen:
             raise InputError(f"names dataset {ds_name!r}, which spec.datasets does not declare", file=name, field=f"spec.evidence.dataValidation[{i}].dataset")
         vpath = inside(rel, f"spec.evidence.dataValidation[{i}]")
-        validations.append(ValidationRef(vpath, vpath.relative_to(root.resolve()).as_posix(), ds_name))
+        validations.append(ValidationRef(vpath, vpath.relative_to(root.resolve()).as_posix(), ds_name, fmt, validated_at))
     bias = evidence.get("biasAudit")
 
     rroot = root.resolve()
@@ -167,4 +171,5 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         bias_audit=_with_rel(inside(bias, "spec.evidence.biasAudit")) if bias else None,
         approvals=tuple(_with_rel(p) for p in approvals),
         approval_dirs=tuple(approval_dirs),
+        provenance=spec.get("provenance"),
     )

@@ -96,7 +96,10 @@ def collect(release: Release, trust: Any) -> Facts:
     declared = {ds.name: ds.declared_sha256 for ds in release.datasets}
     records = []
     for ref in release.data_validation:
-        record = data_validation.read_validation_result(read(ref.path, ref.rel), ref.rel, datasets=declared, dataset=ref.dataset)
+        record = data_validation.read_validation_result(
+            read(ref.path, ref.rel), ref.rel, datasets=declared, dataset=ref.dataset,
+            format=getattr(ref, "format", None), validated_at=getattr(ref, "validated_at", None),
+        )
         records.append({**record, "path": ref.rel, "digest": evidence_files[ref.rel]})
     evidence["data_validation"] = _block(records, authenticated=False)
 
@@ -121,5 +124,9 @@ def collect(release: Release, trust: Any) -> Facts:
         evidence["model_signature"] = {**block, "path": rel, "digest": all_digests[rel]}
     else:
         evidence["model_signature"] = dict(ABSENT)
+
+    from mlgate.provenance import provenance_facts
+
+    evidence["provenance"] = provenance_facts(release)
 
     return Facts(model=model, datasets=datasets, evidence=evidence, evidence_files=evidence_files, all_digests=all_digests)

@@ -148,6 +148,8 @@ def read_validation_result(
     *,
     datasets: Mapping[str, str],
     dataset: str | None = None,
+    format: str | None = None,
+    validated_at: str | None = None,
 ) -> dict:
     """Read one GX 1.x validation result (either export shape) into one ``data_validation.records[]`` entry.
 
@@ -158,6 +160,9 @@ def read_validation_result(
     Raises :class:`mlgate.errors.InputError` only when ``data`` is not JSON text.
     """
     doc = parse_json(data, name)
+    adapter = format if format is not None else detect_format(doc)
+    if adapter is not None and adapter != FORMAT:
+        return _read_adapter(adapter, doc, data, name, datasets, dataset, validated_at)
     record = _record_skeleton(name, sha256_hex(data))
     errors: list[str] = record["errors"]
 
@@ -220,12 +225,68 @@ def read_validation_result(
         if e["success"] is not True
     ]
 
+    if record["validated_at"] is None and validated_at is not None:
+        _read_given_time(record, name, validated_at, errors)
     _link_dataset(record, name, asset_name, datasets, dataset)
 
     record["valid"] = not errors
     # Fail closed: a document that does not conform or contradicts itself never reports success.
     record["success"] = bool(record["valid"] and doc.get("success") is True and record["unsuccessful"] == 0)
     return record
+
+
+# --------------------------------------------------------------------------- other formats (issue 7)
+def detect_format(doc: Any) -> str | None:
+    """The adapter for a parsed document: GX when it has GX's result lists, else the first
+    adapter whose shape matches; None leaves the document to the GX reader (and its errors)."""
+    from mlgate.evidence import evidently, pandera, tfdv
+
+    if not isinstance(doc, dict) or "results" in doc or "validation_results" in doc:
+        return None
+    for module in (evidently, pandera, tfdv):
+        if module.looks_like(doc):
+            return module.FORMAT
+    return None
+
+
+def _read_adapter(
+    fmt: str, doc: Any, data: bytes, name: str, datasets: Mapping[str, str], dataset: str | None, validated_at: str | None
+) -> dict:
+    """Evidently, pandera and TFDV results, normalised to the same record as a GX result."""
+    from mlgate.evidence import evidently, pandera, tfdv
+
+    module = {m.FORMAT: m for m in (evidently, pandera, tfdv)}[fmt]
+    record = _record_skeleton(name, sha256_hex(data))
+    record["format"] = fmt
+    errors: list[str] = record["errors"]
+    verdict = None
+    # An empty object is a pandera or TFDV report without errors: a pass, when the manifest says which.
+    empty_pass = doc == {} and fmt in (pandera.FORMAT, tfdv.FORMAT)
+    if not isinstance(doc, dict):
+        errors.append(f"{name}: $: expected a {fmt} result object, got {schemas.json_type(doc)}")
+    elif not empty_pass and not module.looks_like(doc):
+        errors.append(f"{name}: $: the manifest names format {fmt}, but the document does not have its shape")
+    else:
+        verdict = module.read(doc, name, record)
+    own_time = record.pop("_document_time", None)
+    if own_time is not None:
+        _read_given_time(record, name, own_time, errors, field="timestamp")
+    elif validated_at is not None:
+        _read_given_time(record, name, validated_at, errors)
+    _link_dataset(record, name, None, datasets, dataset)
+    record["valid"] = not errors
+    record["success"] = bool(record["valid"] and verdict is not False and record["unsuccessful"] == 0)
+    return record
+
+
+def _read_given_time(record: dict, name: str, raw: str, errors: list[str], *, field: str = "validatedAt (manifest)") -> None:
+    try:
+        ts = parse_time(raw)
+    except (ValueError, OverflowError) as exc:
+        errors.append(f"{name}: {field}: not an RFC 3339 timestamp with a timezone ({' '.join(str(exc).split())[:120]})")
+        return
+    record["validated_at"] = rfc3339(ts)
+    record["validated_at_ns"] = epoch_ns(ts)
 
 
 def _read_time(record: dict, name: str, meta: dict, errors: list[str]) -> None:
