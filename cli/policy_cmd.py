@@ -37,7 +37,7 @@ def _write(text: str, out: Path | None) -> None:
 
 @click.group("policy")
 def policy() -> None:
-    """Test, lint and document a policy directory (default: the bundled library)."""
+    """Test, lint, document and bundle a policy directory (default: the bundled library)."""
 
 
 @policy.command("test")
@@ -65,12 +65,13 @@ def test_cmd(policy_dir, coverage, threshold, fmt, output_file, run_filter, quie
 @policy.command("lint")
 @_DIR
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def lint_cmd(policy_dir, fmt):
+@click.option("--engine", type=click.Choice(["embedded", "rego-cpp"]), default="embedded", show_default=True, help="Check builtins and idioms for this engine.")
+def lint_cmd(policy_dir, fmt, engine):
     """Check POLICY_DIR: METADATA, ids, severities, controls, data keys, builtins, `deny if`. Exit 0 clean, 1 findings, 2 error."""
     from mlgate.policytools.lint import lint, render
 
     try:
-        report = lint(policy_dir)
+        report = lint(policy_dir, engine=engine)
     except MlgateError as exc:
         _fail(exc)
     click.echo(render(report, fmt))
@@ -94,3 +95,38 @@ def doc_cmd(policy_dir, out, fmt):
     _write(render(catalogue, fmt), out)
     if out is not None:
         click.echo(f"mlgate: control catalogue of {len(catalogue.rules)} rules and {len(catalogue.controls)} controls written to {out}", err=True)
+
+
+@policy.command("bundle")
+@_DIR
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Write the OPA bundle here (e.g. bundle.tar.gz).")
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path), help="Sign it (.signatures.json) with this PEM private key (ECDSA P-256 or Ed25519).")
+@click.option("--verify", "verify_path", type=click.Path(dir_okay=False, path_type=Path), help="Verify this bundle instead of building one (needs --key).")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="Public key the bundle given to --verify must be signed with.")
+def bundle_cmd(policy_dir, out, signing_key, verify_path, key_path):
+    """Build an OPA bundle of POLICY_DIR (revision = the audit records' policy revision), or --verify one. Exit 0 ok, 1 verification failed, 2 error."""
+    from mlgate.bundle import build_bundle, verify_bundle
+    from mlgate.errors import SignatureError
+
+    if verify_path is not None:
+        if out is not None or signing_key is not None or policy_dir is not None or key_path is None:
+            click.echo("mlgate: error: --verify BUNDLE takes --key PUB and nothing else", err=True)
+            sys.exit(EXIT_ERROR)
+        try:
+            info = verify_bundle(verify_path, key_path)
+        except SignatureError as exc:
+            click.echo(f"mlgate: bundle verification FAILED: {exc.diagnostics()}", err=True)
+            sys.exit(EXIT_FAIL)
+        except MlgateError as exc:
+            _fail(exc)
+        click.echo(f"mlgate: {info.path}: signature OK (key id {(info.key_id or '?')[:16]}), {len(info.files)} files, revision {info.revision}")
+        return
+    if out is None:
+        click.echo("mlgate: error: give -o BUNDLE.tar.gz (or --verify BUNDLE --key PUB)", err=True)
+        sys.exit(EXIT_ERROR)
+    try:
+        info = build_bundle(policy_dir, out, signing_key=signing_key)
+    except MlgateError as exc:
+        _fail(exc)
+    signed = f", signed (key id {(info.key_id or '?')[:16]})" if info.signed else ", unsigned"
+    click.echo(f"mlgate: wrote {info.path}: {len(info.files)} files, roots {', '.join(info.roots)}, revision {info.revision}{signed}")

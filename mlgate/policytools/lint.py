@@ -15,6 +15,12 @@ finding         a finding object built in the rule repeats its annotation's id, 
 data-key        every environment data key a rule reads exists in every environment.
 builtin         no call to a builtin the embedded engine lacks.
 deny-boolean    ``deny if {...}`` (a boolean) where ``deny contains msg if`` (a set) was meant.
+
+Under ``--engine rego-cpp`` (regopy), the builtin check asks that engine what it has, and:
+rego-cpp        (error) ``some k, v in coll`` inside a comprehension: rego-cpp does not compile it.
+rego-cpp        (warning) ``time.parse_rfc3339_ns``: undefined for timestamps ending in ``Z``.
+rego-cpp        (warning) ``sprintf`` with ``%q`` in its format: printed literally.
+Warnings are listed but do not fail the lint.
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ from typing import Any
 from mlgate.policy import PolicySet, load_policy
 from mlgate.policytools.controls import load_catalogue
 from mlgate.policytools.datakeys import ENV_ROOT, DataKeyAnalysis, missing_in
-from mlgate.policytools.rego_ast import Annotation, ParsedPolicy, Rule, annotations, missing_builtins, parse, walk
+from mlgate.policytools.rego_ast import Annotation, ParsedPolicy, Rule, annotations, builtin_calls, calls, missing_builtins, parse, walk
 from mlgate.safeio import display
 
 ID_PATTERN = re.compile(r"^MLG-[A-Z]+-[0-9]{3}$")
 SEVERITIES = ("low", "medium", "high", "critical")
 PRODUCER = re.compile(r"^(deny|warn|warning|violation|[a-z0-9_]+_violations)$")
 CHECKS = ("metadata", "id", "severity", "controls", "finding", "data-key", "builtin", "deny-boolean")
+ENGINE_CHECKS = {"rego-cpp": ("rego-cpp",)}  # checks that run only under ``--engine``
+LINT_ENGINES = ("embedded", "rego-cpp")
 
 
 @dataclass(frozen=True, order=True)
@@ -56,6 +64,8 @@ class LintReport:
     annotations_checked: int
     data_reads: int
     environments: tuple[str, ...]
+    warnings: tuple[Finding, ...] = ()
+    engine: str = "embedded"
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -220,13 +230,68 @@ def check_deny_boolean(parsed: ParsedPolicy) -> list[Finding]:
     return out
 
 
-def check_builtins(parsed: ParsedPolicy) -> list[Finding]:
+def check_builtins(parsed: ParsedPolicy, engine: str = "embedded") -> list[Finding]:
     from mlgate.engine.regorus_engine import engine_version
 
+    if engine == "rego-cpp":
+        from mlgate.engine import regopy_engine
+
+        regopy_engine._regopy()  # PolicyError naming the extra when regopy is not installed
+        found = sorted({(m.display, line, name) for m, line, name in builtin_calls(parsed)
+                        if not m.is_test and not regopy_engine.engine_has_builtin(name)})
+        return [Finding(file, line, "builtin", f"builtin {name} is not available in the rego-cpp engine (regopy {regopy_engine.engine_version()})")
+                for file, line, name in found]
     return [
         Finding(file, line, "builtin", f"builtin {name} is not available in the embedded engine (regorus {engine_version()})")
         for file, line, name in missing_builtins(parsed)
     ]
+
+
+_COMPREHENSIONS = ("ArrayCompr", "SetCompr", "ObjectCompr")
+
+
+def _literal_string(node: Any) -> str | None:
+    if isinstance(node, dict) and len(node) == 1:
+        kind, body = next(iter(node.items()))
+        if kind in ("String", "RawString") and isinstance(body.get("value"), str):
+            return body["value"]
+    return None
+
+
+def check_rego_cpp(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings) for idioms rego-cpp (regopy) rejects or evaluates differently from OPA."""
+    errors: list[Finding] = []
+    warnings: list[Finding] = []
+    for module in parsed.modules:
+        for node in walk(module.ast.get("rules", [])):
+            for kind in _COMPREHENSIONS:
+                compr = node.get(kind)
+                if not isinstance(compr, dict):
+                    continue
+                for sub in walk(compr.get("query")):
+                    some = sub.get("SomeIn")
+                    if isinstance(some, dict) and some.get("key") is not None:
+                        errors.append(Finding(module.display, int(some.get("span", {}).get("line", 0)), "rego-cpp",
+                                              "`some k, v in ...` inside a comprehension does not compile in rego-cpp (\"Invalid collection\"); "
+                                              "iterate with `some k in object.keys(coll)` and index coll[k], or move it to a helper rule"))
+        for parts, line, call in calls(module.ast.get("rules", [])):
+            name = ".".join(parts)
+            if parsed.resolve(module, parts) is not None:
+                continue
+            params = call.get("params") or []
+            if name == "time.parse_rfc3339_ns":
+                literal = _literal_string(params[0]) if params else None
+                if literal is None or literal.endswith(("Z", "z")):
+                    warnings.append(Finding(module.display, line, "rego-cpp",
+                                            "time.parse_rfc3339_ns fails in rego-cpp for timestamps ending in Z (undefined, or an error with strict builtin "
+                                            "errors; UTC written +00:00 works): rules using it stop matching"))
+            elif name == "sprintf" and params:
+                fmt = _literal_string(params[0])
+                if fmt is None or "%q" in fmt:
+                    why = "its format contains %q" if fmt is not None else "its format is not a literal and may contain %q"
+                    warnings.append(Finding(module.display, line, "rego-cpp",
+                                            f"sprintf: {why}, which rego-cpp prints literally; use %v (or %s) with explicit quotes"))
+    return sorted(set(errors)), sorted(set(warnings))
 
 
 def check_data_keys(parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT) -> tuple[list[Finding], int, tuple[str, ...]]:
@@ -252,13 +317,23 @@ def check_data_keys(parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT) 
     return findings, len(reads), tuple(sorted(environments))
 
 
-def lint(root: Path | None = None, *, policy: PolicySet | None = None) -> LintReport:
+def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: str = "embedded") -> LintReport:
+    from mlgate.errors import PolicyError
+
+    if engine not in LINT_ENGINES:
+        raise PolicyError(f"lint knows the engines {', '.join(LINT_ENGINES)}, not {engine!r}")
     policy = policy if policy is not None else load_policy(root)
     parsed = parse(policy)
     meta_findings, n_annotations = check_metadata(parsed)
     data_findings, n_reads, envs = check_data_keys(parsed)
-    findings = meta_findings + data_findings + check_builtins(parsed) + check_deny_boolean(parsed)
+    findings = meta_findings + data_findings + check_builtins(parsed, engine) + check_deny_boolean(parsed)
+    warnings: list[Finding] = []
+    if engine == "rego-cpp":
+        cpp_errors, warnings = check_rego_cpp(parsed)
+        findings += cpp_errors
     return LintReport(
+        warnings=tuple(sorted(set(warnings))),
+        engine=engine,
         root=display(policy.root),
         findings=tuple(sorted(set(findings))),
         rules_checked=len(producer_rules(parsed)),
@@ -275,6 +350,8 @@ def render(report: LintReport, fmt: str = "text") -> str:
                 "root": report.root,
                 "passed": not report.findings,
                 "findings": [asdict(f) for f in report.findings],
+                "warnings": [asdict(f) for f in report.warnings],
+                "engine": report.engine,
                 "rules_checked": report.rules_checked,
                 "annotations_checked": report.annotations_checked,
                 "data_reads_checked": report.data_reads,
@@ -283,9 +360,10 @@ def render(report: LintReport, fmt: str = "text") -> str:
             indent=2,
             sort_keys=True,
         )
-    lines = [str(f) for f in report.findings]
+    lines = [str(f) for f in report.findings] + [f"{f} (warning)" for f in report.warnings]
+    warned = f", {len(report.warnings)} warning(s) for the {report.engine} engine" if report.warnings else ""
     summary = (
-        f"{report.root}: {len(report.findings)} finding(s); {report.rules_checked} finding rules, "
+        f"{report.root}: {len(report.findings)} finding(s){warned}; {report.rules_checked} finding rules, "
         f"{report.annotations_checked} METADATA blocks, {report.data_reads} environment data reads checked "
         f"against {', '.join(report.environments) or 'no environment'}"
     )

@@ -1,0 +1,218 @@
+"""The remote engine: an OPA server over its REST data API (design.md section 6).
+
+``POST {url}/v1/data/mlgate/decision?provenance=true`` with ``{"input": ...}``, through one
+pooled ``requests`` session. OPA's documented answers (docs/content/rest-api.md, "Get a Document
+(with Input)") and what each becomes:
+
+- 200 with ``result``: the decision value (``decide()`` still judges it);
+- 200 without ``result``: the document is undefined, hence :class:`UndefinedDecision` (deny);
+- 400 / 401 / 404 / 500 with an error body ``{"code", "message", ...}``: :class:`EngineError`
+  naming status, code and message (deny);
+- anything else (another status, a body that is not a JSON object, a redirect, a body over the
+  size cap, a transport or TLS error, the deadline): :class:`EngineError` with the reason (deny).
+
+``decision_id`` (present when OPA's decision logging is on) is returned with the value and kept
+in mlgate's audit record, also on an undefined or error answer, so the two logs can be joined.
+
+With ``provenance=true`` OPA reports the revisions of the bundles it serves. When it serves any,
+one of them must be the revision of the local policy (``mlgate policy bundle`` writes it into the
+``.manifest``): the audit record names the local revision, so a server running another revision
+is refused rather than recorded under the wrong one.
+
+The deadline is hard: the exchange runs on a worker thread and the caller stops waiting at the
+deadline (requests' own timeouts bound each socket operation only, and a server dripping header
+bytes could otherwise hold the call for ever). The late worker is abandoned; it ends at its own
+socket timeout. ``requests`` is imported when an engine is built, not when the CLI starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from mlgate.errors import EngineError, PolicyError, UndefinedDecision
+
+DECISION_ENDPOINT = "/v1/data/mlgate/decision"
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+DEFAULT_TIMEOUT_S = 5.0  # shorter than the webhook's default 10 s: the apiserver must get an answer
+
+
+@dataclass(frozen=True)
+class OpaSettings:
+    """How to reach OPA. ``token``: sent as ``Authorization: Bearer``; ``ca_file``: the CA that
+    signed OPA's server certificate (default: the system store); ``client_cert`` and
+    ``client_key``: mTLS; ``timeout_s``: the hard deadline per decision (default: the gate's
+    ``--timeout``); ``pool_size``: pooled connections kept open."""
+
+    url: str
+    token: str | None = None
+    ca_file: Path | None = None
+    client_cert: Path | None = None
+    client_key: Path | None = None
+    timeout_s: float | None = None
+    pool_size: int = 8
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _validated(settings: OpaSettings) -> tuple[str, str]:
+    """(base URL without trailing slash, host); PolicyError for a URL that cannot be right."""
+    parts = urlsplit(settings.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise PolicyError(f"--opa-url must be an http:// or https:// URL with a host, got {settings.url!r}")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise PolicyError("--opa-url must not carry a query, fragment or credentials (use --opa-token)")
+    if settings.token and parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise PolicyError(f"refusing to send the OPA bearer token in clear text to {parts.hostname}; use https:// (or a loopback address)")
+    if (settings.client_cert is None) != (settings.client_key is None):
+        raise PolicyError("mTLS needs both --opa-client-cert and --opa-client-key")
+    if parts.scheme == "http" and (settings.ca_file or settings.client_cert):
+        raise PolicyError("TLS options (--opa-ca, --opa-client-cert/--opa-client-key) need an https:// --opa-url")
+    for label, path in (("--opa-ca", settings.ca_file), ("--opa-client-cert", settings.client_cert), ("--opa-client-key", settings.client_key)):
+        if path is not None and not Path(path).is_file():
+            raise PolicyError(f"{label}: file not found: {path}")
+    return settings.url.rstrip("/"), parts.hostname
+
+
+def _opa_error(status: int, body: bytes) -> str:
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("code"), str):
+        message = " ".join(str(doc.get("message", "")).split())[:300]
+        return f"OPA answered HTTP {status} {doc['code']}: {message}"
+    return f"OPA answered HTTP {status} without an OPA error body"
+
+
+def _with_id(exc: PolicyError, decision_id: str | None) -> PolicyError:
+    exc.engine_decision_id = decision_id  # type: ignore[attr-defined]
+    return exc
+
+
+class OpaEngine:
+    name = "opa"
+
+    def __init__(self, settings: OpaSettings, *, timeout_s: float = DEFAULT_TIMEOUT_S, policy: Any = None):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.settings = settings
+        base, _host = _validated(settings)
+        self.url = base + DECISION_ENDPOINT
+        self.version = f"REST v1 at {base}"
+        self.timeout_s = float(settings.timeout_s or timeout_s or DEFAULT_TIMEOUT_S)
+        self.expected_revision = getattr(policy, "revision", None)
+        self._requests = requests
+        session = requests.Session()
+        session.trust_env = False  # no proxy or netrc from the environment between mlgate and OPA
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, settings.pool_size), max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.verify = str(settings.ca_file) if settings.ca_file else True
+        if settings.client_cert is not None:
+            session.cert = (str(settings.client_cert), str(settings.client_key))
+        session.headers.update({"Content-Type": "application/json", "Accept": "application/json", "Accept-Encoding": "identity"})
+        if settings.token:
+            session.headers["Authorization"] = f"Bearer {settings.token}"
+        self._session = session
+        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.pool_size), thread_name_prefix="mlgate-opa")
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._session.close()
+
+    # --- the protocol ------------------------------------------------------------------------
+    def decide(self, input_doc: dict[str, Any]) -> Any:
+        return self.decide_with_id(input_doc)[0]
+
+    def decide_with_id(self, input_doc: dict[str, Any]) -> tuple[Any, str | None]:
+        body = json.dumps({"input": input_doc}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        future = self._pool.submit(self._exchange, body)
+        try:
+            status, payload = future.result(timeout=self.timeout_s)
+        except FutureTimeout:
+            future.cancel()
+            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:g} s deadline") from None
+        return self._interpret(status, payload)
+
+    # --- one HTTP exchange (worker thread) ------------------------------------------------------
+    def _exchange(self, body: bytes) -> tuple[int, bytes]:
+        requests = self._requests
+        try:
+            with self._session.post(self.url, params={"provenance": "true"}, data=body, timeout=(self.timeout_s, self.timeout_s),
+                                    allow_redirects=False, stream=True) as response:
+                chunks, size = [], 0
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > MAX_RESPONSE_BYTES:
+                        raise EngineError(f"OPA's answer is larger than {MAX_RESPONSE_BYTES // (1024 * 1024)} MiB; refused")
+                    chunks.append(chunk)
+                return response.status_code, b"".join(chunks)
+        except requests.exceptions.SSLError as exc:
+            raise EngineError(f"TLS with OPA at {self.url} failed: {_reason(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:g} s deadline") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineError(f"cannot reach OPA at {self.url}: {_reason(exc)}") from None
+        except requests.exceptions.RequestException as exc:
+            raise EngineError(f"request to OPA at {self.url} failed: {_reason(exc)}") from None
+
+    def _interpret(self, status: int, payload: bytes) -> tuple[Any, str | None]:
+        if status != 200:
+            decision_id = None
+            try:
+                doc = json.loads(payload)
+                decision_id = doc.get("decision_id") if isinstance(doc, dict) and isinstance(doc.get("decision_id"), str) else None
+            except ValueError:
+                pass
+            raise _with_id(EngineError(_opa_error(status, payload)), decision_id)
+        try:
+            doc = json.loads(payload)
+        except ValueError:
+            raise EngineError("OPA answered HTTP 200 with a body that is not JSON") from None
+        if not isinstance(doc, dict):
+            raise EngineError(f"OPA answered HTTP 200 with a JSON {type(doc).__name__}, expected an object")
+        decision_id = doc.get("decision_id") if isinstance(doc.get("decision_id"), str) else None
+        self._check_provenance(doc.get("provenance"), decision_id)
+        if "result" not in doc:
+            # OPA's documented undefined: 200 and no `result` key. Never an allow.
+            raise _with_id(UndefinedDecision("data.mlgate.decision is undefined on the OPA server (no result in its answer)"), decision_id)
+        return doc["result"], decision_id
+
+    def _check_provenance(self, provenance: Any, decision_id: str | None) -> None:
+        bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
+        if not isinstance(bundles, dict) or not bundles or self.expected_revision is None:
+            return
+        revisions = sorted(str(b.get("revision")) for b in bundles.values() if isinstance(b, dict))
+        if self.expected_revision not in revisions:
+            raise _with_id(EngineError(
+                f"OPA serves bundle revision(s) {', '.join(r[:16] for r in revisions) or 'none'}, "
+                f"not the local policy revision {self.expected_revision[:16]}; build and deploy it with `mlgate policy bundle`"), decision_id)
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost cause of a requests/urllib3 error, on one line."""
+    seen = exc
+    while True:
+        inner = getattr(seen, "reason", None) or (seen.args[0] if seen.args and isinstance(seen.args[0], BaseException) else None)
+        if not isinstance(inner, BaseException) or inner is seen:
+            break
+        seen = inner
+    text = " ".join(str(seen).split())
+    return text[:300] or type(seen).__name__
