@@ -1,4 +1,4 @@
-"""``mlgate audit``: verify, show and export the audit trail (design.md section 8).
+"""``mlgate audit``: verify, show, export, checkpoint and report the audit trail (design.md section 8).
 
 The trail is named by ``--audit URL`` or ``MLGATE_AUDIT`` (default ``file:.mlgate/audit.jsonl``),
 as for ``mlgate check``. Heavy modules are imported inside the commands.
@@ -59,36 +59,102 @@ def _make_filter(model_digest, release, environment, result, since, until):
 
 @click.group()
 def audit() -> None:
-    """Verify, show and export the hash-chained audit trail."""
+    """Verify, checkpoint, show, export and report the hash-chained audit trail."""
+
+
+_trust_option = click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+                             help="Trust policy listing checkpointSigners (default: trust.yaml beside the bundled policies).")
+
+
+def _default_trust() -> Path:
+    from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
+
+    return bundled_policy_dir() / TRUST_POLICY_NAME
 
 
 @audit.command()
 @_audit_option
+@_trust_option
+@click.option("--checkpoint", "extra_checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A checkpoint bundle held outside the trail (repeatable); checked like the stored ones.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify(audit_url, fmt):
-    """Walk the chain and report the first broken link. Exit 0 intact, 1 tampered, 2 cannot read."""
+def verify(audit_url, trust_path, extra_checkpoints, fmt):
+    """Walk the chain and report the first broken link, then check every signed checkpoint
+    against the trust policy. Exit 0 intact, 1 tampered, 2 cannot read or cannot check."""
+    from mlgate.audit_checkpoint import CheckpointPolicy
     from mlgate.audit_verify import VerifyResult, open_trail, verify_trail
 
+    policy = CheckpointPolicy(trust_path=trust_path or _default_trust(), extra=tuple(extra_checkpoints))
     try:
         trail = open_trail(audit_url)
     except MlgateError as exc:
         result = VerifyResult(location=audit_url, status="unreadable", problem=exc.diagnostics())
     else:
         try:
-            result = verify_trail(trail)
+            result = verify_trail(trail, checkpoints=policy)
         finally:
             trail.close()
     if fmt == "json":
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
-    elif result.ok:
+        sys.exit(result.exit_code)
+    if result.ok:
         click.echo(f"mlgate: audit trail {result.location} intact: {result.records} record(s), head sequence {result.head_sequence} hash {result.head_hash}")
-        for note in result.notes:
-            click.echo(f"mlgate: note: {note}")
-    elif result.status == "unreadable":
+    elif result.status in ("unreadable", "unverifiable"):
         click.echo(f"mlgate: error: {result.problem}", err=True)
     else:
         click.echo(f"mlgate: audit trail {result.location} {result.status.upper()}: {result.problem}")
+    for cp in result.checkpoints or []:
+        click.echo(_checkpoint_line(cp))
+    if result.ok:
+        for note in result.notes:
+            click.echo(f"mlgate: note: {note}")
     sys.exit(result.exit_code)
+
+
+def _checkpoint_line(cp: dict) -> str:
+    if cp["sequence"] is None:
+        return f"  checkpoint {cp['where']}: {cp['status'].upper()}: {cp['reason']}"
+    who = f"{cp['signer_name']} <{cp['signer_id']}>" if cp["signer_id"] else "?"
+    text = f"  checkpoint sequence {cp['sequence']} hash {cp['hash'][:16]} signed by {who} at {cp['time']}: {cp['status'].upper()}"
+    return text + (f": {cp['reason']}" if cp["reason"] else "")
+
+
+@audit.command()
+@_audit_option
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM) of a checkpoint signer.")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Trust policy: refuse a key that is not a checkpoint signer, and check the stored checkpoints first.")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_context
+def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
+    """Verify the chain and sign its head (sequence, hash, time), so that a whole rewritten
+    chain is detectable later. Exit 0 signed, 1 the chain is not intact, 2 error."""
+    from mlgate.audit_checkpoint import CheckpointRefused, create_checkpoint, load_checkpoint_trust
+    from mlgate.audit_verify import open_trail
+    from mlgate.clock import SystemClock
+    from mlgate.keys import load_private_key
+
+    clock = (ctx.obj or {}).get("clock") or SystemClock()
+    try:
+        key = load_private_key(key_path)
+        trust = load_checkpoint_trust(trust_path) if trust_path else None
+        trail = open_trail(audit_url)
+        try:
+            signed = create_checkpoint(trail, key, now=clock.now(), trust=trust)
+        finally:
+            trail.close()
+    except CheckpointRefused as exc:
+        click.echo(f"mlgate: refused: {exc.diagnostics()}", err=True)
+        sys.exit(EXIT_NOT_INTACT)
+    except MlgateError as exc:
+        _fail(exc)
+    if fmt == "json":
+        click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-checkpoint-result/v1", "location": signed.location, "sequence": signed.sequence,
+                               "hash": signed.hash, "time": signed.time, "key_id": signed.key_id, "signer_id": signed.signer_id},
+                              indent=2, sort_keys=True))
+    else:
+        click.echo(f"mlgate: signed checkpoint of sequence {signed.sequence} hash {signed.hash} at {signed.time} "
+                   f"with key {signed.key_id[:16]}: {signed.location}")
 
 
 @audit.command()
@@ -142,3 +208,45 @@ def export(ctx, audit_url, model_digest, release, environment, result, since, un
                f"{len(manifest['evidence'])} evidence file(s) to {out}; chain {status}")
     if status != "intact":
         click.echo(f"mlgate: warning: the chain is not intact: {manifest['chain']['verification']['problem']}", err=True)
+
+
+@audit.command()
+@_audit_option
+@click.option("--release", "release_spec", required=True, help="The release: NAME or NAME@VERSION.")
+@click.option("--release-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="The release directory (its manifest names the evidence; files whose digests match the records fill in what was not retained).")
+@click.option("--policy", "policy_dir", type=click.Path(file_okay=False, path_type=Path), help="Policy directory for the bias thresholds (default: the bundled library).")
+@_trust_option
+@click.option("--checkpoint", "extra_checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="A checkpoint bundle held outside the trail (repeatable).")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="The HTML file to write.")
+@click.option("--pdf", "pdf", type=click.Path(dir_okay=False, path_type=Path), help="Also print the page to this PDF (needs Chromium).")
+@click.pass_context
+def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, extra_checkpoints, out, pdf):
+    """Write one self-contained HTML page for an auditor: datasets -> data validation -> model ->
+    model card -> bias audit -> approvals -> every gate decision -> chain verification.
+    Exit 0 written, 1 written but the trail did not verify, 2 error."""
+    from mlgate.audit_verify import open_trail
+    from mlgate.clock import SystemClock
+    from mlgate.report import build_report, write_atomically
+
+    clock = (ctx.obj or {}).get("clock") or SystemClock()
+    try:
+        trail = open_trail(audit_url)
+        try:
+            html, data = build_report(trail, release_spec, now=clock.now(), release_dir=release_dir, policy_dir=policy_dir,
+                                      trust_path=trust_path, checkpoints=tuple(extra_checkpoints))
+        finally:
+            trail.close()
+        write_atomically(out, html)
+        if pdf is not None:
+            from mlgate.report.chromium import print_pdf
+
+            print_pdf(out, pdf)
+    except MlgateError as exc:
+        _fail(exc)
+    v = data.verification
+    click.echo(f"mlgate: wrote {out}{f' and {pdf}' if pdf else ''}: {data.title}, {len(data.records)} decision(s), chain {v.status}")
+    if not v.ok:
+        click.echo(f"mlgate: warning: the audit trail did not verify: {v.problem}", err=True)
+        sys.exit(EXIT_NOT_INTACT)

@@ -11,7 +11,13 @@ the last record means whole records were cut from the end (a truncated tail). A 
 without its newline is a torn record from a crash mid-write: reported as such, with every
 earlier record verified.
 
-Exit codes: 0 intact, 1 not intact (tampered, truncated, torn), 2 the trail cannot be read.
+Signed checkpoints (:mod:`mlgate.audit_checkpoint`): with ``checkpoints=`` a policy, every
+checkpoint is then checked against the verified chain and the trust policy's checkpoint signers,
+which catches a whole rewritten chain (one that verifies on its own).
+
+Exit codes: 0 intact, 1 not intact (tampered, truncated, torn, a checkpoint contradicted, or not
+signed by a trusted checkpoint signer), 2 the trail cannot be read, or checkpoints exist but no
+checkpoint signer is trusted (``unverifiable``).
 
 Speed: a record written by mlgate is canonical JSON, so its line *is* the canonical JSON of
 the record with the ``"hash"`` member inserted; removing that member gives the exact bytes that
@@ -155,7 +161,7 @@ def iter_records(trail) -> Iterator[tuple[str, bytes, dict[str, Any]]]:
 @dataclass
 class VerifyResult:
     location: str
-    status: str  # intact | tampered | truncated | torn | unreadable
+    status: str  # intact | tampered | truncated | torn | unreadable | unverifiable (checkpoints, no signers trusted)
     records: int = 0  # records that verify, from the first
     head_sequence: int = 0
     head_hash: str = GENESIS_HASH
@@ -166,6 +172,7 @@ class VerifyResult:
     expected: Any = None
     found: Any = None
     notes: list[str] = _field(default_factory=list)
+    checkpoints: list[dict[str, Any]] | None = None  # None: not checked (see mlgate.audit_checkpoint)
 
     @property
     def ok(self) -> bool:
@@ -173,13 +180,16 @@ class VerifyResult:
 
     @property
     def exit_code(self) -> int:
-        return {"intact": 0, "unreadable": 2}.get(self.status, 1)
+        return {"intact": 0, "unreadable": 2, "unverifiable": 2}.get(self.status, 1)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"apiVersion": "mlgate.dev/audit-verify/v1", "location": self.location, "status": self.status, "intact": self.ok,
-                "records_verified": self.records, "head": {"sequence": self.head_sequence, "hash": self.head_hash},
-                "problem": self.problem, "sequence": self.sequence, "where": self.where, "field": self.field,
-                "expected": self.expected, "found": self.found, "notes": self.notes}
+        out = {"apiVersion": "mlgate.dev/audit-verify/v1", "location": self.location, "status": self.status, "intact": self.ok,
+               "records_verified": self.records, "head": {"sequence": self.head_sequence, "hash": self.head_hash},
+               "problem": self.problem, "sequence": self.sequence, "where": self.where, "field": self.field,
+               "expected": self.expected, "found": self.found, "notes": self.notes}
+        if self.checkpoints is not None:
+            out["checkpoints"] = self.checkpoints
+        return out
 
 
 def _fail(result: VerifyResult, status: str, problem: str, **kw: Any) -> VerifyResult:
@@ -203,7 +213,18 @@ def _later(rest: Iterator, wanted: int) -> str | None:
     return None
 
 
-def verify_trail(trail) -> VerifyResult:
+def verify_trail(trail, *, checkpoints: Any = None) -> VerifyResult:
+    """Verify the chain; with ``checkpoints`` (a :class:`mlgate.audit_checkpoint.CheckpointPolicy`),
+    also every signed checkpoint of the trail against it (a whole rewritten chain)."""
+    result = _verify_chain(trail)
+    if checkpoints is not None and result.status != "unreadable":
+        from mlgate.audit_checkpoint import check_checkpoints
+
+        check_checkpoints(trail, result, checkpoints)
+    return result
+
+
+def _verify_chain(trail) -> VerifyResult:
     result = VerifyResult(location=trail.location, status="intact")
     try:
         trail.check_readable()

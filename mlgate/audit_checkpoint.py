@@ -1,0 +1,510 @@
+"""Signed checkpoints of the audit trail (issue #4 part 5): a whole rewritten chain is detectable.
+
+A hash chain proves that no record was edited, deleted or reordered *relative to the others*;
+it cannot prove that the chain is the one that was written: someone who can write the log may
+recompute every hash from an edited record onwards (and the head file or head row with them),
+and the rewritten chain verifies. A checkpoint closes that gap. ``mlgate audit checkpoint
+--key KEY`` verifies the chain, then signs its head: an in-toto Statement v1 in a DSSE envelope
+in a Sigstore bundle (:mod:`mlgate.attestation`, the same container as approvals)::
+
+    subject:  [{name: mlgate-audit-head, digest: {sha256: <hash of record N>}}]
+    predicateType: https://mlgate.dev/attestation/audit-checkpoint/v1
+    predicate: {trail: <location>, sequence: N, hash: <hash of record N>,
+                time: <the injected clock, RFC 3339 UTC>, mlgate_version: ...}
+
+stored beside the trail: ``PATH.checkpoints/<sequence>-<time>-<key id>.sigstore.json`` for a file
+log, the append-only table ``mlgate_audit_checkpoints`` for PostgreSQL. Copies held elsewhere
+(sent to a reviewer, a WORM bucket) are checked with ``mlgate audit verify --checkpoint FILE``:
+deleting the stored checkpoints hides nothing from whoever holds a copy.
+
+``mlgate audit verify`` checks every checkpoint: the signature against the trust policy's
+checkpoint signers, the statement, and then the claim: record N of the trail must have exactly
+the signed hash. A chain that verifies internally but contradicts a signed checkpoint was
+rewritten; a trail shorter than a checkpoint's sequence was cut (and its head rewritten).
+
+Who may sign checkpoints: ``checkpointSigners`` in the trust policy, read by
+:func:`mlgate.trust.parse_trust_policy` with the rest of the file (schema, key files, validity
+windows and revocation; one key, one identity)::
+
+    checkpointSigners:
+      - id: audit-checkpointer@hospital.example
+        name: Audit checkpoint service
+        keys: [{path: keys/checkpointer.pub}]      # or {pem: ...}; optional keyId
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import re
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from mlgate.errors import AuditError, InputError, MlgateError
+
+PREDICATE_TYPE = "https://mlgate.dev/attestation/audit-checkpoint/v1"
+SUBJECT_NAME = "mlgate-audit-head"
+CHECKPOINTS_TABLE = "mlgate_audit_checkpoints"
+_PREDICATE_FIELDS = {"trail": str, "sequence": int, "hash": str, "time": str, "mlgate_version": str}
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class CheckpointRefused(AuditError):
+    """The trail is not in a state that may be signed (not intact, contradicts a checkpoint)."""
+
+
+# --------------------------------------------------------------------------- trust
+@dataclass(frozen=True)
+class CheckpointSigner:
+    id: str
+    name: str
+    key_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CheckpointTrust:
+    source: str
+    signers: tuple[CheckpointSigner, ...]
+    keys: dict[str, Any] = field(compare=False, repr=False)  # key id -> public key
+    validity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # key id -> mlgate.trust.Validity
+
+    def signer_for_key(self, kid: str) -> CheckpointSigner | None:
+        return next((s for s in self.signers if kid in s.key_ids), None)
+
+
+def load_checkpoint_trust(path: Path) -> CheckpointTrust:
+    """Read ``checkpointSigners`` from a trust policy file (see the module docstring)."""
+    return load_trust_with_checkpoints(path)[1]
+
+
+def load_trust_with_checkpoints(path: Path):
+    """(the :class:`mlgate.trust.TrustPolicy`, its :class:`CheckpointTrust`) of one trust file."""
+    from mlgate.safeio import display, read_bytes
+
+    name = display(path)
+    data = read_bytes(Path(path))
+    return parse_trust_with_checkpoints(data, name, base_dir=Path(path).resolve().parent)
+
+
+def parse_checkpoint_trust(data: bytes, name: str, *, base_dir: Path) -> CheckpointTrust:
+    return parse_trust_with_checkpoints(data, name, base_dir=base_dir)[1]
+
+
+def parse_trust_with_checkpoints(data: bytes, name: str, *, base_dir: Path):
+    from mlgate.trust import parse_trust_policy
+
+    policy = parse_trust_policy(data, name, base_dir=base_dir)
+    signers = tuple(CheckpointSigner(id=s.id, name=s.name, key_ids=tuple(k.key_id for k in s.keys)) for s in policy.checkpoint_signers)
+    keys = {k.key_id: k.public_key for s in policy.checkpoint_signers for k in s.keys}
+    validity = {k.key_id: getattr(k, "validity", None) for s in policy.checkpoint_signers for k in s.keys}
+    return policy, CheckpointTrust(source=name, signers=signers, keys=keys, validity=validity)
+
+
+# --------------------------------------------------------------------------- stores
+@dataclass(frozen=True)
+class StoredCheckpoint:
+    where: str  # a file path, or "checkpoint row N", or the --checkpoint file as given
+    data: bytes
+
+
+def checkpoint_dir(log: Path) -> Path:
+    return Path(log).with_name(Path(log).name + ".checkpoints")
+
+
+class FileCheckpointStore:
+    """``PATH.checkpoints/``: one bundle per file, never overwritten."""
+
+    def __init__(self, log: Path):
+        self.dir = checkpoint_dir(log)
+
+    def list(self) -> list[StoredCheckpoint]:
+        from mlgate.attestation import MAX_BUNDLE_BYTES
+        from mlgate.safeio import read_bytes
+
+        try:
+            names = sorted(p.name for p in self.dir.iterdir())
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise AuditError(f"cannot list the checkpoints: {exc.strerror or exc}", file=str(self.dir)) from None
+        out = []
+        for n in names:
+            if n.startswith("."):  # a write in progress
+                continue
+            try:
+                out.append(StoredCheckpoint(str(self.dir / n), read_bytes(self.dir / n, limit=MAX_BUNDLE_BYTES)))
+            except InputError as exc:
+                raise AuditError(f"cannot read the checkpoint: {exc.message}", file=str(self.dir / n)) from None
+        return out
+
+    def put(self, data: bytes, *, sequence: int, time: dt.datetime, key_id: str) -> str:
+        stamp = time.astimezone(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        target = self.dir / f"{sequence:012d}-{stamp}-{key_id[:16]}.sigstore.json"
+        tmp = self.dir / f".{target.name}.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, target)  # never replaces an existing checkpoint
+            except FileExistsError:
+                if target.read_bytes() != data:
+                    raise AuditError("a different checkpoint with this name exists already; refusing to overwrite it", file=str(target)) from None
+            fd = os.open(self.dir, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise AuditError(f"cannot write the checkpoint: {exc.strerror or exc}", file=str(target)) from None
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        return str(target)
+
+
+class PostgresCheckpointStore:
+    """The append-only table ``mlgate_audit_checkpoints`` beside the records (same triggers)."""
+
+    SCHEMA = f"""
+    CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
+        id bigserial PRIMARY KEY,
+        sequence bigint NOT NULL,
+        hash text NOT NULL,
+        signed_at text NOT NULL,
+        key_id text NOT NULL,
+        bundle text NOT NULL UNIQUE
+    );
+    CREATE OR REPLACE TRIGGER {CHECKPOINTS_TABLE}_append_only BEFORE UPDATE OR DELETE ON {CHECKPOINTS_TABLE}
+        FOR EACH ROW EXECUTE FUNCTION mlgate_audit_append_only();
+    CREATE OR REPLACE TRIGGER {CHECKPOINTS_TABLE}_no_truncate BEFORE TRUNCATE ON {CHECKPOINTS_TABLE}
+        FOR EACH STATEMENT EXECUTE FUNCTION mlgate_audit_append_only();
+    """
+
+    def __init__(self, sink: Any):
+        self.sink = sink  # a mlgate.audit_pg.PostgresAuditSink (its pool, its schema)
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if self._ready:
+            return
+        from mlgate.audit_pg import _SCHEMA_LOCK
+
+        self.sink.head()  # creates the trail's own schema (and the append-only function) if needed
+
+        def create(conn):
+            exists = conn.execute("SELECT to_regclass(%s)", (CHECKPOINTS_TABLE,)).fetchone()[0]
+            if exists is None:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+                    conn.execute(self.SCHEMA)
+
+        self.sink._run(create, "create the checkpoint table")
+        self._ready = True
+
+    def list(self) -> list[StoredCheckpoint]:
+        self._ensure()
+        rows = self.sink._query(f"SELECT id, bundle FROM {CHECKPOINTS_TABLE} ORDER BY id", (), what="read the checkpoints")
+        return [StoredCheckpoint(f"checkpoint row {int(i)}", str(b).encode("utf-8")) for i, b in rows]
+
+    def put(self, data: bytes, *, sequence: int, time: dt.datetime, key_id: str) -> str:
+        from mlgate.clock import rfc3339
+
+        self._ensure()
+        rows = self.sink._query(
+            f"INSERT INTO {CHECKPOINTS_TABLE} (sequence, hash, signed_at, key_id, bundle) VALUES (%s, %s, %s, %s, %s) "
+            f"ON CONFLICT (bundle) DO NOTHING RETURNING id",
+            (sequence, _claims(data)["hash"], rfc3339(time), key_id, data.decode("ascii")), what="write the checkpoint")
+        if not rows:  # the identical bundle is stored already
+            rows = self.sink._query(f"SELECT id FROM {CHECKPOINTS_TABLE} WHERE bundle = %s", (data.decode("ascii"),), what="read the checkpoints")
+        return f"{self.sink.location} checkpoint row {int(rows[0][0])}"
+
+
+def checkpoint_store(trail: Any):
+    """The checkpoint store beside an open trail (:func:`mlgate.audit_verify.open_trail`)."""
+    if trail.kind == "file":
+        return FileCheckpointStore(trail.path)
+    return PostgresCheckpointStore(trail.sink)
+
+
+# --------------------------------------------------------------------------- reading a checkpoint
+def _claims(data: bytes) -> dict[str, Any]:
+    """The predicate of a bundle WITHOUT verifying it (to refuse signing a contradicted chain)."""
+    from mlgate.attestation import parse_bundle
+
+    try:
+        bundle = parse_bundle(data, "<checkpoint>")
+        statement = json.loads(bundle.payload)
+        pred = statement.get("predicate") if isinstance(statement, dict) else None
+        return pred if isinstance(pred, dict) else {}
+    except (MlgateError, ValueError):
+        return {}
+
+
+def check_statement(statement: dict[str, Any], name: str) -> dict[str, Any]:
+    """The checkpoint predicate of a verified statement, or InputError naming the field."""
+    if statement.get("predicateType") != PREDICATE_TYPE:
+        raise InputError(f"got {statement.get('predicateType')!r}, expected {PREDICATE_TYPE!r}", file=name, field="dsseEnvelope.payload.predicateType")
+    pred = statement.get("predicate")
+    if not isinstance(pred, dict):
+        raise InputError("missing predicate", file=name, field="dsseEnvelope.payload.predicate")
+    for key in pred:
+        if key not in _PREDICATE_FIELDS:
+            raise InputError(f"unexpected field {key!r}", file=name, field=f"dsseEnvelope.payload.predicate.{key}")
+    for key, kind in _PREDICATE_FIELDS.items():
+        if type(pred.get(key)) is not kind:
+            raise InputError(f"expected {'an integer' if kind is int else 'a string'}", file=name, field=f"dsseEnvelope.payload.predicate.{key}")
+    if pred["sequence"] < 1:
+        raise InputError("a checkpoint's sequence starts at 1", file=name, field="dsseEnvelope.payload.predicate.sequence")
+    if not _HEX64.match(pred["hash"]):
+        raise InputError("expected 64 lowercase hex digits", file=name, field="dsseEnvelope.payload.predicate.hash")
+    from mlgate.clock import parse_time
+
+    try:
+        parse_time(pred["time"])
+    except (ValueError, OverflowError):
+        raise InputError(f"not an RFC 3339 time with a timezone: {pred['time']!r}", file=name, field="dsseEnvelope.payload.predicate.time") from None
+    subjects = statement["subject"]
+    if subjects != [{"name": SUBJECT_NAME, "digest": {"sha256": pred["hash"]}}]:
+        raise InputError(f"the subject must be exactly [{SUBJECT_NAME} with sha256 = predicate.hash]", file=name, field="dsseEnvelope.payload.subject")
+    return pred
+
+
+@dataclass
+class CheckpointResult:
+    where: str
+    status: str  # ok | contradicted | beyond | invalid | untrusted | unchecked
+    reason: str | None = None
+    sequence: int | None = None
+    hash: str | None = None
+    time: str | None = None
+    signer_id: str | None = None
+    signer_name: str | None = None
+    key_id: str | None = None
+    found: str | None = None  # the trail's hash at that sequence, when it differs
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("where", "status", "reason", "sequence", "hash", "time", "signer_id", "signer_name", "key_id", "found")}
+
+
+def read_checkpoint(item: StoredCheckpoint, trust: CheckpointTrust) -> CheckpointResult:
+    """Verify one checkpoint's signature and statement (not yet its claim about the trail)."""
+    from mlgate.attestation import AttestationError, SignatureMismatch, verify_bundle
+
+    out = CheckpointResult(where=item.where, status="invalid")
+    try:
+        verified = verify_bundle(item.data, item.where, trust.keys)
+    except SignatureMismatch as exc:
+        out.status, out.reason = "untrusted", exc.diagnostics()
+        return out
+    except AttestationError as exc:
+        out.reason = exc.diagnostics()
+        return out
+    try:
+        pred = check_statement(verified.statement, item.where)
+    except InputError as exc:
+        out.reason = exc.diagnostics()
+        return out
+    signer = trust.signer_for_key(verified.key_id)
+    out.status = "unchecked"
+    out.sequence, out.hash, out.time = pred["sequence"], pred["hash"], pred["time"]
+    out.key_id = verified.key_id
+    out.signer_id, out.signer_name = (signer.id, signer.name) if signer else (None, None)
+    validity = trust.validity.get(verified.key_id)
+    if validity is not None:  # the key's validity window and revocation, at the signed time
+        from mlgate.clock import parse_time
+
+        _status, problem = validity.judge(parse_time(pred["time"]))
+        if problem is not None:
+            out.status, out.reason = "untrusted", f"key {verified.key_id}: {problem}"
+    return out
+
+
+# --------------------------------------------------------------------------- verify's part
+@dataclass
+class CheckpointPolicy:
+    """What ``verify`` checks checkpoints with: the trust policy file (None: none given) and
+    checkpoint copies held elsewhere."""
+
+    trust_path: Path | None = None
+    extra: tuple[Path, ...] = ()
+    trust: CheckpointTrust | None = None
+
+    def load_trust(self) -> CheckpointTrust | None:
+        if self.trust is None and self.trust_path is not None:
+            self.trust = load_checkpoint_trust(self.trust_path)
+        return self.trust
+
+
+def gather(trail: Any, extra: Iterable[Path] = ()) -> list[StoredCheckpoint]:
+    from mlgate.attestation import MAX_BUNDLE_BYTES
+    from mlgate.safeio import display, read_bytes
+
+    items = checkpoint_store(trail).list()
+    for path in extra:
+        try:
+            items.append(StoredCheckpoint(display(path), read_bytes(Path(path), limit=MAX_BUNDLE_BYTES)))
+        except InputError as exc:
+            raise AuditError(f"cannot read the checkpoint: {exc.message}", file=display(path)) from None
+    return items
+
+
+def hashes_at(trail: Any, sequences: set[int]) -> dict[int, str]:
+    """The ``hash`` of the records at the given sequences, read from the trail's first records.
+
+    Only called for sequences within the prefix that verified, where the k-th record holds
+    sequence k; only those lines are parsed, and reading stops after the last one wanted."""
+    from mlgate.audit_verify import parse_record
+
+    out: dict[int, str] = {}
+    if not sequences:
+        return out
+    last = max(sequences)
+    for index, (_where, raw, complete, _key) in enumerate(trail.items(), start=1):
+        if index in sequences and complete:
+            rec = parse_record(raw)
+            if isinstance(rec, dict) and rec.get("sequence") == index and isinstance(rec.get("hash"), str):
+                out[index] = rec["hash"]
+        if index >= last:
+            break
+    return out
+
+
+def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None:
+    """Check every checkpoint of ``trail`` (and ``policy.extra``) against the verified chain in
+    ``result`` (a :class:`mlgate.audit_verify.VerifyResult`), recording each in
+    ``result.checkpoints`` and, when the chain itself verified, failing ``result`` on the first
+    checkpoint that does not hold (fail closed: an unverifiable checkpoint is not ignored)."""
+    from mlgate.audit_verify import _fail
+
+    try:
+        items = gather(trail, policy.extra)
+    except AuditError as exc:
+        if result.ok:
+            _fail(result, "unreadable", exc.diagnostics(), field="checkpoint")
+        result.checkpoints = []
+        return
+    result.checkpoints = []
+    if not items:
+        result.notes.append("no signed checkpoints: a rewritten chain cannot be detected (sign one: mlgate audit checkpoint --key KEY)")
+        return
+    try:
+        trust = policy.load_trust()
+    except MlgateError as exc:
+        if result.ok:
+            _fail(result, "unreadable", f"cannot check the {len(items)} checkpoint(s): {exc.diagnostics()}", field="checkpoint")
+        return
+    if trust is None or not trust.signers:
+        source = f"the trust policy {trust.source}" if trust is not None else "no trust policy"
+        for item in items:
+            result.checkpoints.append(CheckpointResult(where=item.where, status="untrusted", reason="no checkpoint signers are trusted").as_dict())
+        if result.ok:
+            _fail(result, "unverifiable", f"{len(items)} checkpoint(s) cannot be verified: {source} lists no checkpointSigners "
+                  f"(pass --trust FILE with checkpointSigners)", field="checkpoint")
+        return
+
+    checked = [read_checkpoint(item, trust) for item in items]
+    verified_prefix = result.records
+    wanted = {c.sequence for c in checked if c.status == "unchecked" and c.sequence <= verified_prefix}
+    found = hashes_at(trail, wanted)
+    for c in checked:
+        if c.status != "unchecked":
+            continue
+        if c.sequence > verified_prefix:
+            if result.ok:
+                c.status = "beyond"
+                c.reason = (f"the checkpoint signed at {c.time} attests sequence {c.sequence}, but the trail ends at sequence "
+                            f"{verified_prefix}: records were cut from the end (and the head rewritten)")
+            else:
+                c.reason = f"sequence {c.sequence} lies beyond the first broken link; not checked"
+            continue
+        actual = found.get(c.sequence)
+        if actual == c.hash:
+            c.status = "ok"
+        else:
+            c.status, c.found = "contradicted", actual
+            c.reason = (f"sequence {c.sequence}: field hash: expected {c.hash} (signed by {c.signer_id} at {c.time}), found {actual}: "
+                        f"the chain was rewritten after the checkpoint")
+    checked.sort(key=lambda c: (c.sequence or 0, c.time or "", c.where))
+    result.checkpoints = [c.as_dict() for c in checked]
+    if not result.ok:
+        return
+    # Fail on the earliest problem: a contradiction or a cut tail, then a bad or unknown signature.
+    for status, verdict in (("contradicted", "tampered"), ("beyond", "truncated"), ("invalid", "tampered"), ("untrusted", "tampered")):
+        bad = next((c for c in checked if c.status == status), None)
+        if bad is None:
+            continue
+        if status == "contradicted":
+            _fail(result, verdict, f"checkpoint {bad.where}: {bad.reason}", sequence=bad.sequence, where=bad.where, field="hash",
+                  expected=bad.hash, found=bad.found)
+        elif status == "beyond":
+            _fail(result, verdict, f"checkpoint {bad.where}: {bad.reason}", sequence=bad.sequence, where=bad.where, field="sequence",
+                  expected=bad.sequence, found=verified_prefix)
+        else:
+            what = "is not signed by a checkpoint signer of the trust policy" if status == "untrusted" else "is not a valid checkpoint"
+            _fail(result, verdict, f"checkpoint {bad.where} {what}: {bad.reason}", where=bad.where, field="checkpoint")
+        return
+
+
+# --------------------------------------------------------------------------- signing
+@dataclass(frozen=True)
+class SignedCheckpoint:
+    location: str
+    sequence: int
+    hash: str
+    time: str
+    key_id: str
+    signer_id: str | None
+
+
+def create_checkpoint(trail: Any, private_key: Any, *, now: dt.datetime, trust: CheckpointTrust | None = None) -> SignedCheckpoint:
+    """Verify the chain and sign its head. Refuses (:class:`CheckpointRefused`) a chain that is
+    not intact or that contradicts a stored checkpoint, and an empty trail; with ``trust``, also
+    a key that is not a checkpoint signer's and a stored checkpoint that does not verify."""
+    from mlgate import __version__
+    from mlgate.attestation import make_statement, sign_statement
+    from mlgate.audit_verify import verify_trail
+    from mlgate.clock import rfc3339
+    from mlgate.keys import key_id as _key_id
+
+    kid = _key_id(private_key.public_key())
+    signer = None
+    if trust is not None:
+        signer = trust.signer_for_key(kid)
+        if signer is None:
+            raise CheckpointRefused(f"key {kid} is not a checkpoint signer in the trust policy {trust.source}", field="--key")
+    result = verify_trail(trail, checkpoints=CheckpointPolicy(trust=trust) if trust is not None else None)
+    if result.status == "unreadable":
+        raise AuditError(result.problem or "cannot read the audit trail", file=trail.location)
+    if not result.ok:
+        raise CheckpointRefused(f"the chain is not intact, refusing to sign it: {result.status}: {result.problem}", file=trail.location)
+    if result.records == 0:
+        raise AuditError("the audit trail has no records; nothing to checkpoint", file=trail.location)
+    if trust is None:
+        # Unverified claims of the stored checkpoints still must not contradict the chain:
+        # signing a new head over a rewritten chain would look like an endorsement of it.
+        claims = [(item.where, _claims(item.data)) for item in checkpoint_store(trail).list()]
+        wanted = {c["sequence"] for _w, c in claims if type(c.get("sequence")) is int and 1 <= c["sequence"] <= result.records}
+        found = hashes_at(trail, wanted)
+        for where, c in claims:
+            seq = c.get("sequence")
+            if type(seq) is not int or not isinstance(c.get("hash"), str):
+                continue
+            if seq > result.records or found.get(seq) != c["hash"]:
+                raise CheckpointRefused(f"checkpoint {where} attests sequence {seq} with hash {c['hash']}, which the chain contradicts; "
+                                        f"refusing to sign (run mlgate audit verify --trust FILE)", file=trail.location)
+    time = now.astimezone(dt.timezone.utc)
+    predicate = {"trail": trail.location, "sequence": result.head_sequence, "hash": result.head_hash, "time": rfc3339(time),
+                 "mlgate_version": __version__}
+    statement = make_statement([{"name": SUBJECT_NAME, "digest": {"sha256": result.head_hash}}], PREDICATE_TYPE, predicate)
+    data = sign_statement(statement, private_key)
+    location = checkpoint_store(trail).put(data, sequence=result.head_sequence, time=time, key_id=kid)
+    return SignedCheckpoint(location=location, sequence=result.head_sequence, hash=result.head_hash, time=predicate["time"],
+                            key_id=kid, signer_id=signer.id if signer else None)
