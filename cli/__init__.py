@@ -62,9 +62,20 @@ def cli() -> None:
 @click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
 @click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
+@click.option("--engine", type=click.Choice(["embedded", "rego-cpp", "opa"]), envvar="MLGATE_ENGINE", default="embedded", show_default=True, help="Policy engine: regorus in-process, rego-cpp in-process (extra), or an OPA server.")
+@click.option("--opa-url", envvar="MLGATE_OPA_URL", help="OPA server base URL for --engine opa (e.g. http://127.0.0.1:8181).")
+@click.option("--opa-token", envvar="MLGATE_OPA_TOKEN", help="Bearer token for OPA (prefer env MLGATE_OPA_TOKEN).")
+@click.option("--opa-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle that signed OPA's server certificate.")
+@click.option("--opa-client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate for mTLS to OPA.")
+@click.option("--opa-client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key for mTLS to OPA.")
+@click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
 @click.pass_context
-def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s):
-    """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error."""
+def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s,
+          engine, opa_url, opa_token, opa_ca, opa_client_cert, opa_client_key, bundle_key):
+    """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error.
+
+    RELEASE is a release directory, or models:/NAME/VERSION or models:/NAME@ALIAS on the MLflow
+    server in MLFLOW_TRACKING_URI."""
     from click.core import ParameterSource
 
     from mlgate.audit import AuditOptions, open_sink
@@ -80,7 +91,13 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         timeout_s=timeout_s,
         clock=_clock(ctx),
         request=Request(source="cli", user=_actor(), operation="promote"),
+        engine=engine,
+        bundle_key=bundle_key,
     )
+    if opa_url or opa_token or opa_ca or opa_client_cert or opa_client_key:
+        from mlgate.engine.opa import OpaSettings
+
+        options.opa = OpaSettings(url=opa_url or "", token=opa_token, ca_file=opa_ca, client_cert=opa_client_cert, client_key=opa_client_key)
     ids = (ctx.obj or {}).get("ids")
     if ids is not None:
         options.ids = ids
@@ -95,8 +112,18 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
             policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
     except MlgateError as exc:
         _fail(exc)
+    fetch = None
+    if str(release).startswith("models:"):
+        # An MLflow model version: downloaded into a temporary directory inside the recorded path.
+        import functools
+        import tempfile
+
+        from mlgate.cli.mlflow_cmd import fetch_model_version
+
+        workdir = ctx.with_resource(tempfile.TemporaryDirectory(prefix="mlgate-mlflow-"))
+        fetch = functools.partial(fetch_model_version, str(release), Path(workdir))
     with sink:
-        decision = run_check(release, options, sink)
+        decision = run_check(release, options, sink, fetch=fetch)
     report = renderer(fmt)(decision)
     if output_file is not None:
         try:
@@ -226,6 +253,14 @@ cli.add_command(_serve_cmd)
 cli.add_command(_webhook_group)
 from mlgate.cli.policy_cmd import policy as _policy_group  # noqa: E402
 cli.add_command(_policy_group)
+from mlgate.cli.evidence_cmd import collect as _collect_cmd  # noqa: E402
+evidence.add_command(_collect_cmd)
+from mlgate.cli.verify_cmd import verify as _verify_cmd  # noqa: E402
+cli.add_command(_verify_cmd)
+from mlgate.cli.mlflow_cmd import publish as _publish_cmd  # noqa: E402
+cli.add_command(_publish_cmd)
+from mlgate.cli.monitor_cmd import monitor as _monitor_cmd  # noqa: E402
+cli.add_command(_monitor_cmd)
 
 
 def main(argv: list[str] | None = None, **extra) -> None:

@@ -77,6 +77,7 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
         policy_git=None,
         engine=decision.engine,
         engine_version=decision.engine_version,
+        **({"engine_decision_id": decision.engine_decision_id} if getattr(decision, "engine_decision_id", None) else {}),  # OPA's decision_id
         mlgate_version=__version__,
         input_digest=decision.input_digest,
         erased=["/input"],

@@ -54,6 +54,7 @@ class Decision:
     policy_revision: str | None = None
     engine: str | None = None
     engine_version: str | None = None
+    engine_decision_id: str | None = None  # the engine's own id for this decision (OPA's decision_id)
     evidence_digests: dict[str, str] = field(default_factory=dict)
     approvals: tuple[dict[str, Any], ...] = ()  # 11.50 manifestation: name, role, meaning, time, verified
     manifest_path: str | None = None
@@ -134,7 +135,9 @@ class GateOptions:
     policy_dir: Path | None = None
     data_overrides: list[Path] = field(default_factory=list)
     trust_policy: Path | None = None
-    engine: str = "embedded"
+    engine: str = "embedded"  # embedded | rego-cpp | opa (mlgate.engine.ENGINES)
+    opa: Any = None  # mlgate.engine.opa.OpaSettings, for engine="opa"
+    bundle_key: Path | None = None  # public key verifying an OPA bundle given as policy_dir
     timeout_s: float = 10.0
     clock: Clock = field(default_factory=SystemClock)
     ids: IdFactory = uuid4_ids
@@ -164,8 +167,8 @@ def prepare(options: GateOptions) -> Prepared:
     from mlgate.policy import load_policy
     from mlgate.trust import load_trust_policy
 
-    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides)
-    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s)
+    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
+    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s, opa=options.opa)
     trust_path = options.trust_policy or policy.trust_policy_path
     if trust_path is None:
         raise PolicyError("no trust policy: add trust.yaml beside the policies or pass --trust", file=str(policy.root))
@@ -177,14 +180,18 @@ def prepare(options: GateOptions) -> Prepared:
 Loader = Callable[[Prepared], "tuple[Release, Facts]"]
 
 
-def check(release_dir: Path | str, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None) -> Decision:
-    """Evaluate one release directory for one environment and record the decision, on every path."""
+def check(release_dir: Path | str, options: GateOptions, sink: AuditSink, *, prepared: Prepared | None = None,
+          fetch: Callable[[], Path] | None = None) -> Decision:
+    """Evaluate one release directory for one environment and record the decision, on every path.
+
+    ``fetch``, when given, produces the release directory first (e.g. a download from a model
+    registry); it runs inside the recorded path, so a failed fetch is an error decision too."""
 
     def load(p: Prepared):
         from mlgate import evidence
         from mlgate.manifest import load_release
 
-        release = load_release(Path(release_dir))
+        release = load_release(fetch() if fetch is not None else Path(release_dir))
         return release, evidence.collect(release, p.trust)
 
     return check_loaded(load, options, sink, prepared=prepared)
@@ -253,7 +260,9 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     state["input_digest"] = digest_json(input_doc)
     state["input_document"] = input_doc
 
-    raw = prepared.engine.decide(input_doc)
+    from mlgate.engine import evaluate
+
+    raw = evaluate(prepared.engine, input_doc, state)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, **base, **state)
 

@@ -405,8 +405,13 @@ INFORMATIONAL = re.compile(
     r"|unsuccessful|failed_expectations|validated_at)"
     r"|evidence/bias_audit/(alpha|n_min|reference|seed|predictions_digest|tool_versions(/.*)?|created_at"
     r"|groups/\d+/(n|tp|fn|positives|successes|value|ci_low|ci_high)|comparisons/\d+/(p_value|reference_group))"
-    r"|evidence/approvals/records/\d+/(path|digest|reason|key_id|signed_at|expires_at|comment)"
-    r"|evidence/model_signature/(reason|signer_id|key_id))$"
+    r"|evidence/approvals/records/\d+/(path|digest|reason|key_id|signed_at|expires_at|comment"
+    # identity and revocation facts, the 11.50 line, and what only separation-of-duties and
+    # duplicate checks read (absent, they have nothing to compare)
+    r"|manifestation|identity_source|identity|certificate|key_status|key_revoked_at(_ns)?|key_revocation_reason"
+    r"|signed_at_source|statement_digest|authored)"
+    r"|evidence/model_signature/(reason|signer_id|signer_name|key_id|identity_source|identity|certificate|key_status"
+    r"|key_revoked_at(_ns)?|key_revocation_reason|signed_at(_ns)?))$"
 )
 
 

@@ -26,6 +26,7 @@ rule_violations := [
 	data.mlgate.rules.bias.violation,
 	data.mlgate.rules.approvals.violation,
 	data.mlgate.rules.model_signature.violation,
+	data.mlgate.rules.provenance.violation,
 ]
 
 rule_warnings := [
@@ -33,6 +34,7 @@ rule_warnings := [
 	data.mlgate.rules.data_validation.warning,
 	data.mlgate.rules.bias.warning,
 	data.mlgate.rules.approvals.warning,
+	data.mlgate.rules.provenance.warning,
 ]
 
 # With no input document at all, the rules above cannot name what is missing.

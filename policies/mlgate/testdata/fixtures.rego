@@ -52,10 +52,21 @@ approval(path, signer, name, role, meaning, env) := {
 	"printed_name": name,
 	"role": role,
 	"meaning": meaning,
+	"manifestation": sprintf("%s, %s as %s, signed 2026-11-20T09:30:00Z", [name, meaning, role]),
 	"role_authorised": true,
 	"meaning_authorised": true,
 	"environment_authorised": true,
+	"identity_source": "key",
+	"identity": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a",
 	"key_id": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a",
+	"certificate": null,
+	"key_status": "valid",
+	"key_revoked_at": null,
+	"key_revoked_at_ns": null,
+	"key_revocation_reason": null,
+	"signed_at_source": "signer",
+	"statement_digest": concat("", ["statement of ", path]),
+	"authored": [],
 	"signed_at": "2026-11-20T09:30:00Z",
 	"signed_at_ns": 1795167000000000000,
 	"expires_at": "2027-11-20T09:30:00Z",
@@ -167,11 +178,29 @@ good_input := {
 			"present": true, "valid": true, "authenticated": true, "errors": [],
 			"path": "model.sig", "digest": evidence_files["model.sig"],
 			"verified": true, "reason": null,
-			"signer_id": "ml-platform-ci", "key_id": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a",
+			"signer_id": "ml-platform-ci", "signer_name": "ML platform CI", "identity_source": "key",
+			"identity": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a",
+			"key_id": "96d9632f363564cc3032521409cf22a852f2032eec099ed5967c0d000cec607a", "certificate": null,
+			"key_status": "valid", "key_revoked_at": null, "key_revoked_at_ns": null, "key_revocation_reason": null,
+			"signed_at": null, "signed_at_ns": null,
 			"subject_digest": model_digest,
 			"mismatches": {"missing": [], "extra": [], "changed": []},
 		},
+		"provenance": provenance,
 	},
+}
+
+# The provenance facts of the reference release (only the fields the rules read;
+# docs/input-document.md lists every field `mlgate evidence collect` records).
+training_commit := "4f0c2a61d9b7e3c85a1f6e2d0b9c8a7f6e5d4c3b"
+
+provenance := {
+	"present": true, "valid": true, "authenticated": false, "errors": [],
+	"git": {"present": true, "dirty": false, "training_commit": training_commit, "training_commit_in_repo": true},
+	"datasets": [
+		{"name": "train", "sha256": "116f54c41d0405dbb10e7b04ebc31e262a5b8c85c1233fcf36eaee344d91ae58"},
+		{"name": "eval", "sha256": "1bbd174404efbce95f1af489ef93f4aa0f4d55718f24c3504682216afa7b7fb1"},
+	],
 }
 
 # The same release gated for staging: one approval, signed for staging.
@@ -203,6 +232,7 @@ environments := {
 		]},
 		"model_signature": {"required": true},
 		"data_validation": {"required": true},
+		"provenance": {"required": true, "clean_tree": true, "training_commit": true, "dataset_digests": true, "independent_eval": true},
 	},
 	"staging": {
 		"bias": {"metrics": ["recall"], "delta": 0.05, "alpha": 0.05, "n_min": 30, "non_inferiority": false},
@@ -216,6 +246,7 @@ environments := {
 		]},
 		"model_signature": {"required": false},
 		"data_validation": {"required": true},
+		"provenance": {"required": false, "clean_tree": false, "training_commit": false, "dataset_digests": false, "independent_eval": true},
 	},
 }
 
