@@ -20,6 +20,9 @@ class Request:
     namespace: str | None = None
     operation: str = "promote"
     dry_run: bool = False
+    # Admission only; recorded in the audit record, not part of the input document (the policy never sees them).
+    mode: str | None = None  # the environment's webhook mode: enforce | warn | audit
+    groups: tuple[str, ...] = ()  # the Kubernetes userInfo groups of the actor
 
     def as_dict(self) -> dict[str, Any]:
         return {"source": self.source, "user": self.user, "namespace": self.namespace, "operation": self.operation, "dry_run": self.dry_run}
@@ -42,4 +45,27 @@ def build_input(*, release: Release, facts: Facts, environment: str, now: dt.dat
         "datasets": facts.datasets,
         "evidence_files": facts.evidence_files,
         "evidence": facts.evidence,
+        "lineage": lineage_facts(release.lineage),
+        "privacy": privacy_facts(release.privacy),
     }
+
+
+def lineage_facts(lineage: dict[str, Any] | None) -> dict[str, Any]:
+    """spec.lineage as facts, with only the keys the manifest gives (a missing key stays missing)."""
+    if not lineage:
+        return {}
+    out: dict[str, Any] = {"kind": lineage.get("kind")}
+    if "predecessor" in lineage:
+        pred = lineage["predecessor"]
+        out["predecessor"] = {"version": pred.get("version"), "model_digest": pred.get("modelDigest")}
+    if "pccpModification" in lineage:
+        out["pccp_modification"] = lineage["pccpModification"]
+    return out
+
+
+def privacy_facts(privacy: dict[str, Any] | None) -> dict[str, Any]:
+    """spec.privacy as facts: the de-identification declaration, when made."""
+    deid = (privacy or {}).get("deidentification")
+    if not deid:
+        return {}
+    return {"deidentification": {"method": deid.get("method"), "statement": deid.get("statement"), "source": "manifest"}}

@@ -55,6 +55,8 @@ class Release:
     approvals: tuple[tuple[Path, str], ...]  # expanded: directories become their files
     approval_dirs: tuple[Path, ...] = ()  # directories named in spec.evidence.approvals
     provenance: dict[str, Any] | None = None  # spec.provenance as written by `mlgate evidence collect`
+    lineage: dict[str, Any] | None = None  # spec.lineage: initial or retrain (predecessor, PCCP modification)
+    privacy: dict[str, Any] | None = None  # spec.privacy: the HIPAA de-identification declaration
 
     def evaluated_evidence(self) -> tuple[tuple[Path, str], ...]:
         """The evidence an approval signs for: model card, data validation, bias audit (not approvals)."""
@@ -172,4 +174,6 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         approvals=tuple(_with_rel(p) for p in approvals),
         approval_dirs=tuple(approval_dirs),
         provenance=spec.get("provenance"),
+        lineage=spec.get("lineage"),
+        privacy=spec.get("privacy"),
     )

@@ -46,10 +46,10 @@ def test_every_annotated_rule_is_documented_with_its_metadata(catalogue) -> None
 
 def test_thresholds_per_environment_come_from_the_data_files(catalogue) -> None:
     rules = {r.id: r for r in catalogue.rules}
-    assert rules["MLG-BIAS-006"].thresholds["bias.non_inferiority"] == {"production": True, "staging": False}
-    assert rules["MLG-BIAS-002"].thresholds["bias.delta"] == {"production": 0.05, "staging": 0.05}
-    assert rules["MLG-SIG-001"].thresholds["model_signature.required"] == {"production": True, "staging": False}
-    assert rules["MLG-DATA-007"].thresholds["evidence.max_age_days"] == {"production": 365, "staging": 365}
+    assert rules["MLG-BIAS-006"].thresholds["bias.non_inferiority"] == {"dev": False, "production": True, "staging": False}
+    assert rules["MLG-BIAS-002"].thresholds["bias.delta"] == {"dev": 0.1, "production": 0.05, "staging": 0.05}
+    assert rules["MLG-SIG-001"].thresholds["model_signature.required"] == {"dev": False, "production": True, "staging": False}
+    assert rules["MLG-DATA-007"].thresholds["evidence.max_age_days"] == {"dev": 730, "production": 365, "staging": 365}
     assert len(rules["MLG-APPR-004"].thresholds["approvals.required"]["production"]) == 2
     assert "model_card.required_sections" in rules["MLG-CARD-003"].thresholds
     assert rules["MLG-APPR-010"].thresholds == {}  # reads no environment data
@@ -69,7 +69,7 @@ def test_reverse_view_lists_every_control_and_the_gaps(catalogue) -> None:
 def test_markdown(catalogue) -> None:
     text = render_markdown(catalogue)
     assert text.startswith("# mlgate control catalogue")
-    assert "| `bias.non_inferiority` | true | false |" in text
+    assert "| `bias.non_inferiority` | false | true | false |" in text
     assert "## Controls with no rule yet" in text
     for control in catalogue.uncovered:
         assert f"- {control.control.id}: " in text

@@ -46,7 +46,7 @@ def test_bundled_library_is_clean() -> None:
     report = lint(POLICIES)
     assert [str(f) for f in report.findings] == []
     assert report.rules_checked >= 50 and report.annotations_checked >= 50
-    assert report.environments == ("production", "staging")
+    assert report.environments == ("dev", "production", "staging")
     assert report.data_reads > 20
 
 

@@ -213,7 +213,7 @@ def test_decision_names_every_rule_package() -> None:
 
 def test_environment_data_files() -> None:
     environments = {p.parent.name: json.loads(p.read_text()) for p in data_files()}
-    assert set(environments) == {"production", "staging"}
+    assert set(environments) == {"dev", "production", "staging"}
     production, staging = environments["production"], environments["staging"]
     assert production["bias"]["non_inferiority"] is True
     assert staging["bias"]["non_inferiority"] is False
@@ -224,7 +224,7 @@ def test_environment_data_files() -> None:
         ("clinical-safety-officer", "approval"),
     }
     assert staging["approvals"]["required"] == [{"role": "clinical-safety-officer", "meaning": "approval"}]
-    for env in environments.values():
+    for env in (production, staging):
         assert env["evidence"]["max_age_days"] == 365
         assert env["data_validation"]["required"] is True
 

@@ -27,6 +27,8 @@ rule_violations := [
 	data.mlgate.rules.approvals.violation,
 	data.mlgate.rules.model_signature.violation,
 	data.mlgate.rules.provenance.violation,
+	data.mlgate.rules.lifecycle.violation,
+	data.mlgate.rules.privacy.violation,
 ]
 
 rule_warnings := [

@@ -633,3 +633,43 @@ warning contains v if {
 		"subject": lib.s(r, "path"),
 	}
 }
+
+min_disciplines := cfg.min_disciplines if is_number(cfg.min_disciplines)
+
+effective_roles := {r.role | some r in relevant; effective(r)}
+
+effective_people := {person(r) | some r in relevant; effective(r)}
+
+# METADATA
+# title: Approvals not multi-disciplinary
+# description: >-
+#   The verified, authorised approvals for this environment come from fewer
+#   distinct roles, or fewer distinct people, than approvals.min_disciplines:
+#   the release was not reviewed by a multi-disciplinary team. Judged once
+#   every required signature is given (a missing one is MLG-APPR-004); the
+#   people count applies when approvals.distinct_people is true.
+# custom:
+#   id: MLG-APPR-019
+#   severity: high
+#   controls: [GMLP-1, EUAIA-14]
+#   remediation: Have people of other disciplines (e.g. quality assurance and clinical safety) review or approve the release.
+violation contains v if {
+	every i, _ in required {
+		count(fillers(i)) > 0
+	}
+	too_few_disciplines
+	v := {
+		"id": "MLG-APPR-019",
+		"severity": "high",
+		"controls": ["GMLP-1", "EUAIA-14"],
+		"remediation": "Have people of other disciplines (e.g. quality assurance and clinical safety) review or approve the release.",
+		"message": sprintf("effective approvals come from %d role(s) (%s) and %d person(s); environment %s requires at least %s of each", [count(effective_roles), lib.join(sort(effective_roles)), count(effective_people), lib.s(input, "environment"), lib.s(cfg, "min_disciplines")]),
+	}
+}
+
+too_few_disciplines if not count(effective_roles) >= min_disciplines
+
+too_few_disciplines if {
+	distinct_required
+	not count(effective_people) >= min_disciplines
+}

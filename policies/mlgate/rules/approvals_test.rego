@@ -81,7 +81,7 @@ test_missing_meaning_authorisation_fails_closed if {
 test_same_person_fills_two_roles if {
 	jane_review := object.union(qa, {"path": "evidence/approvals/jane.review.sigstore.json", "signer_id": "jane.roe@hospital.example", "printed_name": "Dr. Jane Roe"})
 	vs := violations(with_records([jane_review, cso]))
-	td.ids(vs) == {"MLG-APPR-006"}
+	td.ids(vs) == {"MLG-APPR-006", "MLG-APPR-019"}
 	some v in vs
 	v.message == "required signatures review by quality-assurance and approval by clinical-safety-officer are both given only by jane.roe@hospital.example; environment production requires a different person for each"
 }
@@ -331,4 +331,23 @@ test_manifestation_built_when_absent if {
 	some v in violations(with_records([qa, bare, copy]))
 	v.id == "MLG-APPR-017"
 	contains(v.message, "(Dr. Jane Roe, approval as clinical-safety-officer, signed 2026-11-20T09:30:00Z)")
+}
+
+test_min_disciplines_met_by_qa_and_cso if {
+	not "MLG-APPR-019" in ids(with_records([qa, cso]))
+}
+
+test_one_discipline_denied_when_two_required if {
+	# staging requires one approval; raise its min_disciplines to 2 and one CSO approval is not enough
+	envs := json.patch(td.environments, [{"op": "replace", "path": "/staging/approvals/min_disciplines", "value": 2}])
+	vs := approvals.violation with input as td.good_staging_input with data.mlgate.environments as envs
+	td.ids(vs) == {"MLG-APPR-019"}
+	some v in vs
+	v.message == "effective approvals come from 1 role(s) (clinical-safety-officer) and 1 person(s); environment staging requires at least 2 of each"
+}
+
+test_missing_min_disciplines_fails_closed if {
+	envs := json.patch(td.environments, [{"op": "remove", "path": "/production/approvals/min_disciplines"}])
+	vs := approvals.violation with input as with_records([qa, cso]) with data.mlgate.environments as envs
+	"MLG-APPR-019" in td.ids(vs)
 }

@@ -112,6 +112,12 @@ required_thresholds := [
 	{"path": ["model_card", "required_sections"], "type": "array"},
 	{"path": ["model_signature", "required"], "type": "boolean"},
 	{"path": ["data_validation", "required"], "type": "boolean"},
+	{"path": ["approvals", "min_disciplines"], "type": "number"},
+	{"path": ["model_card", "human_roles"], "type": "array"},
+	{"path": ["lineage", "required"], "type": "boolean"},
+	{"path": ["lineage", "authorized_modifications"], "type": "array"},
+	{"path": ["privacy", "deidentification_required"], "type": "boolean"},
+	{"path": ["privacy", "deidentification_methods"], "type": "array"},
 ]
 
 # METADATA
@@ -144,7 +150,7 @@ violation contains v if {
 violation contains v if {
 	env := data.mlgate.environments[input.environment]
 	is_object(env)
-	some path in [["bias", "metrics"], ["approvals", "required"]]
+	some path in [["bias", "metrics"], ["approvals", "required"], ["model_card", "human_roles"], ["privacy", "deidentification_methods"]]
 	object.get(env, path, null) == []
 	v := {
 		"id": "MLG-CFG-005",

@@ -98,7 +98,7 @@ violation contains v if {
 # custom:
 #   id: MLG-CARD-004
 #   severity: high
-#   controls: [GMLP-9, EUAIA-13]
+#   controls: [GMLP-6, GMLP-9, EUAIA-13]
 #   remediation: State the intended use in the card (Uses / Direct Use, or considerations.use_cases).
 violation contains v if {
 	lib.is_true(card, "present")
@@ -106,7 +106,7 @@ violation contains v if {
 	v := {
 		"id": "MLG-CARD-004",
 		"severity": "high",
-		"controls": ["GMLP-9", "EUAIA-13"],
+		"controls": ["GMLP-6", "GMLP-9", "EUAIA-13"],
 		"remediation": "State the intended use in the card (Uses / Direct Use, or considerations.use_cases).",
 		"message": sprintf("model card %s states no intended use; expected non-empty intended-use text", [path]),
 		"subject": path,
@@ -121,7 +121,7 @@ violation contains v if {
 # custom:
 #   id: MLG-CARD-005
 #   severity: high
-#   controls: [GMLP-9, EUAIA-13]
+#   controls: [GMLP-6, GMLP-9, EUAIA-13]
 #   remediation: State the out-of-scope uses in the card (Out-of-Scope Use section).
 violation contains v if {
 	lib.is_true(card, "present")
@@ -129,7 +129,7 @@ violation contains v if {
 	v := {
 		"id": "MLG-CARD-005",
 		"severity": "high",
-		"controls": ["GMLP-9", "EUAIA-13"],
+		"controls": ["GMLP-6", "GMLP-9", "EUAIA-13"],
 		"remediation": "State the out-of-scope uses in the card (Out-of-Scope Use section).",
 		"message": sprintf("model card %s states no out-of-scope use; expected non-empty out-of-scope-use text", [path]),
 		"subject": path,
@@ -192,6 +192,38 @@ warning contains w if {
 		"controls": ["GMLP-9", "EUAIA-13"],
 		"remediation": "Describe the known limitations, risks and failure modes in the card.",
 		"message": sprintf("model card %s states no limitations; expected a limitations text", [path]),
+		"subject": path,
+	}
+}
+
+human_roles := lib.list_of(lib.thresholds("model_card"), "human_roles")
+
+names_human(text) if {
+	some role in human_roles
+	contains(lower(text), lower(role))
+}
+
+# METADATA
+# title: Intended use does not describe the human-AI team
+# description: >-
+#   The intended-use text does not name the person who acts on the model's
+#   output (one of model_card.human_roles, e.g. nurse, radiologist), so the
+#   performance of the human-AI team cannot have been considered.
+# custom:
+#   id: MLG-CARD-008
+#   severity: medium
+#   controls: [GMLP-7, EUAIA-14]
+#   remediation: Say in the intended use who receives the output and what they do with it (e.g. "a nurse reviews every flagged patient").
+violation contains v if {
+	lib.is_true(card, "present")
+	lib.has_text(card, "intended_use")
+	not names_human(card.intended_use)
+	v := {
+		"id": "MLG-CARD-008",
+		"severity": "medium",
+		"controls": ["GMLP-7", "EUAIA-14"],
+		"remediation": "Say in the intended use who receives the output and what they do with it (e.g. \"a nurse reviews every flagged patient\").",
+		"message": sprintf("model card %s intended use names none of the human roles %s; expected the person who acts on the output", [path, lib.join(human_roles)]),
 		"subject": path,
 	}
 }

@@ -92,3 +92,14 @@ test_limitations_text_missing_warns if {
 test_missing_placeholder_report_fails_closed if {
 	ids(td.without("/evidence/model_card/placeholders")) == {"MLG-CARD-006"}
 }
+
+test_intended_use_without_human_role if {
+	vs := violations(td.with_value("/evidence/model_card/intended_use", "Flags patients at risk of readmission."))
+	td.ids(vs) == {"MLG-CARD-008"}
+	some v in vs
+	v.message == "model card evidence/model_card.md intended use names none of the human roles nurse, physician, clinician, radiologist; expected the person who acts on the output"
+}
+
+test_human_role_matched_case_insensitively if {
+	count(violations(td.with_value("/evidence/model_card/intended_use", "Radiologists read every study."))) == 0
+}

@@ -127,6 +127,8 @@ good_input := {
 		},
 	],
 	"evidence_files": evidence_files,
+	"lineage": {"kind": "initial"},
+	"privacy": {"deidentification": {"method": "safe-harbor", "statement": "The 18 HIPAA identifiers were removed before extraction (privacy office, 2026-09)."}},
 	"evidence": {
 		"model_card": {
 			"present": true, "valid": true, "authenticated": false, "errors": [],
@@ -137,7 +139,7 @@ good_input := {
 				"training_data": section, "evaluation_data": section, "evaluation_results": section,
 				"limitations": section, "ethical_considerations": section, "how_to_use": section,
 			},
-			"intended_use": "Flag adult inpatients at high risk of 30-day readmission for discharge-planning review.",
+			"intended_use": "Flag adult inpatients at high risk of 30-day readmission for discharge-planning review by a nurse.",
 			"out_of_scope_use": "Not for paediatric patients, triage, or any automated treatment decision.",
 			"limitations": "Trained on one hospital network (2019-2024); recalibrate before use elsewhere.",
 			"evaluation_results_present": true,
@@ -214,6 +216,8 @@ absent := {"present": false, "valid": false, "authenticated": false, "errors": [
 
 absent_list := object.union(absent, {"records": []})
 
+human_roles := ["nurse", "physician", "clinician", "radiologist"]
+
 # The thresholds the rule tests run against (a fixed copy of the shipped ones).
 environments := {
 	"production": {
@@ -224,29 +228,35 @@ environments := {
 				{"role": "clinical-safety-officer", "meaning": "approval"},
 			],
 			"distinct_people": true,
+			"min_disciplines": 2,
 		},
 		"evidence": {"max_age_days": 365},
-		"model_card": {"required_sections": [
+		"model_card": {"human_roles": human_roles, "required_sections": [
 			"model_details", "intended_use", "out_of_scope_use", "training_data",
 			"evaluation_data", "evaluation_results", "limitations", "ethical_considerations",
 		]},
 		"model_signature": {"required": true},
 		"data_validation": {"required": true},
 		"provenance": {"required": true, "clean_tree": true, "training_commit": true, "dataset_digests": true, "independent_eval": true},
+		"lineage": {"required": true, "authorized_modifications": ["PCCP-READMIT-001"]},
+		"privacy": {"deidentification_required": true, "deidentification_methods": ["safe-harbor", "expert-determination"]},
 	},
 	"staging": {
 		"bias": {"metrics": ["recall"], "delta": 0.05, "alpha": 0.05, "n_min": 30, "non_inferiority": false},
 		"approvals": {
 			"required": [{"role": "clinical-safety-officer", "meaning": "approval"}],
 			"distinct_people": true,
+			"min_disciplines": 1,
 		},
 		"evidence": {"max_age_days": 365},
-		"model_card": {"required_sections": [
+		"model_card": {"human_roles": human_roles, "required_sections": [
 			"model_details", "intended_use", "out_of_scope_use", "evaluation_results", "limitations",
 		]},
 		"model_signature": {"required": false},
 		"data_validation": {"required": true},
 		"provenance": {"required": false, "clean_tree": false, "training_commit": false, "dataset_digests": false, "independent_eval": true},
+		"lineage": {"required": false, "authorized_modifications": ["PCCP-READMIT-001"]},
+		"privacy": {"deidentification_required": true, "deidentification_methods": ["safe-harbor", "expert-determination"]},
 	},
 }
 
