@@ -113,11 +113,32 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of the server and its worker processes."""
+    total = 0.0
+    for p in [str(pid), *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="200,500,1000,1500")
     parser.add_argument("--duration", type=float, default=30.0)
     parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--gate-threads", type=int, default=1, help="mlgate serve --gate-threads")
+    parser.add_argument("--workers", type=int, default=1, help="mlgate serve --workers (processes)")
     args = parser.parse_args()
 
     from test_gatekeeper_support import write_certs
@@ -136,7 +157,7 @@ def main() -> None:
     audit = tmp / "audit.jsonl"
     server = subprocess.Popen([sys.executable, "-m", "mlgate", "serve", "--host", "127.0.0.1", "--port", str(port), "--cert", str(cert),
                                "--key", str(key), "--evidence-store", f"file://{REPO / 'examples'}", "--audit", f"file://{audit}",
-                               "--log-level", "warning"], cwd=REPO)
+                               "--log-level", "warning", "--gate-threads", str(args.gate_threads), "--workers", str(args.workers)], cwd=REPO)
     ctx = ssl.create_default_context(cafile=str(ca))
     try:
         deadline = time.monotonic() + 60
@@ -148,21 +169,24 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     sys.exit("mlgate: error: the webhook did not start")
                 time.sleep(0.1)
-        asyncio.run(_run_rate(port, ctx, 50, 1, 4, "warm"))  # warm the evidence cache and the connections
-        print(f"mlgate webhook, open loop, {args.duration:g} s per rate, {args.connections} keep-alive TLS connections, "
+        # Warm every worker's evidence cache (connections spread over the workers) before measuring.
+        asyncio.run(_run_rate(port, ctx, 100, 2, args.connections, "warm"))
+        print(f"mlgate webhook, {args.workers} worker(s) x {args.gate_threads} gate thread(s), open loop, {args.duration:g} s per rate, {args.connections} keep-alive TLS connections, "
               f"{len(_body('x'))} byte Deployment CREATE, {os.cpu_count()} CPUs (generator included)")
-        print(f"{'rate/s':>8} {'sent':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7}")
+        print(f"{'rate/s':>8} {'sent':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'max ms':>8} {'errors':>7} {'srv CPU ms/req':>15}")
         peak = None
-        sent = 50
+        sent = 200
         for rate in [float(r) for r in args.rates.split(",")]:
+            cpu_before = _cpu_s(server.pid)
             result = asyncio.run(_run_rate(port, ctx, rate, args.duration, args.connections, f"r{int(rate)}"))
+            result["cpu_ms"] = (_cpu_s(server.pid) - cpu_before) / result["sent"] * 1000
             sent += result["sent"]
             print(f"{rate:>8.0f} {result['sent']:>7} {result['p50']:>8.2f} {result['p95']:>8.2f} {result['p99']:>8.2f} {result['max']:>8.1f} "
-                  f"{result['errors']:>7} {' '.join(result['error_kinds'])}")
+                  f"{result['errors']:>7} {result['cpu_ms']:>15.2f} {' '.join(result['error_kinds'])}")
             if result["p99"] <= 10 and result["errors"] == 0:
                 peak = rate
         print(f"peak rate with p99 <= 10 ms and no errors: {peak if peak is not None else 'none of those tried'}")
-        print(f"server resident memory: {_rss_mb(server.pid):.0f} MB")
+        print(f"server resident memory: {_rss_mb(server.pid) + sum(_rss_mb(int(c)) for c in _children(server.pid)):.0f} MB")
         recorded = sum(1 for _ in audit.open()) if audit.exists() else 0
         print(f"audit records: {recorded} for {sent} requests")
     finally:

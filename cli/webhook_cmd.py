@@ -14,6 +14,7 @@ import click
 from mlgate.errors import MlgateError
 
 EXIT_ERROR = 2
+DEFAULT_GATE_THREADS_REMOTE = 4
 
 
 def _fail(message: str) -> None:
@@ -34,34 +35,46 @@ def _need(*modules: str) -> None:
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--cert", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Serving certificate (PEM); reloaded when the file changes.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Its private key (PEM).")
-@click.option("--evidence-store", required=True, help="Where releases live: file://DIR (or a path).")
+@click.option("--evidence-store", required=True, help="Where releases live: file://DIR (or a path), or https://HOST/PREFIX serving index.json.")
+@click.option("--evidence-store-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA bundle (PEM) to verify an https:// evidence store.")
+@click.option("--evidence-cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Local cache for releases downloaded from an https:// store.")
 @click.option("--audit", "audit_url", required=True, help="Audit trail: file:PATH, file:///abs/path, a path, or postgresql://... (several replicas).")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Webhook settings (modes per environment, limits).")
+@click.option("--gate-threads", type=click.IntRange(1, 64), help="Gate threads per worker, each with its own policy engine (default: 1, or 4 with an https:// store).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes sharing the port (one policy engine each; metrics are per process).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def serve(host, port, cert, key, evidence_store, audit_url, policy_dir, data_files, trust_policy, config_file, log_level, access_log):
+def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file, gate_threads, workers, log_level, access_log):
     """Run the Kubernetes validating admission webhook over TLS: POST /v1/admit/ENVIRONMENT."""
     import ssl
 
     _need("uvicorn", "prometheus_client")
     from mlgate.gatekeeper.config import Settings, load_config
 
-    flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy, "data_overrides": tuple(data_files)}
+    flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy, "data_overrides": tuple(data_files),
+             "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads}
     try:
-        settings = load_config(config_file, **flags) if config_file else Settings(**flags)
+        settings = load_config(config_file, **flags) if config_file else Settings(**{k: v for k, v in flags.items() if v is not None})
+        if settings.gate_threads is None:  # neither the flag nor the settings file chose
+            import dataclasses
+
+            # Evaluation holds the GIL, so extra threads only pay off when a thread waits on the network.
+            threads = DEFAULT_GATE_THREADS_REMOTE if settings.evidence_store.startswith("https://") else 1
+            settings = dataclasses.replace(settings, gate_threads=threads)
     except MlgateError as exc:
         _fail(exc.diagnostics())
     for path in (cert, key):
         if not path.is_file():
             _fail(f"{path}: file not found")
     from mlgate.gatekeeper.service import open_audit_sink
+
     from mlgate.store import open_store
 
     try:  # refuse a bad URL before binding the port; the store is indexed at start-up
-        open_store(settings.evidence_store)
+        open_store(settings.evidence_store, ca_file=settings.evidence_store_ca)
         with open_audit_sink(settings):
             pass
     except MlgateError as exc:
@@ -69,14 +82,78 @@ def serve(host, port, cert, key, evidence_store, audit_url, policy_dir, data_fil
     from mlgate.gatekeeper.app import WebhookApp
     from mlgate.gatekeeper.server import build_server
 
-    app = WebhookApp(settings)
+    def run_one(sockets=None) -> bool:
+        app = WebhookApp(settings)
+        try:
+            server = build_server(app, host=host, port=port, cert=cert, key=key, reload_s=settings.cert_reload_s, log_level=log_level, access_log=access_log)
+        except (ssl.SSLError, OSError) as exc:
+            _fail(f"{cert}: cannot load the serving certificate and key: {exc}")
+        server.run(sockets=sockets)
+        if not server.started:
+            _fail(app.startup_error or f"the webhook did not start on {host}:{port} (see the log above)")
+        return True
+
+    if workers == 1:
+        run_one()
+        return
+    _serve_workers(run_one, host, port, workers)
+
+
+def _serve_workers(run_one, host: str, port: int, workers: int) -> None:
+    """Fork ``workers`` processes that accept on one listening socket; stop them all on SIGTERM/SIGINT.
+
+    The parent binds the socket and forks before any thread or policy engine exists; each child
+    builds its own app, engine and sink (the file and PostgreSQL sinks keep one chain across
+    processes). If a worker dies, the others are stopped and the command fails (let Kubernetes restart it)."""
+    import os
+    import signal
+    import socket
+
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        server = build_server(app, host=host, port=port, cert=cert, key=key, reload_s=settings.cert_reload_s, log_level=log_level, access_log=access_log)
-    except (ssl.SSLError, OSError) as exc:
-        _fail(f"{cert}: cannot load the serving certificate and key: {exc}")
-    server.run()
-    if not server.started:
-        _fail(app.startup_error or f"the webhook did not start on {host}:{port} (see the log above)")
+        sock.bind((host, port))
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    children = []
+    for _ in range(workers):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            code = 0
+            try:
+                run_one([sock])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - a child never returns into the parent's code; the parent reports it
+                code = 1
+            os._exit(code)
+        children.append(pid)
+    sock.close()
+
+    stopping = []
+
+    def stop(signum, _frame):
+        stopping.append(signum)
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    failed = False
+    for _ in range(len(children)):
+        _pid, status = os.wait()
+        code = os.waitstatus_to_exitcode(status)
+        # uvicorn re-raises the stop signal once it has shut down: death by it after a stop is normal.
+        if code != 0 and not (stopping and code in (-signal.SIGTERM, -signal.SIGINT)) and not failed:
+            failed = True
+            stop(signal.SIGTERM, None)
+    if failed:
+        _fail("a webhook worker exited with an error; all workers were stopped")
 
 
 @click.group()
@@ -121,6 +198,32 @@ def certs(service, namespace, days, extra_dns, ips, output_dir, force):
     except OSError as exc:
         _fail(f"{output_dir}: cannot write the certificates: {exc.strerror or exc}")
     click.echo(f"mlgate: wrote ca.crt, ca.key, tls.crt, tls.key to {output_dir} (SAN {service}.{namespace}.svc)")
+
+
+@webhook.command("index")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it (default: DIRECTORY/index.json).")
+def index(directory, output):
+    """Write the index.json that lets a static HTTPS server serve DIRECTORY as an evidence store."""
+    import json
+    import os
+
+    from mlgate.store import INDEX_NAME, build_index
+
+    try:
+        doc = build_index(directory)
+    except MlgateError as exc:
+        _fail(exc.diagnostics())
+    target = output or directory / INDEX_NAME
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(doc, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as exc:
+        _fail(f"{target}: cannot write: {exc.strerror or exc}")
+    for line in doc["errors"]:
+        click.echo(f"mlgate: warning: not indexed: {line}", err=True)
+    click.echo(f"mlgate: wrote {target} ({len(doc['releases'])} releases)")
 
 
 @webhook.command("manifests")

@@ -7,10 +7,14 @@ JSON error (the apiserver then fails the call, and ``failurePolicy: Fail`` rejec
 request); a failure while judging a valid review is a normal 200 AdmissionReview with
 ``allowed: false`` and ``status.code: 500``. Never a stack trace in a response.
 
-The event loop never evaluates: the policy engine lives on one dedicated gate thread (a regorus
-``Engine`` may not move between threads and holds the GIL while it evaluates), reached through a
-one-thread executor. Every await on it carries the request's deadline (``?timeout=Ns`` from the
-apiserver, minus a margin); past it the webhook answers ``allowed: false`` itself.
+The event loop never evaluates: reviews are judged on a pool of ``Settings.gate_threads`` gate
+threads, each with its own :class:`Gatekeeper` and policy engine (a regorus ``Engine`` may not
+move between threads), all sharing one evidence store (and facts cache) and one audit sink. The
+engine holds the GIL while it evaluates, so the threads do not evaluate in parallel; what they
+buy is overlap: while one thread waits for the audit fsync (the file sink's group commit then
+makes one fsync for every record queued meanwhile) or for a remote store, another evaluates.
+Every await carries the request's deadline (``?timeout=Ns`` from the apiserver, minus a
+margin); past it the webhook answers ``allowed: false`` itself.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import asyncio
 import json
 import logging
 import re
+import threading
 import time
 import zlib
 from collections.abc import Callable
@@ -65,41 +70,93 @@ class WebhookApp:
         self.metrics = Metrics()
         self._factory = gatekeeper_factory or (lambda on_cache: Gatekeeper(settings, on_cache=on_cache))
         self._now = monotonic
-        self.gatekeeper: Gatekeeper | None = None
+        self.gatekeeper: Gatekeeper | None = None  # the first gate thread's: readiness, environments, settings
         self.executor: ThreadPoolExecutor | None = None
         self.startup_error: str | None = None
+        self._local = threading.local()  # each gate thread's own Gatekeeper (its own engine)
+        self.gatekeepers: list[Gatekeeper] = []  # one per gate thread (for inspection; each is used only on its thread)
+
+    @property
+    def gate_threads(self) -> int:
+        return max(1, self.settings.gate_threads or 1)
 
     # ------------------------------------------------------------------ lifecycle
+    async def _on_every_gate_thread(self, work: Callable[[int], Any]) -> list[Any]:
+        """Run ``work(i)`` once on each of the pool's threads (a barrier keeps them all busy at once)."""
+        n = self.gate_threads
+        barrier = threading.Barrier(n, timeout=120)
+        ids = iter(range(n))
+        lock = threading.Lock()
+
+        def step() -> Any:
+            with lock:
+                i = next(ids)
+            try:
+                return work(i)
+            finally:
+                try:
+                    barrier.wait()
+                except threading.BrokenBarrierError:
+                    pass
+
+        loop = asyncio.get_running_loop()
+        results = await asyncio.gather(*(loop.run_in_executor(self.executor, step) for _ in range(n)), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
     async def startup(self) -> None:
-        """Build the gatekeeper (engine included) on the gate thread that will use it."""
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-gate")
+        """Build one gatekeeper (engine included) on each gate thread that will use it."""
+        n = self.gate_threads
+        self.executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlgate-gate")
         loop = asyncio.get_running_loop()
 
-        def build() -> Gatekeeper:
+        def build_first() -> Gatekeeper:
             gk = self._factory(on_cache=lambda result: self.metrics.cache.labels(result).inc())
             gk.start()
+            self._local.gk = gk
+            self.gatekeepers.append(gk)
             return gk
 
+        def build_sibling(_: int) -> None:
+            if getattr(self._local, "gk", None) is None:
+                self._local.gk = first.sibling()
+                self.gatekeepers.append(self._local.gk)
+
         try:
-            self.gatekeeper = await loop.run_in_executor(self.executor, build)
+            # The first builds the store index and the audit sink; the others share them and build their own engine.
+            first = await loop.run_in_executor(self.executor, build_first)
+            self.gatekeeper = first
+            await self._on_every_gate_thread(build_sibling)
         except MlgateError as exc:
             self.startup_error = exc.diagnostics()
             raise
 
+    def _admit_here(self, review: Any, environment: str, deadline: float):
+        gk = getattr(self._local, "gk", None)
+        if gk is None:  # pragma: no cover - every pool thread was given one at start-up
+            raise MlgateError("this gate thread has no policy engine; denied")
+        return gk.admit(review, environment, deadline=deadline)
+
     async def shutdown(self) -> None:
         if self.executor is not None:
-            gk = self.gatekeeper
+            sink = self.gatekeeper.sink if self.gatekeeper is not None else None
 
-            def release() -> None:
-                # The engine must be dropped on the thread that built it (regorus Engine is unsendable).
+            def release(_: int) -> None:
+                # Each engine is dropped on the thread that built it (regorus Engine is unsendable).
+                gk = getattr(self._local, "gk", None)
                 if gk is not None:
                     gk.prepared = None
-                    close = getattr(gk.sink, "close", None)
-                    if close is not None:
-                        close()
+                    self._local.gk = None
 
-            await asyncio.get_running_loop().run_in_executor(self.executor, release)
-            self.executor.shutdown(wait=True)
+            try:
+                await self._on_every_gate_thread(release)
+            finally:
+                for close in (getattr(sink, "close", None), getattr(getattr(self.gatekeeper, "store", None), "close", None)):
+                    if close is not None:
+                        await asyncio.get_running_loop().run_in_executor(self.executor, close)
+                self.executor.shutdown(wait=True)
 
     async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
         if scope["type"] == "lifespan":
@@ -168,7 +225,7 @@ class WebhookApp:
             return await _send_json(send, 200, response(review.api_version, review.uid, allowed=False, code=500,
                                                        message="mlgate: the webhook is not ready (policy or store not loaded)"))
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, lambda: self.gatekeeper.admit(review, environment, deadline=deadline))
+        future = loop.run_in_executor(self.executor, self._admit_here, review, environment, deadline)
         try:
             outcome = await asyncio.wait_for(future, timeout=max(deadline - self._now(), 0.001))
         except TimeoutError:

@@ -9,6 +9,7 @@ maxBodyBytes: 4194304          # larger bodies get 413 before they are read
 defaultTimeoutSeconds: 10      # when the apiserver sends no ?timeout=
 cache: {maxEntries: 256, ttlSeconds: 300}
 certReloadSeconds: 10          # how often the mounted certificate and key are checked
+gateThreads: 4                 # gate threads, each with its own policy engine
 ```
 
 An environment that the policy data defines but the file does not name runs in ``enforce``.
@@ -48,6 +49,9 @@ class Settings:
     cache_entries: int = 256
     cache_ttl_s: float = 300.0
     cert_reload_s: float = 10.0
+    gate_threads: int | None = None  # gate threads, each with its own engine (None: 1 here; ``mlgate serve`` defaults to 4)
+    evidence_store_ca: Path | None = None  # CA bundle for an https:// evidence store (default: the system's)
+    evidence_cache_dir: Path | None = None  # where an https:// store's releases are downloaded (default: a temp dir)
 
     def environment(self, name: str) -> EnvironmentSettings:
         return self.environments.get(name, EnvironmentSettings())
@@ -69,7 +73,7 @@ def load_config(path: Path, **flags: Any) -> Settings:
 
 def settings_from_dict(doc: Any, name: str = "config", **flags: Any) -> Settings:
     _expect(isinstance(doc, dict), "the settings file must be a mapping", name, "$")
-    known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds"}
+    known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads"}
     unknown = sorted(set(doc) - known)
     _expect(not unknown, f"unknown key {unknown[0] if unknown else ''!r} (known: {', '.join(sorted(known))})", name, "$")
     envs: dict[str, EnvironmentSettings] = {}
@@ -100,6 +104,10 @@ def settings_from_dict(doc: Any, name: str = "config", **flags: Any) -> Settings
         v = doc["certReloadSeconds"]
         _expect(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.05 <= v <= 3600, "must be a number from 0.05 to 3600", name, "certReloadSeconds")
         values["cert_reload_s"] = float(v)
+    if "gateThreads" in doc:
+        v = doc["gateThreads"]
+        _expect(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64, "must be an integer from 1 to 64", name, "gateThreads")
+        values["gate_threads"] = v
     cache = doc.get("cache") or {}
     _expect(isinstance(cache, dict), "must be a mapping", name, "cache")
     if "maxEntries" in cache:

@@ -38,6 +38,9 @@ from mlgate.gate import (
 from mlgate.inputdoc import Request
 from mlgate.store import FactsCache, ModelRef, StoreError, open_store
 
+#: A remote evidence store must answer this long before the request's own deadline.
+STORE_MARGIN_S = 0.1
+
 
 class UnknownEnvironment(MlgateError):
     """The URL names an environment neither the policy nor the settings define (HTTP 404)."""
@@ -67,7 +70,8 @@ class Gatekeeper:
         self.ids = ids or uuid4_ids
         self.sink = sink if sink is not None else open_audit_sink(settings)
         cache = FactsCache(max_entries=settings.cache_entries, ttl_s=settings.cache_ttl_s, on_result=on_cache)
-        self.store = store if store is not None else open_store(settings.evidence_store, cache=cache)
+        self.store = store if store is not None else open_store(settings.evidence_store, cache=cache, ca_file=settings.evidence_store_ca,
+                                                                cache_dir=settings.evidence_cache_dir)
         self.monotonic = monotonic
         self.prepared: Prepared | None = None
         self.environments: frozenset[str] = frozenset()
@@ -82,7 +86,25 @@ class Gatekeeper:
         self.prepared = prepare(options)
         policy_envs = ((self.prepared.policy.data.get("mlgate") or {}).get("environments") or {})
         self.environments = frozenset(policy_envs) | frozenset(self.settings.environments)
-        self.store.scan()
+        try:
+            self.store.scan()
+        except StoreError:
+            # A remote store that is down at start-up: serve anyway (each request then denies,
+            # naming the store, and /readyz says why); a local directory that is missing is fatal.
+            if not getattr(self.store, "remote", False):
+                raise
+
+    def sibling(self) -> Gatekeeper:
+        """Another gatekeeper for another gate thread: its own engine (built here, on the calling
+        thread), the same settings, clock, ids, evidence store (and facts cache) and audit sink."""
+        other = Gatekeeper(self.settings, clock=self.clock, ids=self.ids, sink=self.sink, store=self.store, monotonic=self.monotonic)
+        options = GateOptions(environment="-", policy_dir=self.settings.policy_dir, data_overrides=list(self.settings.data_overrides),
+                              trust_policy=self.settings.trust_policy, timeout_s=0)
+        other.prepared = prepare(options)
+        if other.prepared.revision != (self.prepared.revision if self.prepared else None):
+            raise MlgateError("the policy changed while the gate threads were starting; restart the webhook")
+        other.environments = self.environments
+        return other
 
     def ready(self) -> list[str]:
         """Reasons the webhook is not ready ([] when it is). Safe to call from any thread: reads only."""
@@ -106,7 +128,8 @@ class Gatekeeper:
         if environment not in self.environments:
             raise UnknownEnvironment(f"unknown environment {environment!r} (known: {', '.join(sorted(self.environments)) or 'none'})")
         env = self.settings.environment(environment)
-        request = Request(source="admission", user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run)
+        request = Request(source="admission", user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run,
+                          mode=env.mode, groups=review.groups)
         options = GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0)
         kind = review.kind["kind"]
 
@@ -151,7 +174,9 @@ class Gatekeeper:
             if deadline is not None and self.monotonic() > deadline:
                 raise StoreError(f"deadline passed before {ref.describe()} was resolved; refusing")
             try:
-                return self.store.load(ref, prepared.trust, trust_key=revision)
+                # The store gives up a little before the request does, so the deny names the store.
+                store_deadline = None if deadline is None else deadline - STORE_MARGIN_S
+                return self.store.load(ref, prepared.trust, trust_key=revision, deadline=store_deadline)
             except StoreError:
                 failure["code"] = 403
                 raise

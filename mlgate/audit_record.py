@@ -88,6 +88,8 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
         warnings=[{"id": w.id, "message": w.message} for w in decision.warnings],
         error=decision.error,
         exempt=getattr(decision, "exempt", None),
+        admission=None if getattr(request, "mode", None) is None else {  # the webhook's mode, and whether it let a deny through
+            "mode": request.mode, "deny_admitted": decision.result != "allow" and request.mode != "enforce", "actor_groups": list(request.groups)},
     )
     record.decision, record.request = decision, request
     return record

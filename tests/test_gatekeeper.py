@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import itertools
 import json
 import re
 import socket
@@ -234,11 +235,20 @@ def test_warn_and_audit_modes(hook, client, settings_override):
     doc = deployment("triage-acuity@2.0.0")
     resp = answer(admit(client, doc), doc)
     assert resp["allowed"] is True and any("MLG-BIAS-002" in w for w in resp["warnings"])
-    assert audit_record(hook, resp["auditAnnotations"]["decision-id"])["result"] == "deny"
+    rec = audit_record(hook, resp["auditAnnotations"]["decision-id"])
+    assert rec["result"] == "deny" and rec["admission"]["mode"] == "warn" and rec["admission"]["deny_admitted"] is True
     settings_override(production={"mode": "audit"})
     doc = deployment("triage-acuity@2.0.0")
     resp = answer(admit(client, doc), doc)
     assert resp["allowed"] is True and "warnings" not in resp and resp["auditAnnotations"]["mode"] == "audit"
+    groups = ["kubeadm:cluster-admins", "system:authenticated"]
+    rec = audit_record(hook, resp["auditAnnotations"]["decision-id"])
+    assert rec["admission"] == {"mode": "audit", "deny_admitted": True, "actor_groups": groups}
+    settings_override(production={"mode": "enforce"})
+    doc = deployment("triage-acuity@2.0.0")
+    resp = answer(admit(client, doc), doc)
+    rec = audit_record(hook, resp["auditAnnotations"]["decision-id"])
+    assert resp["allowed"] is False and rec["admission"] == {"mode": "enforce", "deny_admitted": False, "actor_groups": groups}
 
 
 def test_unknown_environment_is_404(client):
@@ -373,3 +383,42 @@ def test_every_admitted_review_is_in_the_chain(hook):
     recs = records(hook.tmp / "audit.jsonl")
     assert recs and [r["sequence"] for r in recs] == list(range(1, len(recs) + 1))
     assert all(recs[i]["prev_hash"] == recs[i - 1]["hash"] for i in range(1, len(recs)))
+
+
+# ------------------------------------------------------------------ part 9: several gate threads
+def test_several_gate_threads_each_with_its_own_engine(tmp_path):
+    """Each gate thread builds its own engine; they share the store and the sink (one chain, one record per request)."""
+    import threading
+
+    settings = Settings(evidence_store=f"file://{EXAMPLES}", audit=str(tmp_path / "audit.jsonl"), gate_threads=3)
+    hook = RunningWebhook(tmp_path, settings)
+    try:
+        gks = hook.app.gatekeepers
+        assert len(gks) == 3 and len({id(g.prepared.engine) for g in gks}) == 3
+        assert len({id(g.store) for g in gks}) == 1 and len({id(g.sink) for g in gks}) == 1
+        results: dict[str, dict] = {}
+
+        def send(name):
+            with hook.client() as c:
+                for _ in range(4):
+                    doc = deployment(name)
+                    results[doc["request"]["uid"]] = answer(admit(c, doc), doc)
+
+        threads = [threading.Thread(target=send, args=(r,)) for r in ("triage-acuity@2.0.0", "readmission-risk@1.4.0", "chest-xray@0.9.0")]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(results) == 12
+        recs = records(tmp_path / "audit.jsonl")
+        assert [r["sequence"] for r in recs] == list(range(1, 13))
+        assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(recs))
+        by_id = {r["decision_id"]: r for r in recs}
+        for resp in results.values():
+            rec = by_id[resp["auditAnnotations"]["decision-id"]]
+            assert resp["allowed"] is (rec["result"] == "allow")
+        # The same release gets the same decision whichever thread judged it.
+        triage = {by_id[r["auditAnnotations"]["decision-id"]]["result"] for r in results.values() if r["auditAnnotations"].get("releases") == "triage-acuity@2.0.0"}
+        assert triage == {"deny"}
+    finally:
+        hook.stop()

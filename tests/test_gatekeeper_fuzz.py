@@ -3,6 +3,7 @@ And ``mlgate serve`` itself, as an operator starts it."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -72,8 +73,10 @@ def test_fuzzed_bodies(fuzz_hook, raw):
     _check(client, raw)
 
 
-def test_mlgate_serve_starts_answers_and_stops(tmp_path):
-    """The real command, as an operator runs it; DELETE needs no evidence dated to the test clock."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_mlgate_serve_starts_answers_and_stops(tmp_path, workers):
+    """The real command, as an operator runs it; DELETE needs no evidence dated to the test clock.
+    With several worker processes, the audit trail is still one chain."""
     import httpx
 
     ca, cert, key, _ = write_certs(tmp_path)
@@ -83,7 +86,7 @@ def test_mlgate_serve_starts_answers_and_stops(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     exe = [sys.executable, "-m", "mlgate", "serve", "--host", "127.0.0.1", "--port", str(port), "--cert", str(cert), "--key", str(key),
-           "--evidence-store", f"file://{EXAMPLES}", "--audit", f"file://{tmp_path / 'audit.jsonl'}", "--log-level", "warning"]
+           "--evidence-store", f"file://{EXAMPLES}", "--audit", f"file://{tmp_path / 'audit.jsonl'}", "--log-level", "warning", "--workers", str(workers)]
     proc = subprocess.Popen(exe, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 30
@@ -99,15 +102,19 @@ def test_mlgate_serve_starts_answers_and_stops(tmp_path):
                 time.sleep(0.1)
             doc = deployment("readmission-risk@1.4.0", operation="DELETE")
             doc["request"]["oldObject"], doc["request"]["object"] = doc["request"]["object"], None
-            r = client.post("/v1/admit/production?timeout=5s", json=doc)
-            assert r.json()["response"]["allowed"] is True
+            for i in range(6):
+                doc["request"]["uid"] = f"uid-{i}"
+                r = client.post("/v1/admit/production?timeout=5s", json=doc)
+                assert r.json()["response"]["allowed"] is True and r.json()["response"]["uid"] == f"uid-{i}"
     finally:
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=20)
     # uvicorn shuts down gracefully, then re-raises the signal so the exit status says SIGTERM.
     assert proc.returncode in (0, -signal.SIGTERM), err
     assert "Traceback" not in err
-    assert json.loads((tmp_path / "audit.jsonl").read_text().splitlines()[0])["action"] == "DELETE"
+    recs = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [r["action"] for r in recs] == ["DELETE"] * 6 and [r["sequence"] for r in recs] == list(range(1, 7))
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(recs))
 
 
 def test_mlgate_serve_bad_store_is_one_line(tmp_path):

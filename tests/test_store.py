@@ -72,6 +72,9 @@ def test_reference_syntax_and_urls():
         ModelRef.parse_release("no-version", "f")
     with pytest.raises(StoreError, match="sha256"):
         ModelRef.parse_digest("md5:abc", "f")
-    with pytest.raises(StoreError, match="unsupported evidence store scheme 'https'"):
-        open_store("https://store.example")
+    with pytest.raises(StoreError, match="unsupported evidence store scheme 'http'"):
+        open_store("http://store.example")  # plain HTTP: evidence in the clear, no server identity
+    with pytest.raises(StoreError, match="no credentials"):
+        open_store("https://user:secret@store.example/x")
+    assert open_store("https://store.example/releases/").url == "https://store.example/releases"
     assert open_store(f"file://{EXAMPLES}").root == EXAMPLES
