@@ -257,7 +257,10 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
         for r in facts.evidence["approvals"]["records"]
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
-    state["input_digest"] = digest_json(input_doc)
+    try:
+        state["input_digest"] = digest_json(input_doc)
+    except ValueError as exc:  # a non-finite number or a value JSON cannot carry: never evaluate it
+        raise PolicyError(f"the input document is not canonical JSON: {exc}") from None
     state["input_document"] = input_doc
 
     from mlgate.engine import evaluate

@@ -81,7 +81,9 @@ def load_policy(root: Path | None = None, *, data_overrides: list[Path] | None =
             continue
         if path.suffix == ".rego":
             raw = read_bytes(path)
-            modules.append(Module(rel, decode_text(raw, display(path)), path.name.endswith("_test.rego")))
+            # Unit tests and their fixtures (a `testdata` directory) are not loaded for decisions.
+            is_test = path.name.endswith("_test.rego") or "testdata" in path.relative_to(root).parts
+            modules.append(Module(rel, decode_text(raw, display(path)), is_test))
             files[rel] = sha256_hex(raw)
         elif path.name in DATA_NAMES:
             raw = read_bytes(path)

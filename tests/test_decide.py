@@ -51,3 +51,27 @@ def test_violations_sorted_and_messages_one_line():
     assert [v.id for v in violations] == ["MLG-A-001", "MLG-B-002"]
     assert violations[1].message == "two lines"
     assert violations[1].severity == "high"  # unknown severities are treated as high, never dropped
+
+
+def test_non_finite_fact_is_an_error_decision(tmp_path, monkeypatch):
+    """A NaN that slipped into the facts cannot be hashed canonically: error (deny), recorded."""
+    import shutil
+
+    from mlgate import evidence
+    from mlgate.audit import FileAuditSink
+    from mlgate.gate import GateOptions, check
+
+    from conftest import EXAMPLES
+
+    shutil.copytree(EXAMPLES / "readmission-risk", tmp_path / "r")
+    original = evidence.collect
+
+    def with_nan(release, trust):
+        facts = original(release, trust)
+        facts.model["file_count"] = float("nan")
+        return facts
+
+    monkeypatch.setattr(evidence, "collect", with_nan)
+    decision = check(tmp_path / "r", GateOptions(environment="production"), FileAuditSink(tmp_path / "a.jsonl"))
+    assert decision.result == "error" and "not canonical JSON" in decision.error
+    assert decision.audit is not None and decision.audit.sequence == 1

@@ -126,3 +126,10 @@ def test_bundled_policy_with_its_tests_loads():
     from mlgate.engine.regorus_engine import RegorusEngine
 
     RegorusEngine(load_policy(bundled_policy_dir()), include_tests=True)
+
+
+def test_test_fixtures_are_not_loaded_for_decisions():
+    policy = load_policy(bundled_policy_dir())
+    paths = [m.path for m in policy.decision_modules()]
+    assert paths and not any(p.endswith("_test.rego") or "/testdata/" in f"/{p}" for p in paths)
+    assert any("testdata/" in m.path for m in policy.modules)  # still there for `mlgate policy test`
