@@ -133,3 +133,19 @@ def test_test_fixtures_are_not_loaded_for_decisions():
     paths = [m.path for m in policy.decision_modules()]
     assert paths and not any(p.endswith("_test.rego") or "/testdata/" in f"/{p}" for p in paths)
     assert any("testdata/" in m.path for m in policy.modules)  # still there for `mlgate policy test`
+
+
+def test_deadline_helper_passes_engine_errors_and_reports_crashes():
+    import os
+
+    from mlgate.engine.deadline import evaluate_with_deadline
+
+    assert evaluate_with_deadline(lambda: "ok", 5) == "ok"
+
+    def fails():
+        raise EngineError("policy evaluation failed: boom")
+
+    with pytest.raises(EngineError, match="^policy evaluation failed: boom$"):
+        evaluate_with_deadline(fails, 5)
+    with pytest.raises(EngineError, match=r"crashed \(x\) \(child status"):
+        evaluate_with_deadline(lambda: os._exit(3), 5, engine="x")

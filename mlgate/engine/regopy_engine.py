@@ -28,14 +28,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
-import signal
-import time
 from functools import cache
 from typing import Any
 
 from mlgate.canonical import canonical_json
 from mlgate.engine import DECISION_PATH
+from mlgate.engine.deadline import evaluate_with_deadline
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import Module, PolicySet
 
@@ -135,7 +133,7 @@ class RegopyEngine:
                 self._interp.set_input_term(canonical_json(input_doc).decode("utf-8"))
             except Exception as exc:  # noqa: BLE001 - RegoError from the native side
                 raise EngineError(f"rego-cpp refused the input document: {one_line_error(str(exc))}") from None
-        text = self._evaluate_with_deadline(query) if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
+        text = evaluate_with_deadline(lambda: self._evaluate(query), self.timeout_s, engine="rego-cpp") if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
         return _value(text, query)
 
     def decide(self, input_doc: dict[str, Any]) -> Any:
@@ -161,44 +159,6 @@ class RegopyEngine:
             detail = "a builtin or runtime error (rego-cpp gives no detail)" if detail.strip() == "<error>" else one_line_error(detail, self._sources)
             raise EngineError(f"policy evaluation failed (rego-cpp): {detail}")
         return str(out)
-
-    def _evaluate_with_deadline(self, query: str) -> str:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child process; its result is checked by the parent
-            os.close(read_fd)
-            status = 0
-            try:
-                payload = b"R" + self._evaluate(query).encode("utf-8")
-            except BaseException as exc:  # noqa: BLE001
-                payload, status = b"E" + str(exc).encode("utf-8"), 1
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_fd, view):]
-            os._exit(status)
-        os.close(write_fd)
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while True:
-                ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
-                if not ready:
-                    os.kill(pid, signal.SIGKILL)
-                    raise EngineError(f"policy evaluation exceeded the {self.timeout_s:g} s deadline (rego-cpp)")
-                chunk = os.read(read_fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(read_fd)
-            _, status = os.waitpid(pid, 0)
-        payload = b"".join(chunks)
-        if not payload or payload[:1] not in (b"R", b"E"):
-            raise EngineError(f"policy evaluation crashed (rego-cpp, child status {status})")
-        if payload[:1] == b"E":
-            raise EngineError(payload[1:].decode("utf-8", "replace").replace("<error>", "a builtin or runtime error (rego-cpp gives no detail)"))
-        return payload[1:].decode("utf-8")
-
 
 def _value(text: str, query: str) -> Any:
     """rego-cpp's output: ``undefined``, ``{"expressions": [v]}`` or a list of such results."""

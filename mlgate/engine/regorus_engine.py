@@ -16,14 +16,12 @@ from __future__ import annotations
 import json
 import os
 import re
-import select
-import signal
-import time
 from functools import lru_cache
 from typing import Any
 
 from mlgate.canonical import canonical_json
 from mlgate.engine import DECISION_PATH
+from mlgate.engine.deadline import evaluate_with_deadline
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import Module, PolicySet
 
@@ -106,7 +104,7 @@ class RegorusEngine:
         """Evaluate ``query``; return the expression's value. Undefined raises UndefinedDecision."""
         if input_doc is not None:
             self._engine.set_input_json(canonical_json(input_doc).decode("utf-8"))
-        text = self._evaluate_with_deadline(query) if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
+        text = evaluate_with_deadline(lambda: self._evaluate(query), self.timeout_s) if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
         try:
             doc = json.loads(text)
         except json.JSONDecodeError as exc:  # pragma: no cover - the engine's output is JSON
@@ -127,41 +125,3 @@ class RegorusEngine:
             return self._engine.eval_query_as_json(query)
         except Exception as exc:  # noqa: BLE001 - any engine failure is a deny
             raise EngineError(f"policy evaluation failed: {one_line_error(exc)}") from None
-
-    def _evaluate_with_deadline(self, query: str) -> str:
-        read_fd, write_fd = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - child process; its result is checked by the parent
-            os.close(read_fd)
-            status = 0
-            try:
-                payload = b"R" + self._engine.eval_query_as_json(query).encode("utf-8")
-            except BaseException as exc:  # noqa: BLE001
-                payload, status = b"E" + one_line_error(exc).encode("utf-8"), 1
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(write_fd, view):]
-            os._exit(status)
-        os.close(write_fd)
-        chunks: list[bytes] = []
-        deadline = time.monotonic() + self.timeout_s
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                ready, _, _ = select.select([read_fd], [], [], max(remaining, 0))
-                if not ready:
-                    os.kill(pid, signal.SIGKILL)
-                    raise EngineError(f"policy evaluation exceeded the {self.timeout_s:g} s deadline")
-                chunk = os.read(read_fd, 1 << 20)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-        finally:
-            os.close(read_fd)
-            _, status = os.waitpid(pid, 0)
-        payload = b"".join(chunks)
-        if not payload or payload[:1] not in (b"R", b"E"):
-            raise EngineError(f"policy evaluation crashed (child status {status})")
-        if payload[:1] == b"E":
-            raise EngineError(f"policy evaluation failed: {payload[1:].decode('utf-8', 'replace')}")
-        return payload[1:].decode("utf-8")
