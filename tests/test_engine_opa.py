@@ -15,6 +15,7 @@ import json
 import socket
 import ssl
 import time
+from pathlib import Path
 
 import pytest
 from cli_helpers import check_json
@@ -259,3 +260,33 @@ def test_opa_options_need_engine_opa(tmp_path):
     assert code == 2 and "need --engine opa" in decision["error"]
     code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", tmp_path / "a.jsonl", "--engine", "opa")
     assert code == 2 and "needs --opa-url" in decision["error"]
+
+
+def test_a_process_whose_opa_request_hit_the_deadline_still_exits(tmp_path):
+    """The abandoned exchange must not hold up interpreter exit (a thread pool's workers are
+    joined at shutdown; a server dripping header bytes would keep one reading for minutes)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from pathlib import Path
+        from opa_rest_server import FakeOpa
+        from test_engine_opa import engine, policy
+        from mlgate.errors import EngineError
+        p = policy(Path({str(tmp_path)!r}))
+        opa = FakeOpa(p).__enter__()
+        opa.fault, opa.delay_s = "drip", 0.1   # a header byte every 0.1 s (under the read timeout): 330 s
+        e = engine(opa, policy=p, timeout_s=0.3)
+        try:
+            e.decide({{"ok": True, "defined": True}})
+        except EngineError as exc:
+            print("denied:", exc)
+        print("exiting", flush=True)
+    """)
+    started = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert "did not answer within the 0.3 s deadline" in proc.stdout, proc.stdout + proc.stderr
+    assert time.monotonic() - started < 30

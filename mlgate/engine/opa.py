@@ -29,9 +29,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import queue
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -130,11 +129,8 @@ class OpaEngine:
         if settings.token:
             session.headers["Authorization"] = f"Bearer {settings.token}"
         self._session = session
-        self._pool = ThreadPoolExecutor(max_workers=max(1, settings.pool_size), thread_name_prefix="mlgate-opa")
-        self._lock = threading.Lock()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
         self._session.close()
 
     # --- the protocol ------------------------------------------------------------------------
@@ -143,13 +139,25 @@ class OpaEngine:
 
     def decide_with_id(self, input_doc: dict[str, Any]) -> tuple[Any, str | None]:
         body = json.dumps({"input": input_doc}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-        future = self._pool.submit(self._exchange, body)
+        done: queue.SimpleQueue = queue.SimpleQueue()
+
+        def work() -> None:
+            try:
+                done.put((True, self._exchange(body)))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller below
+                done.put((False, exc))
+
+        # A daemon thread per exchange: past the deadline it is abandoned (a server dripping bytes
+        # keeps it in a socket read), and a daemon thread never holds up the process's exit,
+        # where a thread pool's workers are joined at interpreter shutdown.
+        threading.Thread(target=work, name="mlgate-opa", daemon=True).start()
         try:
-            status, payload = future.result(timeout=self.timeout_s)
-        except FutureTimeout:
-            future.cancel()
+            ok, value = done.get(timeout=self.timeout_s)
+        except queue.Empty:
             raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:g} s deadline") from None
-        return self._interpret(status, payload)
+        if not ok:
+            raise value
+        return self._interpret(*value)
 
     # --- one HTTP exchange (worker thread) ------------------------------------------------------
     def _exchange(self, body: bytes) -> tuple[int, bytes]:
