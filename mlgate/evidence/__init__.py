@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mlgate.canonical import sha256_hex
+from mlgate.canonical import sha256_file, sha256_hex
 from mlgate.manifest import Release
 from mlgate.safeio import read_bytes
 
@@ -24,16 +24,6 @@ class Facts:
     evidence: dict[str, Any]
     evidence_files: dict[str, str]  # evaluated evidence (approvals excluded) -> sha256
     all_digests: dict[str, str]  # every file read, approvals and signature included (audit record)
-
-
-def _hash_file(path: Path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, Any]:
@@ -73,7 +63,7 @@ def collect(release: Release, trust: Any) -> Facts:
 
     datasets = []
     for ds in release.datasets:
-        actual = _hash_file(ds.local_path) if ds.local_path is not None else None
+        actual = sha256_file(ds.local_path) if ds.local_path is not None else None
         datasets.append({
             "name": ds.name,
             "uri": ds.uri,

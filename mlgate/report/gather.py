@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlgate.canonical import sha256_file
 from mlgate.errors import InputError, MlgateError
 
 BIAS_KIND = "BiasAudit"
@@ -220,7 +221,7 @@ def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None 
     if basis is not None:
         wanted = sorted(basis["evidence_digests"].items())
     else:
-        wanted = [(rel, _sha256_file(release.root / rel)) for rel in sorted(roles) if (release.root / rel).is_file()]
+        wanted = [(rel, sha256_file(release.root / rel)) for rel in sorted(roles) if (release.root / rel).is_file()]
     store = getattr(trail, "evidence", None)
     for rel, digest in wanted:
         ef = EvidenceFile(rel=str(rel), digest=str(digest))
@@ -257,14 +258,6 @@ def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None 
     _bias(data, policy_dir)
     _approvals(data, trust)
     return data
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _datasets(data: ReportData, release: Any) -> None:
