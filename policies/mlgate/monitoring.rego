@@ -28,6 +28,9 @@ below(x, m) if {
 #   severity: critical
 #   controls: [21CFR11.10(a), GMLP-10]
 #   remediation: Add monitoring.psi_max, monitoring.ks_alpha and monitoring.ks_min_statistic to policies/mlgate/environments/<env>/data.json.
+#   expected: >-
+#     The environment's data file sets monitoring.psi_max, monitoring.ks_alpha
+#     and monitoring.ks_min_statistic, each to a number.
 violation contains v if {
 	is_object(lib.env)
 	some key in ["psi_max", "ks_alpha", "ks_min_statistic"]
@@ -52,6 +55,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-10, EUAIA-15]
 #   remediation: Investigate the shift (population, measurement, coding); re-validate the model on current data and retrain if needed.
+#   expected: >-
+#     Every live input feature has a population stability index that is a number
+#     below monitoring.psi_max.
 violation contains v if {
 	some f in drift
 	not below(object.get(f, "psi", null), t.psi_max)
@@ -76,6 +82,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-10, EUAIA-15]
 #   remediation: Investigate the shift (population, measurement, coding); re-validate the model on current data and retrain if needed.
+#   expected: >-
+#     For every live input feature with Kolmogorov-Smirnov results, the p-value
+#     is at least monitoring.ks_alpha or the statistic is below
+#     monitoring.ks_min_statistic.
 violation contains v if {
 	some f in drift
 	is_number(object.get(f, "ks_statistic", null))
@@ -100,6 +110,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-10]
 #   remediation: Give the window the model's input features and a training reference (the release's train dataset or --reference).
+#   expected: >-
+#     The monitoring input carries drift statistics for at least one live input
+#     feature.
 violation contains v if {
 	count(drift) == 0
 	v := {

@@ -54,6 +54,9 @@ not_significant_harm(c) if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-8, EUAIA-10]
 #   remediation: Run `mlgate evidence bias` on the held-out predictions and name the audit record under evidence in mlgate.yaml.
+#   expected: >-
+#     The release carries a bias audit. Every environment requires one, of the
+#     metrics listed in bias.metrics.
 violation contains v if {
 	not lib.is_true(audit, "present")
 	v := {
@@ -75,6 +78,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-8, EUAIA-10, EUAIA-15]
 #   remediation: Investigate the subgroup (representation, labels, features), retrain or recalibrate, and audit again; do not raise delta to pass.
+#   expected: >-
+#     For every comparison the audit marks sufficient (insufficient is false),
+#     the gap (reference minus subgroup) is below bias.delta or the difference
+#     is not significant (Holm-corrected p >= bias.alpha).
 violation contains v if {
 	lib.is_true(audit, "present")
 	some c in comparisons
@@ -104,6 +111,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-8, EUAIA-10]
 #   remediation: Regenerate the audit with `mlgate evidence bias`; do not edit the record by hand.
+#   expected: >-
+#     The audit conforms to the mlgate bias record format, and every comparison
+#     it marks sufficient carries numbers for value, reference_value, gap,
+#     gap_ci_low, gap_ci_high and p_holm.
 violation contains v if {
 	lib.is_true(audit, "present")
 	not lib.is_true(audit, "valid")
@@ -144,6 +155,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [GMLP-8, EUAIA-10, 21CFR11.10(c)]
 #   remediation: Audit the model being released (its predictions) and replace the audit record.
+#   expected: >-
+#     The model digest the audit names is the digest of the model in this
+#     release.
 violation contains v if {
 	lib.is_true(audit, "present")
 	not audit.subject_digest == lib.model_digest
@@ -178,6 +192,11 @@ insufficient_group(g) if not object.get(g, "trials", null) >= cfg.n_min
 #   severity: high
 #   controls: [GMLP-3, GMLP-8, EUAIA-10]
 #   remediation: Collect more evaluation cases for the subgroup (at least n_min) and audit again.
+#   expected: >-
+#     Every group the audit lists is marked sufficient and has at least
+#     bias.n_min cases in its metric's denominator (positives for recall), and
+#     every comparison is marked sufficient and has a group entry with its
+#     counts.
 violation contains v if {
 	lib.is_true(audit, "present")
 	some g in groups
@@ -240,6 +259,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-8, EUAIA-10, EUAIA-15]
 #   remediation: Collect more evaluation cases for the subgroup to narrow the interval, or improve the model for it, and audit again.
+#   expected: >-
+#     Unless bias.non_inferiority is false, for every comparison the audit marks
+#     sufficient the upper bound of the gap's confidence interval is below
+#     bias.delta.
 violation contains v if {
 	lib.is_true(audit, "present")
 	not lib.is_false(cfg, "non_inferiority")
@@ -266,6 +289,9 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-8, GMLP-10, EUAIA-10]
 #   remediation: Audit the model again on current evaluation data.
+#   expected: >-
+#     The audit has a creation time that is not after the evaluation time and is
+#     at most evidence.max_age_days old.
 violation contains v if {
 	lib.is_true(audit, "present")
 	t := object.get(audit, "created_at_ns", null)
@@ -288,6 +314,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-8, EUAIA-10]
 #   remediation: Run the audit with the metric the environment requires (mlgate evidence bias --metric).
+#   expected: >-
+#     The metric the audit measures is the one listed in bias.metrics (every
+#     entry of bias.metrics must be that metric).
 violation contains v if {
 	lib.is_true(audit, "present")
 	some m in lib.list_of(cfg, "metrics")
@@ -310,6 +339,8 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, EUAIA-10]
 #   remediation: Name the sensitive attributes to audit (e.g. race, sex, age band) when running the audit.
+#   expected: >-
+#     The audit holds at least one subgroup comparison.
 violation contains v if {
 	lib.is_true(audit, "present")
 	count(comparisons) == 0
@@ -333,6 +364,9 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-8, EUAIA-15]
 #   remediation: Run the audit again with a confidence level of at least 1 - alpha (0.95 for alpha 0.05).
+#   expected: >-
+#     The audit's confidence level is at least 1 - bias.alpha (0.95 for an alpha
+#     of 0.05).
 violation contains v if {
 	lib.is_true(audit, "present")
 	not audit.confidence >= (1 - cfg.alpha) - 0.000000001
@@ -356,6 +390,10 @@ violation contains v if {
 #   severity: low
 #   controls: [GMLP-3, GMLP-8]
 #   remediation: Consider collecting more evaluation data for the subgroup so the difference can be judged.
+#   expected: >-
+#     Every comparison the audit marks sufficient has a gap below bias.delta or
+#     a Holm-corrected p below bias.alpha (a large, significant gap is
+#     MLG-BIAS-002).
 warning contains w if {
 	lib.is_true(audit, "present")
 	some c in comparisons
@@ -382,6 +420,9 @@ warning contains w if {
 #   severity: high
 #   controls: [GMLP-3, EUAIA-10]
 #   remediation: Regenerate the audit with `mlgate evidence bias`, which compares every group it measures.
+#   expected: >-
+#     Every group the audit lists is the subgroup of at least one comparison
+#     (same attribute and group).
 violation contains v if {
 	lib.is_true(audit, "present")
 	some g in groups

@@ -24,6 +24,9 @@ known := sort(object.keys(data.mlgate.environments)) if {
 #   severity: critical
 #   controls: [21CFR11.10(a), EUAIA-9]
 #   remediation: Use one of the environments the policy library defines, or add policies/mlgate/environments/<env>/data.json with reviewed thresholds.
+#   expected: >-
+#     The input names an environment for which the policy library holds a
+#     thresholds object (a data file under policies/mlgate/environments/).
 violation contains v if {
 	not is_object(data.mlgate.environments[input.environment])
 	v := {
@@ -45,6 +48,8 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(a)]
 #   remediation: Produce the input with an mlgate version that writes apiVersion mlgate.dev/input/v1.
+#   expected: >-
+#     The input document's apiVersion is exactly mlgate.dev/input/v1.
 violation contains v if {
 	not input.apiVersion == "mlgate.dev/input/v1"
 	v := {
@@ -66,6 +71,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(e)]
 #   remediation: Run the gate through mlgate, which sets evaluated_at and evaluated_at_ns from its clock.
+#   expected: >-
+#     The input carries evaluated_at_ns, the evaluation time as a number of
+#     nanoseconds since the epoch.
 violation contains v if {
 	not is_number(input.evaluated_at_ns)
 	v := {
@@ -87,6 +95,8 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.70, GMLP-10]
 #   remediation: Point spec.model.path in mlgate.yaml at the model directory or file so mlgate can compute its digest.
+#   expected: >-
+#     The input carries the model's digest as non-empty text.
 violation contains v if {
 	not lib.has_text(object.get(input, "model", {}), "digest")
 	v := {
@@ -131,6 +141,16 @@ required_thresholds := [
 #   severity: critical
 #   controls: [21CFR11.10(a)]
 #   remediation: Complete policies/mlgate/environments/<env>/data.json; see policies/README.md for every key.
+#   expected: >-
+#     The environment's data file has numbers at bias.delta, bias.alpha,
+#     bias.n_min, evidence.max_age_days and approvals.min_disciplines; booleans
+#     at bias.non_inferiority, approvals.distinct_people,
+#     model_signature.required, data_validation.required, lineage.required and
+#     privacy.deidentification_required; and lists at bias.metrics,
+#     approvals.required, model_card.required_sections, model_card.human_roles,
+#     lineage.authorized_modifications and privacy.deidentification_methods. Of
+#     these lists, bias.metrics, approvals.required, model_card.human_roles and
+#     privacy.deidentification_methods are not empty.
 violation contains v if {
 	env := data.mlgate.environments[input.environment]
 	is_object(env)

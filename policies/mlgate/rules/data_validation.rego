@@ -38,6 +38,9 @@ linked(r, d) if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-5, EUAIA-10]
 #   remediation: Run the Great Expectations checkpoint on every dataset and name each validation result JSON under evidence in mlgate.yaml.
+#   expected: >-
+#     Unless data_validation.required is false, the release carries data
+#     validation results.
 violation contains v if {
 	required
 	not lib.is_true(block, "present")
@@ -58,6 +61,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-5, EUAIA-10]
 #   remediation: Use the unmodified validation result JSON written by Great Expectations 1.x; fix the errors listed in the message.
+#   expected: >-
+#     When the release ships data validation results, the evidence as a whole
+#     and every validation result in it conform to the Great Expectations result
+#     format.
 violation contains v if {
 	lib.is_true(block, "present")
 	not lib.is_true(block, "valid")
@@ -95,6 +102,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-5, EUAIA-10]
 #   remediation: Validate the named dataset with Great Expectations (batch named after the dataset, with its digest) and add the result to the evidence.
+#   expected: >-
+#     When data_validation.required is not false, or the release ships
+#     validation results anyway, every declared dataset has at least one valid
+#     validation result linked to it by dataset name and declared digest.
 violation contains v if {
 	judged
 	some d in datasets
@@ -117,6 +128,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, GMLP-5, EUAIA-10]
 #   remediation: Fix the data (or, after review, the expectation suite) and validate again; the message names the failed expectations.
+#   expected: >-
+#     When data_validation.required is not false, or the release ships
+#     validation results anyway, every validation result in the release (linked
+#     to a dataset or not) reports success.
 violation contains v if {
 	judged
 	some r in records
@@ -143,6 +158,10 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-5, EUAIA-10]
 #   remediation: Validate the dataset version the manifest declares, or remove the stray result from the evidence.
+#   expected: >-
+#     When data_validation.required is not false, or the release ships
+#     validation results anyway, every validation result names a dataset the
+#     manifest declares, with the same name and declared digest.
 violation contains v if {
 	judged
 	some r in records
@@ -189,6 +208,10 @@ uncheckable(d) if {
 #   severity: critical
 #   controls: [GMLP-3, EUAIA-10, 21CFR11.10(c)]
 #   remediation: Restore the declared dataset, or declare the new digest and validate the new data again.
+#   expected: >-
+#     In every environment, each declared dataset has a file whose digest is the
+#     one the manifest declares; only a dataset whose digest could not be
+#     checked at all (a remote uri, MLG-DATA-009) is exempt.
 violation contains v if {
 	some d in datasets
 	not lib.is_true(d, "digest_matches")
@@ -213,6 +236,11 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-5, EUAIA-10]
 #   remediation: Validate the dataset again and replace the old result.
+#   expected: >-
+#     When data_validation.required is not false, or the release ships
+#     validation results anyway, every validation result has a validation time
+#     that is not after the evaluation time and is at most evidence.max_age_days
+#     old.
 violation contains v if {
 	judged
 	some r in records
@@ -238,6 +266,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-3, EUAIA-10]
 #   remediation: Declare the training and evaluation datasets (name, uri, digest) under spec.datasets in mlgate.yaml.
+#   expected: >-
+#     Unless data_validation.required is false, the manifest declares at least
+#     one dataset.
 violation contains v if {
 	required
 	count(datasets) == 0
@@ -260,6 +291,9 @@ violation contains v if {
 #   severity: low
 #   controls: [GMLP-3, EUAIA-10]
 #   remediation: Ship the dataset (or a local copy) with the release, or verify the remote object's digest in the pipeline that fetches it.
+#   expected: >-
+#     Every declared dataset is a local file, so that mlgate can check it
+#     against its declared digest.
 warning contains w if {
 	some d in datasets
 	uncheckable(d)

@@ -45,6 +45,11 @@ copy_identified(b) if {
 #   severity: high
 #   controls: [21CFR11.10(b), EUAIA-12]
 #   remediation: Reference the evidence file from mlgate.yaml (spec.evidence) so mlgate reads and hashes it; do not pass evidence facts that were not read from a file.
+#   expected: >-
+#     Every evaluated evidence record (the model card and the bias audit when
+#     shipped, and every data validation result) names its file and sha256
+#     digest, and the input's evidence_files records the same sha256 for that
+#     file.
 violation contains v if {
 	some [kind, b] in evaluated
 	not copy_identified(b)
@@ -85,6 +90,9 @@ last_evidence_ns := max(evidence_times) if count(evidence_times) > 0
 #   severity: high
 #   controls: [21CFR11.10(f), GMLP-5]
 #   remediation: Validate the datasets first, then run the bias audit again on the validated data (mlgate evidence bias).
+#   expected: >-
+#     Every data validation result that has a time was produced at or before the
+#     bias audit's creation time.
 violation contains v if {
 	some r in validations
 	is_number(bias.created_at_ns)
@@ -110,6 +118,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(f), 21CFR11.70]
 #   remediation: Have the approver review the current evidence and sign again (mlgate approve).
+#   expected: >-
+#     Every approval of this model for this environment that has a signing time
+#     was signed at or after the latest data validation and bias audit time.
 violation contains v if {
 	some a in lib.list_of(lib.evidence("approvals"), "records")
 	a.environment == input.environment
@@ -145,6 +156,9 @@ kinds := {"initial", "retrain"}
 #   severity: high
 #   controls: [GMLP-10]
 #   remediation: Add spec.lineage to mlgate.yaml, kind initial or retrain (with predecessor and pccpModification).
+#   expected: >-
+#     Unless lineage.required is false, the release declares its lineage kind as
+#     initial or retrain.
 violation contains v if {
 	not lib.is_false(cfg, "required")
 	not object.get(lineage, "kind", null) in kinds
@@ -176,6 +190,9 @@ names_predecessor if {
 #   severity: high
 #   controls: [GMLP-10, EUAIA-12]
 #   remediation: Set spec.lineage.predecessor.version and .modelDigest to the deployed version this release re-trains.
+#   expected: >-
+#     A release declared as a re-training names its predecessor's version and
+#     model digest, and that digest differs from this model's digest.
 violation contains v if {
 	lineage.kind == "retrain"
 	not names_predecessor
@@ -201,6 +218,9 @@ authorized := lib.list_of(cfg, "authorized_modifications")
 #   severity: critical
 #   controls: [GMLP-10]
 #   remediation: Cite the authorised PCCP modification in spec.lineage.pccpModification, or obtain a new authorisation (a 510(k)/PMA supplement) before adding it to the policy data.
+#   expected: >-
+#     A release declared as a re-training cites a PCCP modification listed in
+#     lineage.authorized_modifications.
 violation contains v if {
 	lineage.kind == "retrain"
 	not object.get(lineage, "pccp_modification", null) in {m | some m in authorized}

@@ -23,6 +23,8 @@ sections := object.get(card, "sections", {})
 #   severity: high
 #   controls: [GMLP-9, EUAIA-11, EUAIA-13]
 #   remediation: Add a model card (Hugging Face README.md or Model Card Toolkit JSON) and name it under evidence in mlgate.yaml.
+#   expected: >-
+#     The release carries a model card.
 violation contains v if {
 	not lib.is_true(card, "present")
 	v := {
@@ -42,6 +44,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-9, EUAIA-11]
 #   remediation: Fix the errors listed in the message so the card parses as a Hugging Face model card or Model Card Toolkit JSON.
+#   expected: >-
+#     The model card conforms to its format (a Hugging Face model card or Model
+#     Card Toolkit JSON).
 violation contains v if {
 	lib.is_true(card, "present")
 	not lib.is_true(card, "valid")
@@ -76,6 +81,9 @@ section_state(key) := "is empty" if {
 #   severity: medium
 #   controls: [GMLP-9, EUAIA-11, EUAIA-13]
 #   remediation: Write the named section in the model card; the Hugging Face template headings map onto the canonical keys listed in docs/input-document.md.
+#   expected: >-
+#     Every section listed in model_card.required_sections is present in the
+#     card and has content.
 violation contains v if {
 	lib.is_true(card, "present")
 	some key in lib.list_of(lib.thresholds("model_card"), "required_sections")
@@ -100,6 +108,8 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-6, GMLP-9, EUAIA-13]
 #   remediation: State the intended use in the card (Uses / Direct Use, or considerations.use_cases).
+#   expected: >-
+#     The card states its intended use as non-empty text (in every environment).
 violation contains v if {
 	lib.is_true(card, "present")
 	not lib.has_text(card, "intended_use")
@@ -123,6 +133,9 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-6, GMLP-9, EUAIA-13]
 #   remediation: State the out-of-scope uses in the card (Out-of-Scope Use section).
+#   expected: >-
+#     The card states its out-of-scope uses as non-empty text (in every
+#     environment).
 violation contains v if {
 	lib.is_true(card, "present")
 	not lib.has_text(card, "out_of_scope_use")
@@ -147,6 +160,9 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-9, EUAIA-11]
 #   remediation: Replace the template placeholder with the real content, or remove the section if it does not apply.
+#   expected: >-
+#     The card's placeholder report is present and empty, so no section or field
+#     still holds template placeholder text.
 violation contains v if {
 	lib.is_true(card, "present")
 	some placeholder in lib.list_of(card, "placeholders")
@@ -183,6 +199,8 @@ violation contains v if {
 #   severity: low
 #   controls: [GMLP-9, EUAIA-13]
 #   remediation: Describe the known limitations, risks and failure modes in the card.
+#   expected: >-
+#     The card states its limitations as non-empty text.
 warning contains w if {
 	lib.is_true(card, "present")
 	not lib.has_text(card, "limitations")
@@ -214,6 +232,10 @@ names_human(text) if {
 #   severity: medium
 #   controls: [GMLP-7, EUAIA-14]
 #   remediation: Say in the intended use who receives the output and what they do with it (e.g. "a nurse reviews every flagged patient").
+#   expected: >-
+#     When the card states an intended use, that text names (case-insensitively)
+#     at least one of the roles in model_card.human_roles, the person who acts
+#     on the model's output.
 violation contains v if {
 	lib.is_true(card, "present")
 	lib.has_text(card, "intended_use")

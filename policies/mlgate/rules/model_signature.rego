@@ -27,6 +27,9 @@ judged if lib.is_true(sig, "present")
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(c), EUAIA-12]
 #   remediation: Sign the model directory with model-signing (e.g. `model_signing sign`) and name the signature under evidence in mlgate.yaml.
+#   expected: >-
+#     Unless model_signature.required is false, the release carries a model
+#     signature.
 violation contains v if {
 	required
 	not lib.is_true(sig, "present")
@@ -47,6 +50,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(c)]
 #   remediation: Sign the model again with model-signing; do not edit the bundle.
+#   expected: >-
+#     Whenever the release ships a model signature (whatever
+#     model_signature.required says), it is a well-formed model-signing bundle.
 violation contains v if {
 	judged
 	lib.is_true(sig, "present")
@@ -69,6 +75,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(c), EUAIA-12]
 #   remediation: Sign the model with a key or identity the trust policy lists, and ship the exact files that were signed.
+#   expected: >-
+#     Whenever the release ships a model signature (whatever
+#     model_signature.required says), it verified against the trust policy.
 violation contains v if {
 	judged
 	lib.is_true(sig, "present")
@@ -91,6 +100,10 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(c)]
 #   remediation: Sign the model being released; a signature cannot be moved to another model.
+#   expected: >-
+#     Whenever the release ships a model signature (whatever
+#     model_signature.required says), the digest it covers is the digest of the
+#     model in this release.
 violation contains v if {
 	judged
 	lib.is_true(sig, "present")
@@ -130,6 +143,11 @@ mismatches := m if {
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(c), EUAIA-12]
 #   remediation: Restore the signed model files, or sign the model again after review.
+#   expected: >-
+#     Whenever the release ships a model signature (whatever
+#     model_signature.required says), it carries the per-file comparison with
+#     the signed manifest, and that lists no missing, extra or changed model
+#     file.
 violation contains v if {
 	judged
 	lib.is_true(sig, "present")

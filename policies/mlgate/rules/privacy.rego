@@ -29,6 +29,9 @@ declared if {
 #   severity: critical
 #   controls: [HIPAA-DEID]
 #   remediation: Add spec.privacy.deidentification (method safe-harbor or expert-determination, and a statement naming who determined it) to mlgate.yaml.
+#   expected: >-
+#     Unless privacy.deidentification_required is false, the release declares a
+#     de-identification method and a statement, both as non-empty text.
 violation contains v if {
 	not lib.is_false(cfg, "deidentification_required")
 	not declared
@@ -51,6 +54,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [HIPAA-DEID]
 #   remediation: De-identify the data by an accepted method (safe harbor or expert determination) and declare it.
+#   expected: >-
+#     A de-identification method the release declares (in any environment) is
+#     one of privacy.deidentification_methods.
 violation contains v if {
 	lib.has_text(deid, "method")
 	not deid.method in {m | some m in methods}

@@ -78,6 +78,11 @@ digests(d) := {x | some x in [object.get(d, "declared_digest", null), object.get
 #   severity: critical
 #   controls: [21CFR11.10(a)]
 #   remediation: Add the provenance block (required, clean_tree, training_commit, dataset_digests, independent_eval; each true or false) to policies/mlgate/environments/<env>/data.json.
+#   expected: >-
+#     The environment's data file sets provenance.required,
+#     provenance.clean_tree, provenance.training_commit,
+#     provenance.dataset_digests and provenance.independent_eval, each to true
+#     or false.
 violation contains v if {
 	is_object(lib.env)
 	some key in threshold_keys
@@ -100,6 +105,8 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-2, EUAIA-10, EUAIA-12]
 #   remediation: Run `mlgate evidence collect RELEASE` in the training repository (with --mlflow-model when the model is registered in MLflow) and commit the updated mlgate.yaml.
+#   expected: >-
+#     Unless provenance.required is false, the release carries provenance.
 violation contains v if {
 	required
 	not present
@@ -123,6 +130,8 @@ violation contains v if {
 #   severity: high
 #   controls: [EUAIA-10, EUAIA-12, 21CFR11.10(a)]
 #   remediation: Fix the errors listed in the message (repair dvc.lock, re-run `dvc repro` or `dvc add`), then run `mlgate evidence collect` again.
+#   expected: >-
+#     When the release carries provenance, it was read without errors.
 violation contains v if {
 	present
 	not lib.is_true(block, "valid")
@@ -146,6 +155,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-2, EUAIA-12]
 #   remediation: Run `mlgate evidence collect` inside the git repository of the training code (or pass --repo).
+#   expected: >-
+#     When the release carries provenance and provenance.clean_tree or
+#     provenance.training_commit is not false, the provenance records git facts
+#     about the training repository.
 violation contains v if {
 	present
 	needs_git
@@ -169,6 +182,10 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-2, EUAIA-12]
 #   remediation: Commit (or remove) the changes, retrain from the committed code, and collect the provenance again.
+#   expected: >-
+#     When the release carries provenance with git facts and
+#     provenance.clean_tree is not false, the training repository had no changed
+#     or untracked files when the provenance was collected.
 violation contains v if {
 	present
 	clean_tree
@@ -193,6 +210,11 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-2, EUAIA-12]
 #   remediation: Train from a committed revision (MLflow records it as mlflow.source.git.commit) and collect the provenance in that repository.
+#   expected: >-
+#     When the release carries provenance with git facts and
+#     provenance.training_commit is not false, it names a training commit as a
+#     full lowercase hex git commit id (40 or 64 digits) that is a commit of the
+#     repository it was collected in.
 violation contains v if {
 	present
 	training_commit
@@ -233,6 +255,11 @@ violation contains v if {
 #   severity: high
 #   controls: [GMLP-4, EUAIA-10]
 #   remediation: Track the dataset with DVC (`dvc add` or as a pipeline dependency) and run `mlgate evidence collect` where the data files are checked out (`dvc pull`).
+#   expected: >-
+#     When the release carries provenance and provenance.dataset_digests is not
+#     false, every declared train, eval or test dataset (a name starting with
+#     train, test, eval, val, holdout or hold-out) has a sha256 in the
+#     provenance.
 violation contains v if {
 	present
 	dataset_digests
@@ -260,6 +287,10 @@ violation contains v if {
 #   severity: critical
 #   controls: [GMLP-3, GMLP-5, EUAIA-10, 21CFR11.10(a)]
 #   remediation: Validate and declare the dataset version the pipeline used (the digest in the message), or retrain on the validated data.
+#   expected: >-
+#     When the release carries provenance, every sha256 it records for a dataset
+#     equals the digest the manifest declares for that dataset and the digest
+#     every data validation result for that dataset name validated.
 violation contains v if {
 	present
 	some p in prov_datasets
@@ -304,6 +335,10 @@ violation contains v if {
 #   severity: critical
 #   controls: [GMLP-4, EUAIA-10]
 #   remediation: Evaluate on a held-out dataset that is disjoint from the training data, validate it, and declare its digest.
+#   expected: >-
+#     Unless provenance.independent_eval is false, no eval or test dataset
+#     shares a digest (declared, actual or recorded in the provenance) with a
+#     training dataset.
 violation contains v if {
 	independent_eval
 	some e in datasets
@@ -332,6 +367,10 @@ violation contains v if {
 #   severity: medium
 #   controls: [GMLP-4, EUAIA-10]
 #   remediation: Declare the training dataset and the held-out evaluation (or test) dataset under spec.datasets (names starting with train, eval or test).
+#   expected: >-
+#     When the release carries provenance and provenance.independent_eval is not
+#     false, the manifest declares at least one training dataset and at least
+#     one eval or test dataset (by name prefix).
 violation contains v if {
 	independent_eval
 	present
@@ -356,6 +395,9 @@ violation contains v if {
 #   severity: low
 #   controls: [EUAIA-10]
 #   remediation: Run `mlgate evidence collect` where the data files are present (`dvc pull`), so their sha256 is recorded.
+#   expected: >-
+#     When the release carries provenance, every dataset it knows by a DVC md5
+#     also has a sha256.
 warning contains w if {
 	present
 	some p in prov_datasets
