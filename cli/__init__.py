@@ -166,6 +166,36 @@ def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, envi
 
 
 @cli.command()
+@click.argument("release", type=click.Path(path_type=Path))
+@click.option("--rule", "rules", required=True, multiple=True, help="Rule id to waive, e.g. MLG-BIAS-002 (repeatable).")
+@click.option("--env", "environment", required=True, help="Environment the waiver is for.")
+@click.option("--justification", required=True, help="Why the risk is accepted and how it is mitigated meanwhile (at least 20 characters).")
+@click.option("--expires", required=True, help="Expiry, RFC 3339 (required; the policy caps the validity, e.g. 30 days in production).")
+@click.option("--ticket", help="Change or risk-register reference (e.g. CAPA-2026-114).")
+@click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Signer's private key (PEM).")
+@click.option("--name", "printed_name", required=True, help="Printed name of the signer (21 CFR 11.50).")
+@click.option("--id", "signer_id", required=True, help="Signer id as listed in the trust policy.")
+@click.option("--role", required=True, help="Role in which the signer accepts the risk (e.g. clinical-safety-officer).")
+@click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the signed waiver (default: the release's waivers directory).")
+@click.pass_context
+def waive(ctx, release, rules, environment, justification, expires, ticket, key_path, printed_name, signer_id, role, out):
+    """Sign a time-limited waiver: RELEASE's violations of the named rules become warnings until
+    it expires, if the policy accepts the signer's role, the validity and the rules."""
+    try:
+        from mlgate.approve import waive_release
+
+        written = waive_release(
+            release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, rules=list(rules),
+            environment=environment, justification=justification, expires=expires, ticket=ticket, out=out, now=_clock(ctx).now(),
+        )
+    except MlgateError as exc:
+        _fail(exc)
+    click.echo(f"mlgate: waiver of {', '.join(sorted(set(rules)))} by {printed_name} ({role}) for {environment} until {expires} written to {written}")
+    if out is not None:
+        click.echo("mlgate: list it under spec.evidence.waivers in mlgate.yaml unless it lies in a directory listed there", err=True)
+
+
+@cli.command()
 @click.option("--type", "kind", type=click.Choice(["ecdsa-p256", "ed25519"]), default="ecdsa-p256", show_default=True)
 @click.option("-o", "--output", "prefix", required=True, type=click.Path(path_type=Path), help="Writes PREFIX.key (mode 0600) and PREFIX.pub.")
 @click.option("--force", is_flag=True, help="Overwrite existing files.")

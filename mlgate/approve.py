@@ -1,4 +1,4 @@
-"""Signing an approval of one release (``mlgate approve``).
+"""Signing an approval (``mlgate approve``) or a waiver (``mlgate waive``) of one release.
 
 The approval binds the signer's printed name, role, meaning and time (21 CFR 11.50) to the
 model digest and to the digest of every evidence file it approves (11.70): it cannot be moved
@@ -66,3 +66,48 @@ def approve_release(release_dir: Path, *, key_path: Path, printed_name: str, sig
     except OSError as exc:
         raise InputError(f"cannot write the approval: {exc.strerror}", file=display(target)) from None
     return target
+
+
+def waive_release(release_dir: Path, *, key_path: Path, printed_name: str, signer_id: str, role: str, rules: list[str],
+                  environment: str, justification: str, expires: str, ticket: str | None, out: Path | None, now: dt.datetime) -> Path:
+    """Sign a waiver of ``rules`` for the release's model digest in ``environment`` (``mlgate waive``).
+
+    ``expires`` is required: a waiver without an end is a policy change, not a waiver. Whether it
+    applies (role, maximum validity, waivable rule) is the policy's decision at check time."""
+    from mlgate.evidence.model_digest import compute_model_digest
+    from mlgate.evidence.waiver import create_waiver
+
+    release = load_release(release_dir)
+    try:
+        expires_at = parse_time(expires)
+    except ValueError as exc:
+        raise InputError(f"invalid time: {exc}", field="--expires") from None
+    if expires_at <= now:
+        raise InputError(f"{expires} is not in the future", field="--expires")
+    bundle = create_waiver(
+        read_bytes(key_path),
+        release_name=release.name,
+        model_digest=compute_model_digest(release.model_path).root,
+        rules=rules,
+        environment=environment,
+        justification=justification,
+        printed_name=printed_name,
+        signer_id=signer_id,
+        role=role,
+        signed_at=now,
+        expires_at=expires_at,
+        ticket=ticket,
+        key_name=display(key_path),
+    )
+    if out is None:
+        if not release.waiver_dirs:
+            raise InputError("the manifest lists no waivers directory; pass -o/--output", file=display(release.manifest_path),
+                             field="spec.evidence.waivers")
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", signer_id)
+        out = release.waiver_dirs[0] / f"{safe}.waiver.{environment}.{now.strftime('%Y%m%dT%H%M%SZ')}.sigstore.json"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(bundle)
+    except OSError as exc:
+        raise InputError(f"cannot write the waiver: {exc.strerror}", file=display(out)) from None
+    return out

@@ -12,7 +12,9 @@ policy files, data and trust policy) and policy_git (the commit of the policy di
 it is a git checkout), engine and engine_version, mlgate_version, input_digest, the input
 document itself (``input``) or ``erased: ["/input"]`` (OPA's erased idea), evidence_digests
 (every file read, by sha256) and evidence_retained, result, violations and warnings (ids and
-messages), error, prev_hash, hash. Secrets and signatures are never stored: the record holds
+messages; a violation a signed waiver covers is a warning with its ``waiver``), ``waivers`` (when
+the release carries any: each with signer, rules, expiry, applied or the reason not), error,
+prev_hash, hash. Secrets and signatures are never stored: the record holds
 digests, and the input document holds verified facts only (design.md section 5).
 """
 
@@ -85,12 +87,15 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
         evidence_retained=False,
         result=decision.result,
         violations=[{"id": v.id, "message": v.message} for v in decision.violations],
-        warnings=[{"id": w.id, "message": w.message} for w in decision.warnings],
+        warnings=[{"id": w.id, "message": w.message, **({"waiver": dict(w.waiver)} if getattr(w, "waiver", None) else {})}
+                  for w in decision.warnings],
         error=decision.error,
         exempt=getattr(decision, "exempt", None),
         admission=None if getattr(request, "mode", None) is None else {  # the webhook's mode, and whether it let a deny through
             "mode": request.mode, "deny_admitted": decision.result != "allow" and request.mode != "enforce", "actor_groups": list(request.groups)},
     )
+    if getattr(decision, "waivers", ()):  # every waiver the release carried: who, until when, applied or why not
+        record["waivers"] = [dict(w) for w in decision.waivers]
     record.decision, record.request = decision, request
     return record
 

@@ -33,10 +33,14 @@ class Finding:
     controls: tuple[str, ...] = ()
     remediation: str | None = None
     subject: str | None = None
+    waiver: dict[str, Any] | None = field(default=None, compare=False)  # a violation a signed waiver turned into a warning
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "message": self.message, "severity": self.severity, "controls": list(self.controls),
-                "remediation": self.remediation, "subject": self.subject}
+        out = {"id": self.id, "message": self.message, "severity": self.severity, "controls": list(self.controls),
+               "remediation": self.remediation, "subject": self.subject}
+        if self.waiver is not None:
+            out["waiver"] = dict(self.waiver)
+        return out
 
 
 @dataclass(frozen=True)
@@ -57,6 +61,7 @@ class Decision:
     engine_decision_id: str | None = None  # the engine's own id for this decision (OPA's decision_id)
     evidence_digests: dict[str, str] = field(default_factory=dict)
     approvals: tuple[dict[str, Any], ...] = ()  # 11.50 manifestation: name, role, meaning, time, verified
+    waivers: tuple[dict[str, Any], ...] = ()  # every waiver the release carries: applied or not, and why not
     manifest_path: str | None = None
     audit: AuditReceipt | None = None
     exempt: str | None = None  # why the request was recorded without an evaluation (admission only)
@@ -89,6 +94,7 @@ class Decision:
             "engine": {"name": self.engine, "version": self.engine_version},
             "evidence_digests": self.evidence_digests,
             "approvals": list(self.approvals),
+            "waivers": [dict(w) for w in self.waivers],
             "audit": None if self.audit is None else {"location": self.audit.location, "sequence": self.audit.sequence, "hash": self.audit.hash},
         }
 
@@ -106,12 +112,48 @@ def _findings(raw: Any, where: str) -> tuple[Finding, ...]:
         controls = tuple(str(c) for c in item.get("controls") or [] if isinstance(c, (str, int)))
         remediation = item.get("remediation") if isinstance(item.get("remediation"), str) else None
         subject = item.get("subject") if isinstance(item.get("subject"), str) else None
-        out.append(Finding(item["id"], " ".join(item["message"].split()), severity, controls, remediation, subject))
+        waiver = _waiver_of(item.get("waiver"), f"decision.{where}[{i}].waiver") if where == "warnings" else None
+        out.append(Finding(item["id"], " ".join(item["message"].split()), severity, controls, remediation, subject, waiver))
     return tuple(sorted(out, key=lambda f: (f.id, f.message)))
+
+
+_WAIVER_KEYS = ("path", "signer_id", "printed_name", "role", "signed_at", "expires_at", "justification")
+_WAIVER_REPORT_KEYS = ("path", "signer_id", "printed_name", "role", "expires_at", "justification", "reason")
+
+
+def _waiver_of(raw: Any, where: str) -> dict[str, Any] | None:
+    """The waiver a policy attached to a warning (who waived the violation, until when, why)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        raise PolicyError(f"{where} must be an object, got {type(raw).__name__}")
+    return {k: raw.get(k) if isinstance(raw.get(k), str) else None for k in _WAIVER_KEYS}
+
+
+def _waivers(raw: Any) -> tuple[dict[str, Any], ...]:
+    """decision.waivers: per waiver shipped, whether it applied, to which rules, and why not."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise PolicyError(f"decision.waivers must be a list, got {type(raw).__name__}")
+    out = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, dict) or not isinstance(item.get("applied"), bool):
+            raise PolicyError(f"decision.waivers[{i}] must be an object with a boolean applied")
+        entry: dict[str, Any] = {k: item.get(k) if isinstance(item.get(k), str) else None for k in _WAIVER_REPORT_KEYS}
+        entry["applied"] = item["applied"]
+        for key in ("rules", "waived"):
+            values = item.get(key)
+            entry[key] = [v for v in values if isinstance(v, str)] if isinstance(values, list) else []
+        out.append(entry)
+    return tuple(out)
 
 
 def decide(raw: Any) -> tuple[bool, tuple[Finding, ...], tuple[Finding, ...]]:
     """Turn the policy's raw decision into (allowed, violations, warnings).
+
+    A violation a signed waiver covers arrives as a warning (the policy applies waivers,
+    ``policies/mlgate/waivers.rego``); nothing here can waive anything.
 
     Fail closed (OPA's ``ResultSet.Allowed()`` pitfall): only the JSON literal ``true`` allows;
     ``"true"``, ``1``, a missing key or a non-object all deny. An ``allow: true`` that comes
@@ -267,7 +309,8 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
 
     raw = evaluate(prepared.engine, input_doc, state)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)
-    return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, **base, **state)
+    waivers = _waivers(raw.get("waivers"))
+    return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, waivers=waivers, **base, **state)
 
 
 def _record(decision: Decision, options: GateOptions, sink: AuditSink) -> Decision:

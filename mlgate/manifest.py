@@ -54,6 +54,8 @@ class Release:
     bias_audit: tuple[Path, str] | None
     approvals: tuple[tuple[Path, str], ...]  # expanded: directories become their files
     approval_dirs: tuple[Path, ...] = ()  # directories named in spec.evidence.approvals
+    waivers: tuple[tuple[Path, str], ...] = ()  # signed waivers (risk acceptances), expanded like approvals
+    waiver_dirs: tuple[Path, ...] = ()  # directories named in spec.evidence.waivers
     provenance: dict[str, Any] | None = None  # spec.provenance as written by `mlgate evidence collect`
     lineage: dict[str, Any] | None = None  # spec.lineage: initial or retrain (predecessor, PCCP modification)
     privacy: dict[str, Any] | None = None  # spec.privacy: the HIPAA de-identification declaration
@@ -135,22 +137,33 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
     bias = evidence.get("biasAudit")
 
     rroot = root.resolve()
-    approvals: list[Path] = []
-    approval_dirs: list[Path] = []
-    for i, rel in enumerate(evidence.get("approvals", [])):
-        field = f"spec.evidence.approvals[{i}]"
-        p = inside(rel, field)
-        if not p.is_dir():
-            approvals.append(p)
-            continue
-        approval_dirs.append(p)
-        for child in sorted(p.iterdir(), key=lambda c: c.name):
-            if child.name.startswith("."):
+
+    def signed_files(key: str) -> tuple[list[Path], list[Path]]:
+        """The files named in spec.evidence.<key>: directories expand to the files in them."""
+        files: list[Path] = []
+        dirs: list[Path] = []
+        for i, rel in enumerate(evidence.get(key, [])):
+            field = f"spec.evidence.{key}[{i}]"
+            p = inside(rel, field)
+            if not p.is_dir():
+                files.append(p)
                 continue
-            # Each file in an approvals directory is resolved on its own: a symlink cannot leave the release.
-            resolved = resolve_inside(root, (p / child.name).relative_to(rroot).as_posix(), file=name, field=field)
-            if resolved.is_file():
-                approvals.append(resolved)
+            dirs.append(p)
+            for child in sorted(p.iterdir(), key=lambda c: c.name):
+                if child.name.startswith("."):
+                    continue
+                # Each file in such a directory is resolved on its own: a symlink cannot leave the release.
+                resolved = resolve_inside(root, (p / child.name).relative_to(rroot).as_posix(), file=name, field=field)
+                if resolved.is_file():
+                    files.append(resolved)
+        return files, dirs
+
+    approvals, approval_dirs = signed_files("approvals")
+    waivers, waiver_dirs = signed_files("waivers")
+    overlap = {w for w in waivers} & {a for a in approvals}
+    if overlap:
+        raise InputError(f"{sorted(overlap)[0].relative_to(rroot).as_posix()!r} is listed both as an approval and as a waiver",
+                         file=name, field="spec.evidence.waivers")
 
     def _with_rel(p: Path) -> tuple[Path, str]:
         return p, p.relative_to(rroot).as_posix()
@@ -173,6 +186,8 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         bias_audit=_with_rel(inside(bias, "spec.evidence.biasAudit")) if bias else None,
         approvals=tuple(_with_rel(p) for p in approvals),
         approval_dirs=tuple(approval_dirs),
+        waivers=tuple(_with_rel(p) for p in waivers),
+        waiver_dirs=tuple(waiver_dirs),
         provenance=spec.get("provenance"),
         lineage=spec.get("lineage"),
         privacy=spec.get("privacy"),

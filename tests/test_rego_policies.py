@@ -243,7 +243,7 @@ def good_input() -> dict[str, Any]:
 
 def test_good_production_input_allows() -> None:
     decision = decide(good_input())
-    assert decision == {"allow": True, "violations": [], "warnings": []}
+    assert decision == {"allow": True, "violations": [], "warnings": [], "waivers": []}
 
 
 def test_empty_input_denies() -> None:

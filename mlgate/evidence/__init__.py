@@ -40,7 +40,7 @@ def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, A
 
 
 def collect(release: Release, trust: Any) -> Facts:
-    from mlgate.evidence import approval, bias, data_validation, model_card, model_digest, model_signature
+    from mlgate.evidence import approval, bias, data_validation, model_card, model_digest, model_signature, waiver
 
     evidence_files: dict[str, str] = {}
     all_digests: dict[str, str] = {}
@@ -105,6 +105,12 @@ def collect(release: Release, trust: Any) -> Facts:
         record = approval.verify_approval(read(path, rel, evaluated=False), rel, trust=trust)
         approvals.append({**record, "path": rel, "digest": all_digests[rel]})
     evidence["approvals"] = _block(approvals, authenticated=True)
+
+    waivers = []
+    for path, rel in release.waivers:
+        record = waiver.verify_waiver(read(path, rel, evaluated=False), rel, trust=trust)
+        waivers.append({**record, "path": rel, "digest": all_digests[rel]})
+    evidence["waivers"] = _block(waivers, authenticated=True)
 
     if release.signature_path is not None:
         rel = release.signature_rel or ""

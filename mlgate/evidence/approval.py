@@ -163,11 +163,19 @@ def _claimed_time(statement: dict[str, Any] | None) -> dt.datetime | None:
         return None
 
 
-def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
-    """One ``approvals.records[]`` entry for the approval bytes ``data`` (read by the caller)."""
+def verify_signed_predicate(data: bytes, name: str, *, trust: TrustPolicy, record: dict[str, Any], predicate_type: str,
+                            schema_file: str) -> tuple[dict[str, Any], Any, dt.datetime, dt.datetime | None] | None:
+    """The checks every signed mlgate statement about one model shares (approvals, waivers).
+
+    Authenticates the bundle as an approver's, then checks the predicate type, the single model
+    subject, the predicate schema and its times, and that the approver the credential belongs to
+    is the one the predicate names, with the trust policy's printed name. Fills ``record`` with
+    what was established (identity, key status, claimed signer, times, subject digest) and
+    returns ``(predicate, auth, signed_at, expires_at)``, or None once ``record`` holds the
+    one-line reason it is not verified. Never raises for hostile bytes.
+    """
     from mlgate.signers import authenticate
 
-    record = _record(name, data)
     try:
         bundle = parse_bundle(data, name)
         try:
@@ -181,72 +189,97 @@ def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, 
             raise statement_error
     except AttestationError as exc:
         record["reason"] = exc.diagnostics()
-        return record
+        return None
     assert statement is not None
-    approver = auth.signer
     record.update({
         "identity_source": auth.source, "identity": auth.identity, "key_id": auth.key_id, "certificate": auth.certificate,
         "key_status": auth.status, "statement_digest": sha256_hex(auth.payload),
         **{f"key_{k}": v for k, v in auth.validity.as_facts().items()},
     })
 
-    if statement["predicateType"] != PREDICATE_TYPE:
-        return _fail(record, name, f"got {statement['predicateType']!r}, expected {PREDICATE_TYPE!r}", "dsseEnvelope.payload.predicateType")
+    if statement["predicateType"] != predicate_type:
+        _fail(record, name, f"got {statement['predicateType']!r}, expected {predicate_type!r}", "dsseEnvelope.payload.predicateType")
+        return None
     subjects = statement["subject"]
     if len(subjects) != 1:
-        return _fail(record, name, f"expected exactly one subject (the model), got {len(subjects)}", "dsseEnvelope.payload.subject")
+        _fail(record, name, f"expected exactly one subject (the model), got {len(subjects)}", "dsseEnvelope.payload.subject")
+        return None
     subject = subjects[0]
     if set(subject) != {"name", "digest"} or not isinstance(subject["name"], str) or not subject["name"]:
-        return _fail(record, name, "the subject needs exactly a non-empty name and a digest", "dsseEnvelope.payload.subject[0]")
+        _fail(record, name, "the subject needs exactly a non-empty name and a digest", "dsseEnvelope.payload.subject[0]")
+        return None
     if set(subject["digest"]) != {"sha256"}:
-        return _fail(record, name, "the subject digest must be exactly {sha256: <model digest>}", "dsseEnvelope.payload.subject[0].digest")
+        _fail(record, name, "the subject digest must be exactly {sha256: <model digest>}", "dsseEnvelope.payload.subject[0].digest")
+        return None
     predicate = statement.get("predicate")
-    errors = schema_errors(predicate, SCHEMA_FILE)
+    errors = schema_errors(predicate, schema_file)
     if errors:
         where, message = errors[0]
-        return _fail(record, name, message, _under(_PREDICATE, where))
+        _fail(record, name, message, _under(_PREDICATE, where))
+        return None
     try:
         signed_at = parse_time(predicate["signedAt"])
         expires_at = parse_time(predicate["expiresAt"]) if predicate["expiresAt"] is not None else None
     except (ValueError, OverflowError) as exc:
-        return _fail(record, name, f"not a valid time: {exc}", f"{_PREDICATE}.signedAt")
+        _fail(record, name, f"not a valid time: {exc}", f"{_PREDICATE}.signedAt")
+        return None
     if expires_at is not None and expires_at <= signed_at:
-        return _fail(record, name, f"expiresAt {rfc3339(expires_at)} is not after signedAt {rfc3339(signed_at)}", f"{_PREDICATE}.expiresAt")
-    authored = list(predicate.get("authored", []))
-    unknown = [a for a in authored if a not in predicate["evidenceDigests"]]
-
-    claimed_id = predicate["signer"]["id"]
+        _fail(record, name, f"expiresAt {rfc3339(expires_at)} is not after signedAt {rfc3339(signed_at)}", f"{_PREDICATE}.expiresAt")
+        return None
+    if auth.verified_time is not None:  # keyless: the transparency log's time, not the signer's clock
+        signed_at = auth.verified_time
     record.update({
-        "signer_id": claimed_id,
+        "signer_id": predicate["signer"]["id"],
         "printed_name": predicate["signer"]["printedName"],
         "role": predicate["role"],
-        "meaning": predicate["meaning"],
-        "manifestation": manifestation(predicate["signer"]["printedName"], predicate["meaning"], predicate["role"], rfc3339(signed_at)),
         "signed_at": rfc3339(signed_at), "signed_at_ns": epoch_ns(signed_at),
         # The signer's own clock for key and certificate signatures; keyless ones are checked
-        # against the transparency-log time below.
+        # against the transparency-log time.
         "signed_at_source": "signer" if auth.verified_time is None else "transparency_log",
         "expires_at": rfc3339(expires_at) if expires_at else None,
         "expires_at_ns": epoch_ns(expires_at) if expires_at else None,
         "environment": predicate["environment"],
         "subject_digest": subject["digest"]["sha256"],
+    })
+    return predicate, auth, signed_at, expires_at
+
+
+def check_signer(record: dict[str, Any], name: str, predicate: dict[str, Any], auth: Any, *, kind: str = "approval") -> bool:
+    """The credential's approver is the signer the predicate claims, under the trust policy's
+    printed name; if so, mark ``record`` verified and fill in what that approver may do."""
+    approver = auth.signer
+    claimed_id = predicate["signer"]["id"]
+    if claimed_id != approver.id:
+        _fail(record, name, f"signed with {auth.source} {auth.identity} of approver {approver.id!r}, but the {kind} claims signer {claimed_id!r}", f"{_PREDICATE}.signer.id")
+        return False
+    if predicate["signer"]["printedName"] != approver.name:
+        _fail(record, name, f"printed name {predicate['signer']['printedName']!r} differs from {approver.name!r} in the trust policy", f"{_PREDICATE}.signer.printedName")
+        return False
+    assert isinstance(approver, Approver)
+    record["verified"] = True
+    record["role_authorised"] = predicate["role"] in approver.roles
+    record["environment_authorised"] = approver.may_act_in(predicate["environment"])
+    return True
+
+
+def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
+    """One ``approvals.records[]`` entry for the approval bytes ``data`` (read by the caller)."""
+    record = _record(name, data)
+    checked = verify_signed_predicate(data, name, trust=trust, record=record, predicate_type=PREDICATE_TYPE, schema_file=SCHEMA_FILE)
+    if checked is None:
+        return record
+    predicate, auth, signed_at, _ = checked
+    authored = list(predicate.get("authored", []))
+    record.update({
+        "meaning": predicate["meaning"],
+        "manifestation": manifestation(predicate["signer"]["printedName"], predicate["meaning"], predicate["role"], rfc3339(signed_at)),
         "evidence_digests": dict(predicate["evidenceDigests"]),
         "authored": authored,
         "comment": predicate["comment"],
     })
-    if auth.verified_time is not None:
-        record["signed_at"], record["signed_at_ns"] = rfc3339(auth.verified_time), epoch_ns(auth.verified_time)
-        record["manifestation"] = manifestation(predicate["signer"]["printedName"], predicate["meaning"], predicate["role"], rfc3339(auth.verified_time))
+    unknown = [a for a in authored if a not in predicate["evidenceDigests"]]
     if unknown:
         return _fail(record, name, f"authored evidence {', '.join(unknown)} is not among the approved evidence digests", f"{_PREDICATE}.authored")
-    if claimed_id != approver.id:
-        return _fail(record, name, f"signed with {auth.source} {auth.identity} of approver {approver.id!r}, but the approval claims signer {claimed_id!r}", f"{_PREDICATE}.signer.id")
-    if predicate["signer"]["printedName"] != approver.name:
-        return _fail(record, name, f"printed name {predicate['signer']['printedName']!r} differs from {approver.name!r} in the trust policy", f"{_PREDICATE}.signer.printedName")
-
-    record["verified"] = True
-    assert isinstance(approver, Approver)
-    record["role_authorised"] = predicate["role"] in approver.roles
-    record["meaning_authorised"] = predicate["meaning"] in approver.meanings
-    record["environment_authorised"] = approver.may_act_in(predicate["environment"])
+    if check_signer(record, name, predicate, auth):
+        record["meaning_authorised"] = predicate["meaning"] in auth.signer.meanings
     return record

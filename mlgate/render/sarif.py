@@ -30,12 +30,19 @@ def render(decision: Decision) -> str:
             "help": {"text": f.remediation or ""},
             "properties": {"tags": list(f.controls), "severity": f.severity},
         })
-        results.append({
+        result = {
             "ruleId": f.id,
             "level": level,
             "message": {"text": f.message},
             "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(decision, f.subject)}}}],
-        })
+        }
+        if f.waiver is not None:  # a violation a signed waiver covers: SARIF's accepted external suppression
+            result["suppressions"] = [{
+                "kind": "external", "status": "accepted", "justification": f.waiver.get("justification") or "",
+                "location": {"physicalLocation": {"artifactLocation": {"uri": _uri(decision, f.waiver.get("path"))}}},
+                "properties": {k: f.waiver.get(k) for k in ("signer_id", "printed_name", "role", "signed_at", "expires_at")},
+            }]
+        results.append(result)
     if decision.result == "error":
         rules.setdefault("MLG-ERROR", {"id": "MLG-ERROR", "shortDescription": {"text": "mlgate could not evaluate the release"}})
         results.append({"ruleId": "MLG-ERROR", "level": "error", "message": {"text": decision.error or "error"},

@@ -28,6 +28,16 @@ def render(decision: Decision) -> str:
         lines.append(f"warnings ({len(decision.warnings)}):")
         for w in decision.warnings:
             lines.append(f"  ! {w.id} [{w.severity}] {w.message}")
+            if w.waiver and w.waiver.get("justification"):
+                lines.append(f"      justification: {w.waiver['justification']}")
+    if decision.waivers:
+        lines.append("waivers:")
+        for entry in decision.waivers:
+            who = f"{entry.get('printed_name') or '?'} ({entry.get('role') or '?'})"
+            if entry["applied"]:
+                lines.append(f"  applied  {entry.get('path')}: {', '.join(entry['waived'])} waived by {who} until {entry.get('expires_at')}")
+            else:
+                lines.append(f"  ignored  {entry.get('path')}: {entry.get('reason')}")
     if decision.approvals:
         # 21 CFR 11.50: every shown signature carries printed name, date/time and meaning.
         lines.append("signatures:")

@@ -1,14 +1,18 @@
 # The entry point: data.mlgate.decision.
 #
-#   {"allow": <bool>, "violations": [...], "warnings": [...]}
+#   {"allow": <bool>, "violations": [...], "warnings": [...], "waivers": [...]}
 #
 # allow is true only when the environment is one the library has thresholds
-# for AND no rule package reports a violation. Anything else (an unknown
-# environment, a missing input, a rule that cannot be judged) denies; callers
-# allow only on a literal true.
+# for AND no rule package reports a violation that no signed waiver covers.
+# Anything else (an unknown environment, a missing input, a rule that cannot be
+# judged) denies; callers allow only on a literal true. A violation a waiver
+# covers (waivers.rego, same package) becomes a warning naming the waiver; "waivers" reports
+# every waiver the release carries: applied or not, and why not.
 package mlgate
 
 import rego.v1
+
+
 
 # The rule packages under data.mlgate.rules, named statically.
 #
@@ -62,7 +66,14 @@ input_violations contains v if {
 
 all_violations := {v | some vs in rule_violations; some v in vs} | input_violations
 
-all_warnings := {w | some ws in rule_warnings; some w in ws}
+# Violations a signed waiver covers, each with the waiver that covers it.
+waived := {[v, r] | some v in all_violations; r := waiver_covering(v)}
+
+open_violations := all_violations - {v | some pair in waived; v := pair[0]}
+
+waived_warnings := {waived_warning(pair[0], pair[1]) | some pair in waived}
+
+all_warnings := {w | some ws in rule_warnings; some w in ws} | waived_warnings
 
 # Findings in a stable order: by id, then message.
 ordered(findings) := [f |
@@ -77,11 +88,12 @@ default allow := false
 
 allow if {
 	thresholds_known
-	count(all_violations) == 0
+	count(open_violations) == 0
 }
 
 decision := {
 	"allow": allow,
-	"violations": ordered(all_violations),
+	"violations": ordered(open_violations),
 	"warnings": ordered(all_warnings),
+	"waivers": waiver_report(all_violations),
 }

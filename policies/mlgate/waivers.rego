@@ -1,0 +1,134 @@
+# Signed waivers: a named person's time-limited acceptance of the risk of
+# named violations for one model (EU AI Act Art. 14 human oversight; 21 CFR
+# 11.50 signature manifestation). The decision (decision.rego) turns each
+# violation a waiver covers into a warning that says who waived it, until when
+# and why; everything else about the decision stays as it was.
+#
+# A waiver applies only when ALL of these hold, else it changes nothing:
+#   * its signature verified against an approver of the trust policy
+#     (evidence.waivers.records[].verified, established by mlgate, not here);
+#   * the environment accepts waivers (waivers.max_days in its data) and the
+#     signer's role is one it lets accept risk (waivers.roles), authorised for
+#     that signer in the trust policy, who may act in this environment;
+#   * it names this model's digest and this environment;
+#   * the evaluation time lies in [signed_at, expires_at) and the waiver is
+#     valid for at most waivers.max_days;
+#   * per rule: the rule id is not in waivers.not_waivable (an entry ending in
+#     "-" is a prefix: "MLG-APPR-" covers every approval rule). Configuration
+#     rules (MLG-CFG-*) can never be waived.
+package mlgate
+
+import rego.v1
+
+import data.mlgate.lib
+
+waiver_cfg := lib.thresholds("waivers")
+
+waiver_records := lib.list_of(lib.evidence("waivers"), "records")
+
+waiver_max_ns := waiver_cfg.max_days * lib.ns_per_day if is_number(waiver_cfg.max_days)
+
+# Why a waiver record cannot apply, "" when it can (the first reason found).
+waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
+	not lib.is_true(r, "verified")
+} else := sprintf("environment %s accepts no waivers (no waivers.max_days in its data)", [lib.s(input, "environment")]) if {
+	not waiver_max_ns
+} else := sprintf("waives model %s, not this model %s", [lib.short(r, "subject_digest"), substring(lib.model_digest, 0, 12)]) if {
+	object.get(r, "subject_digest", null) != lib.model_digest
+} else := sprintf("is for environment %s, not %s", [lib.s(r, "environment"), lib.s(input, "environment")]) if {
+	object.get(r, "environment", null) != input.environment
+} else := sprintf("role %s may not accept risk in %s (waivers.roles: %s)", [lib.s(r, "role"), lib.s(input, "environment"), lib.join(lib.list_of(waiver_cfg, "roles"))]) if {
+	not object.get(r, "role", null) in lib.list_of(waiver_cfg, "roles")
+} else := sprintf("the trust policy does not give %s the role %s", [lib.s(r, "signer_id"), lib.s(r, "role")]) if {
+	not lib.is_true(r, "role_authorised")
+} else := sprintf("the trust policy does not let %s act in %s", [lib.s(r, "signer_id"), lib.s(input, "environment")]) if {
+	not lib.is_true(r, "environment_authorised")
+} else := "signed after the evaluation time" if {
+	not r.signed_at_ns <= lib.now_ns
+} else := sprintf("expired at %s", [lib.s(r, "expires_at")]) if {
+	not lib.now_ns < r.expires_at_ns
+} else := sprintf("valid for %v days, more than waivers.max_days %v", [round((r.expires_at_ns - r.signed_at_ns) / lib.ns_per_day * 10) / 10, waiver_cfg.max_days]) if {
+	r.expires_at_ns - r.signed_at_ns > waiver_max_ns
+} else := ""
+
+# A rule id no waiver can touch in this environment.
+not_waivable(id) if startswith(id, "MLG-CFG-")
+
+not_waivable(id) if {
+	some entry in lib.list_of(waiver_cfg, "not_waivable")
+	is_string(entry)
+	entry == id
+}
+
+not_waivable(id) if {
+	some entry in lib.list_of(waiver_cfg, "not_waivable")
+	is_string(entry)
+	endswith(entry, "-")
+	startswith(id, entry)
+}
+
+# The waivers that apply now, in path order.
+active_waivers := [r | some r in waiver_records; waiver_problem(r) == ""]
+
+# The waiver covering a violation: the first active waiver naming its rule id.
+waiver_covering(v) := r if {
+	not not_waivable(v.id)
+	found := [x | some x in active_waivers; v.id in lib.list_of(x, "rules")]
+	count(found) > 0
+	r := found[0]
+}
+
+# The violation as a warning, marked with the waiver that covers it.
+waived_warning(v, r) := object.union(v, {
+	"message": sprintf("WAIVED by %s (%s) until %s [%s]: %s", [lib.s(r, "printed_name"), lib.s(r, "role"), lib.s(r, "expires_at"), lib.s(r, "path"), v.message]),
+	"waiver": {
+		"path": lib.s(r, "path"),
+		"signer_id": lib.s(r, "signer_id"),
+		"printed_name": lib.s(r, "printed_name"),
+		"role": lib.s(r, "role"),
+		"signed_at": lib.s(r, "signed_at"),
+		"expires_at": lib.s(r, "expires_at"),
+		"justification": lib.s(r, "justification"),
+	},
+})
+
+# Per waiver record: whether it applied, to which rules, and why not.
+waiver_report(violations) := [entry |
+	some r in waiver_records
+	why := waiver_problem(r)
+	named := lib.list_of(r, "rules")
+	hit := sort([id | some id in named; some v in violations; v.id == id; not not_waivable(id)])
+	blocked := sort([id | some id in named; not_waivable(id)])
+	waived := [id | some id in hit; why == ""]
+	entry := {
+		"path": lib.s(r, "path"),
+		"rules": named,
+		"signer_id": object.get(r, "signer_id", null),
+		"printed_name": object.get(r, "printed_name", null),
+		"role": object.get(r, "role", null),
+		"expires_at": object.get(r, "expires_at", null),
+		"justification": object.get(r, "justification", null),
+		"applied": count(waived) > 0,
+		"waived": waived,
+		"reason": waiver_reason_text(why, hit, blocked),
+	}
+]
+
+waiver_reason_text(why, _, _) := why if why != ""
+
+waiver_reason_text(why, hit, blocked) := sprintf("cannot waive %s in %s (waivers.not_waivable)", [lib.join(blocked), input.environment]) if {
+	why == ""
+	count(hit) == 0
+	count(blocked) > 0
+}
+
+waiver_reason_text(why, hit, blocked) := "names no rule that reported a violation" if {
+	why == ""
+	count(hit) == 0
+	count(blocked) == 0
+}
+
+waiver_reason_text(why, hit, _) := null if {
+	why == ""
+	count(hit) > 0
+}
