@@ -7,6 +7,7 @@ bug still shows its traceback.
 
 from __future__ import annotations
 
+import functools
 import sys
 from pathlib import Path
 
@@ -69,13 +70,17 @@ def cli() -> None:
 @click.option("--opa-client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate for mTLS to OPA.")
 @click.option("--opa-client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key for mTLS to OPA.")
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
+@click.option("--explain", is_flag=True, help="Also explain each finding: rule, inputs read and their values, what was expected, the tier's thresholds, remediation; and every rule evaluated (text and json output).")
 @click.pass_context
 def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s,
-          engine, opa_url, opa_token, opa_ca, opa_client_cert, opa_client_key, bundle_key):
+          engine, opa_url, opa_token, opa_ca, opa_client_cert, opa_client_key, bundle_key, explain=False):
     """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error.
 
     RELEASE is a release directory, or models:/NAME/VERSION or models:/NAME@ALIAS on the MLflow
     server in MLFLOW_TRACKING_URI."""
+    if explain and fmt not in ("text", "json"):
+        click.echo(f"mlgate: error: --explain works with -o text or -o json, not {fmt}", err=True)
+        sys.exit(EXIT_ERROR)
     from click.core import ParameterSource
 
     from mlgate.audit import AuditOptions, open_sink
@@ -125,6 +130,8 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     with sink:
         decision = run_check(release, options, sink, fetch=fetch)
     report = renderer(fmt)(decision)
+    if explain:
+        report = _with_explanation(report, fmt, decision, options)
     if output_file is not None:
         try:
             output_file.write_text(report + "\n", encoding="utf-8")
@@ -137,6 +144,28 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     if decision.error:
         click.echo(f"mlgate: error: {decision.error}", err=True)
     sys.exit(decision.exit_code)
+
+
+def _with_explanation(report: str, fmt: str, decision, options) -> str:
+    """The report with the decision's explanation: appended (text) or under "explanation" (json).
+    The decision is already recorded; an explanation that cannot be built is reported, not fatal."""
+    from mlgate.policy import load_policy
+    from mlgate.policytools.doc import build_catalogue
+    from mlgate.policytools.explain import explain as explain_decision, render_text
+
+    try:
+        policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
+        explanation = explain_decision(decision, build_catalogue(policy=policy))
+    except MlgateError as exc:
+        click.echo(f"mlgate: error: cannot explain the decision: {exc.diagnostics()}", err=True)
+        return report
+    if fmt == "json":
+        import json
+
+        doc = json.loads(report)
+        doc["explanation"] = explanation.as_dict()
+        return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+    return report + "\n" + render_text(explanation)
 
 
 @cli.command()
@@ -275,6 +304,15 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
 
 # Command groups defined in their own modules under cli/ (each keeps its heavy imports inside
 # its commands). Register each one here, one import and one add_command per module.
+# `mlgate explain RELEASE --env ENV`: `check --explain`, same options, same recorded decision.
+explain = click.Command(
+    "explain", params=[p for p in check.params if p.name != "explain"], callback=functools.partial(check.callback, explain=True),
+    help="Explain the decision for RELEASE in --env: for each violation or warning the rule, the input paths it read with their "
+         "values, what was expected, the tier's thresholds and the remediation; for an allow, every rule evaluated. "
+         "The decision is made and recorded as by `check` (same exit codes).",
+)
+cli.add_command(explain)
+
 from mlgate.cli.audit_cmd import audit as _audit_group  # noqa: E402
 cli.add_command(_audit_group)
 from mlgate.cli.webhook_cmd import serve as _serve_cmd, webhook as _webhook_group  # noqa: E402

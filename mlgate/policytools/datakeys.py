@@ -14,6 +14,9 @@ path P" (``data.mlgate.environments[<any>]`` plus literal keys). It follows
 
 A key computed at run time (not a literal, not a function argument) is not followed; the
 analysis under-approximates, so every reported read is real.
+
+With ``root=INPUT_ROOT`` the same analysis follows ``input`` instead: the input-document paths
+a rule reads (``input.evidence.bias_audit.comparisons[*].gap``), for ``mlgate explain``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mlgate.policytools.rego_ast import ParsedPolicy, RegoModule, ref_parts
 
 STAR = "*"
 ENV_ROOT = ("mlgate", "environments")
+INPUT_ROOT = ("input",)  # follow the input document instead of the environment data
 
 # Abstract values: None (unknown), ("env", path) or ("param", i, path) inside a function
 # summary. Path items are str, or ("arg", j): the string literal passed as argument j.
@@ -48,6 +52,7 @@ class DataKeyAnalysis:
     def __init__(self, parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT):
         self.parsed = parsed
         self.env_root = env_root
+        self.track_input = env_root == INPUT_ROOT
         self.reads: set[Read] = set()
         self._rule_values: dict[tuple[str, str], Any] = {}
         self._summaries: dict[tuple[str, str], _Summary | None] = {}
@@ -243,6 +248,8 @@ class _Ctx:
             return ("param", self.params[name], ())
         if name == "data":
             return ("data", ())
+        if name == "input":
+            return ("env", ()) if self.a.track_input else None
         resolved = self.a.parsed.resolve(self.module, [name])
         if resolved and resolved[0] == "data" and name != "input":
             return self._data(tuple(resolved[1:]))
@@ -268,7 +275,7 @@ class _Ctx:
             return None
         if base[0] == "data":
             parts = base[1]
-            if parts == self.a.env_root:
+            if parts == self.a.env_root and not self.a.track_input:
                 return ("env", ())
             return self._data(parts + (key,)) if isinstance(key, str) else None
         if base[0] in ("env", "param"):
@@ -337,9 +344,17 @@ class _Ctx:
         if "String" in node:
             return (node["String"]["value"],)
         if "Array" in node:
-            items = node["Array"].get("items", [])
-            if all("String" in i for i in items):
-                return tuple(i["String"]["value"] for i in items)
+            out: list[Any] = []
+            for item in node["Array"].get("items", []):
+                if "String" in item:
+                    out.append(item["String"]["value"])
+                    continue
+                parts = ref_parts(item)  # a function parameter: its literal at each call site
+                if parts and len(parts) == 1 and parts[0] in self.params and parts[0] not in self.locals:
+                    out.append(("arg", self.params[parts[0]]))
+                    continue
+                return None
+            return tuple(out)
         parts = ref_parts(node)
         if parts and len(parts) == 1 and parts[0] in self.params and parts[0] not in self.locals:
             return (("arg", self.params[parts[0]]),)

@@ -17,7 +17,7 @@ from typing import Any
 
 from mlgate.policy import PolicySet, load_policy
 from mlgate.policytools.controls import Control, load_catalogue
-from mlgate.policytools.datakeys import ENV_ROOT, STAR, DataKeyAnalysis
+from mlgate.policytools.datakeys import ENV_ROOT, INPUT_ROOT, STAR, DataKeyAnalysis
 from mlgate.policytools.lint import all_annotations, finding_objects, producer_rules
 from mlgate.policytools.rego_ast import parse, referenced_rules, rule_lines
 from mlgate.safeio import display
@@ -35,6 +35,9 @@ class RuleDoc:
     file: str
     line: int
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)  # key -> env -> value
+    expected: str = ""  # custom.expected: what passing requires (for `mlgate explain`)
+    package: str = ""
+    inputs: list[tuple[str, ...]] = field(default_factory=list)  # input paths the rule reads (``*``: every element)
 
 
 @dataclass
@@ -75,6 +78,13 @@ def _leaf_keys(paths: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
     return sorted(p for p in cut if not any(q != p and q[: len(p)] == p for q in cut))
 
 
+def _leaf_inputs(paths: set[tuple[str, ...]]) -> list[tuple[str, ...]]:
+    """Input paths to show: drop the prefixes of longer paths (``evidence.bias_audit`` when
+    ``evidence.bias_audit.present`` is read), keep ``*`` (each element is shown)."""
+    paths = {p for p in paths if p}
+    return sorted(p for p in paths if not any(q != p and q[: len(p)] == p for q in paths))
+
+
 def build_catalogue(root: Path | None = None, *, policy: PolicySet | None = None) -> Catalogue:
     policy = policy if policy is not None else load_policy(root)
     parsed = parse(policy)
@@ -82,22 +92,25 @@ def build_catalogue(root: Path | None = None, *, policy: PolicySet | None = None
     environments: dict[str, Any] = _value_at(policy.data, ENV_ROOT)  # type: ignore[assignment]
     if not isinstance(environments, dict):
         environments = {}
-    reads = DataKeyAnalysis(parsed).run([m for m in parsed.modules if not m.is_test])
+    modules = [m for m in parsed.modules if not m.is_test]
     reads_at: dict[tuple[str, int], set[tuple[str, ...]]] = {}
-    for read in reads:
+    for read in DataKeyAnalysis(parsed).run(modules):
         reads_at.setdefault((read.file, read.line), set()).add(read.path)
+    inputs_at: dict[tuple[str, int], set[tuple[str, ...]]] = {}
+    for read in DataKeyAnalysis(parsed, INPUT_ROOT).run(modules):
+        inputs_at.setdefault((read.file, read.line), set()).add(read.path)
 
     rules_by_key: dict[tuple[str, str], list] = {}
     for module in parsed.modules:
         for r in module.rules:
             rules_by_key.setdefault((module.package, r.name), []).append(r)
 
-    def paths_read_by(rule) -> set[tuple[str, ...]]:
+    def paths_read_by(rule, at=reads_at) -> set[tuple[str, ...]]:
         used = [rule] + [r for key in referenced_rules(parsed, rule) for r in rules_by_key[key]]
         found: set[tuple[str, ...]] = set()
         for r in used:
             for line in rule_lines(r):
-                found |= reads_at.get((r.module.display, line), set())
+                found |= at.get((r.module.display, line), set())
         return found
 
     annotated = {(a.module.path, a.rule_line): a for a in all_annotations(parsed)}
@@ -129,6 +142,8 @@ def build_catalogue(root: Path | None = None, *, policy: PolicySet | None = None
                     remediation=str(custom.get("remediation", "")),
                     file=rule.module.display,
                     line=rule.line,
+                    expected=" ".join(str(custom.get("expected", "")).split()),
+                    package=rule.module.package,
                 ),
             )
         seen = paths_by_id.setdefault(rid, set())
@@ -136,6 +151,7 @@ def build_catalogue(root: Path | None = None, *, policy: PolicySet | None = None
         doc.thresholds = {
             ".".join(key): {env: _value_at(environments[env], key) for env in sorted(environments)} for key in _leaf_keys(seen)
         }
+        doc.inputs = _leaf_inputs(set(doc.inputs) | paths_read_by(rule, inputs_at))
 
     rules = sorted(docs.values(), key=lambda d: d.id)
     controls = [ControlDoc(c, [r.id for r in rules if c.id in r.controls]) for c in catalogue.controls]

@@ -317,6 +317,21 @@ def check_data_keys(parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT) 
     return findings, len(reads), tuple(sorted(environments))
 
 
+def check_expected(parsed: ParsedPolicy) -> list[Finding]:
+    """Warnings: an annotated rule without ``custom.expected`` leaves ``mlgate explain`` unable to
+    say what passing requires (the description says what fails)."""
+    out = []
+    for a in all_annotations(parsed):
+        custom = a.meta.get("custom") if isinstance(a.meta, dict) else None
+        if not isinstance(custom, dict) or not isinstance(custom.get("id"), str):
+            continue  # check_metadata reports it
+        expected = custom.get("expected")
+        if not isinstance(expected, str) or not expected.strip():
+            out.append(Finding(a.module.display, a.line, "expected",
+                               f"{custom['id']}: METADATA has no custom.expected; `mlgate explain` shows it as what passing requires"))
+    return out
+
+
 def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: str = "embedded") -> LintReport:
     from mlgate.errors import PolicyError
 
@@ -327,10 +342,11 @@ def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: s
     meta_findings, n_annotations = check_metadata(parsed)
     data_findings, n_reads, envs = check_data_keys(parsed)
     findings = meta_findings + data_findings + check_builtins(parsed, engine) + check_deny_boolean(parsed)
-    warnings: list[Finding] = []
+    warnings: list[Finding] = check_expected(parsed)
     if engine == "rego-cpp":
-        cpp_errors, warnings = check_rego_cpp(parsed)
+        cpp_errors, cpp_warnings = check_rego_cpp(parsed)
         findings += cpp_errors
+        warnings += cpp_warnings
     return LintReport(
         warnings=tuple(sorted(set(warnings))),
         engine=engine,

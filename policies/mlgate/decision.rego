@@ -53,6 +53,7 @@ rule_warnings := [
 #   severity: critical
 #   controls: [21CFR11.10(a)]
 #   remediation: Evaluate the policy with an mlgate.dev/input/v1 input document.
+#   expected: The policy is evaluated with an input document, a JSON object of apiVersion mlgate.dev/input/v1.
 input_violations contains v if {
 	not is_object(input)
 	v := {
