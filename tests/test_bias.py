@@ -592,3 +592,22 @@ def test_every_produced_record_reads_back_valid(tmp_path, counts, metric, refere
                              n_min=n_min, confidence=confidence, created_at=WHEN)
     facts = read_bias_audit(canonical_json(rec), NAME)
     assert facts["valid"], facts["errors"]
+
+
+@pytest.mark.parametrize("reference", ["B", "best", "rest"])
+def test_policy_does_not_flag_the_named_reference_as_an_unjudged_group(reference):
+    """A real audit with a named or `best` reference lists the reference group with its counts but
+    (rightly) compares it with nothing; MLG-BIAS-012 must not call it an unjudged group."""
+    from test_rego_policies import decide, good_input
+
+    rec = audit(sensitive=["race"], reference=reference)
+    facts = read_bias_audit(canonical_json(rec), NAME)
+    assert facts["valid"]
+    doc = good_input()
+    doc["evidence"]["bias_audit"] = {**facts, "path": NAME, "digest": doc["evidence"]["bias_audit"]["digest"]}
+    ids = {v["id"] for v in decide(doc)["violations"]}
+    assert "MLG-BIAS-012" not in ids
+    # and a group that truly has no comparison still fires
+    doc["evidence"]["bias_audit"]["groups"] = doc["evidence"]["bias_audit"]["groups"] + [
+        {**doc["evidence"]["bias_audit"]["groups"][0], "group": "Z"}]
+    assert "MLG-BIAS-012" in {v["id"] for v in decide(doc)["violations"]}

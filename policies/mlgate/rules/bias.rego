@@ -410,6 +410,14 @@ warning contains w if {
 	}
 }
 
+# The group is the reference of its attribute's comparisons (a named or the best
+# group): it is the baseline, never compared with itself.
+is_reference(g) if {
+	some c in comparisons
+	c.attribute == g.attribute
+	c.reference_group == g.group
+}
+
 # METADATA
 # title: Audited group without comparison
 # description: >-
@@ -422,11 +430,13 @@ warning contains w if {
 #   remediation: Regenerate the audit with `mlgate evidence bias`, which compares every group it measures.
 #   expected: >-
 #     Every group the audit lists is the subgroup of at least one comparison
-#     (same attribute and group).
+#     (same attribute and group), or the named reference its attribute's
+#     groups are compared with (`--reference GROUP` or `best`).
 violation contains v if {
 	lib.is_true(audit, "present")
 	some g in groups
 	count([c | some c in comparisons; c.attribute == g.attribute; c.group == g.group]) == 0
+	not is_reference(g)
 	v := {
 		"id": "MLG-BIAS-012",
 		"severity": "high",

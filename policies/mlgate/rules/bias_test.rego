@@ -200,6 +200,25 @@ test_group_without_comparison if {
 	ids(td.with_value("/evidence/bias_audit/groups/-", group_c)) == {"MLG-BIAS-012"}
 }
 
+# With a named reference (`--reference C`), the reference group is listed with
+# its counts but compared with nothing: it is the baseline, not an unjudged group.
+test_named_reference_group_needs_no_comparison_of_its_own if {
+	inp := json.patch(td.good_input, [
+		{"op": "add", "path": "/evidence/bias_audit/groups/-", "value": group_c},
+		{"op": "replace", "path": "/evidence/bias_audit/comparisons/0/reference_group", "value": "C"},
+	])
+	not "MLG-BIAS-012" in ids(inp)
+}
+
+test_reference_of_another_attribute_does_not_count if {
+	other := object.union(group_c, {"attribute": "sex"})
+	inp := json.patch(td.good_input, [
+		{"op": "add", "path": "/evidence/bias_audit/groups/-", "value": other},
+		{"op": "replace", "path": "/evidence/bias_audit/comparisons/0/reference_group", "value": "C"},
+	])
+	"MLG-BIAS-012" in ids(inp)
+}
+
 test_comparison_missing_numbers if {
 	inp := td.without("/evidence/bias_audit/comparisons/0/p_holm")
 	vs := violations(inp)
