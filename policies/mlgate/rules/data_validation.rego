@@ -122,7 +122,7 @@ violation contains v if {
 
 # METADATA
 # title: Validation result failed
-# description: A validation result linked to a dataset reports success false (one or more expectations failed).
+# description: A validation result in the release (linked to a dataset or not) does not report success true (one or more expectations failed, or the result is unreadable).
 # custom:
 #   id: MLG-DATA-004
 #   severity: high
