@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from mlgate import __version__
+from mlgate.cli.engine_options import engine_options, opa_settings
 from mlgate.errors import MlgateError
 
 EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
@@ -63,17 +64,12 @@ def cli() -> None:
 @click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
 @click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
-@click.option("--engine", type=click.Choice(["embedded", "rego-cpp", "opa"]), envvar="MLGATE_ENGINE", default="embedded", show_default=True, help="Policy engine: regorus in-process, rego-cpp in-process (extra), or an OPA server.")
-@click.option("--opa-url", envvar="MLGATE_OPA_URL", help="OPA server base URL for --engine opa (e.g. http://127.0.0.1:8181).")
-@click.option("--opa-token", envvar="MLGATE_OPA_TOKEN", help="Bearer token for OPA (prefer env MLGATE_OPA_TOKEN).")
-@click.option("--opa-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle that signed OPA's server certificate.")
-@click.option("--opa-client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate for mTLS to OPA.")
-@click.option("--opa-client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key for mTLS to OPA.")
+@engine_options()
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
 @click.option("--explain", is_flag=True, help="Also explain each finding: rule, inputs read and their values, what was expected, the tier's thresholds, remediation; and every rule evaluated (text and json output).")
 @click.pass_context
 def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s,
-          engine, opa_url, opa_token, opa_ca, opa_client_cert, opa_client_key, bundle_key, explain=False):
+          engine, bundle_key, explain=False, **opa_params):
     """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error.
 
     RELEASE is a release directory, or models:/NAME/VERSION or models:/NAME@ALIAS on the MLflow
@@ -99,10 +95,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         engine=engine,
         bundle_key=bundle_key,
     )
-    if opa_url or opa_token or opa_ca or opa_client_cert or opa_client_key:
-        from mlgate.engine.opa import OpaSettings
-
-        options.opa = OpaSettings(url=opa_url or "", token=opa_token, ca_file=opa_ca, client_cert=opa_client_cert, client_key=opa_client_key)
+    options.opa = opa_settings(opa_params)
     ids = (ctx.obj or {}).get("ids")
     if ids is not None:
         options.ids = ids
