@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from mlgate.cli.engine_options import engine_options, opa_fields
 from mlgate.errors import MlgateError
 
 EXIT_ERROR = 2
@@ -35,35 +36,41 @@ def _need(*modules: str) -> None:
 @click.option("--port", default=8443, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--cert", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Serving certificate (PEM); reloaded when the file changes.")
 @click.option("--key", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Its private key (PEM).")
-@click.option("--evidence-store", required=True, help="Where releases live: file://DIR (or a path), or https://HOST/PREFIX serving index.json.")
+@click.option("--evidence-store", help="Where releases live: file://DIR (or a path), or https://HOST/PREFIX serving index.json (or evidenceStore.url in --config).")
 @click.option("--evidence-store-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA bundle (PEM) to verify an https:// evidence store.")
 @click.option("--evidence-cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Local cache for releases downloaded from an https:// store.")
 @click.option("--audit", "audit_url", required=True, help="Audit trail: file:PATH, file:///abs/path, a path, or postgresql://... (several replicas).")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Webhook settings (modes per environment, limits).")
-@click.option("--gate-threads", type=click.IntRange(1, 64), help="Gate threads per worker, each with its own policy engine (default: 1, or 4 with an https:// store).")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes sharing the port (one policy engine each; metrics are per process).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Webhook settings (modes per environment, limits, evidence store, engine); flags win.")
+@engine_options(default=None, default_help=" [default: engine.name in --config, else embedded]")
+@click.option("--gate-threads", type=click.IntRange(1, 64), help="Gate threads per worker, each with its own policy engine (default: 1, or 4 with an https:// store or OPA).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes sharing the port (one policy engine each; /metrics adds them all up).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
-def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file, gate_threads, workers, log_level, access_log):
+def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file,
+          engine, gate_threads, workers, log_level, access_log, **opa_params):
     """Run the Kubernetes validating admission webhook over TLS: POST /v1/admit/ENVIRONMENT."""
+    import os
     import ssl
 
     _need("uvicorn", "prometheus_client")
-    from mlgate.gatekeeper.config import Settings, load_config
+    # prometheus_client reads this when it is first imported (in each worker); nothing imported it yet.
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    from mlgate.gatekeeper.config import load_config, settings_from_dict
 
     flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy, "data_overrides": tuple(data_files),
-             "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads}
+             "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads, "engine": engine}
+    opa_flags = opa_fields(opa_params)
     try:
-        settings = load_config(config_file, **flags) if config_file else Settings(**{k: v for k, v in flags.items() if v is not None})
+        settings = load_config(config_file, opa_flags=opa_flags, **flags) if config_file else settings_from_dict({}, None, opa_flags=opa_flags, **flags)
         if settings.gate_threads is None:  # neither the flag nor the settings file chose
             import dataclasses
 
             # Evaluation holds the GIL, so extra threads only pay off when a thread waits on the network.
-            threads = DEFAULT_GATE_THREADS_REMOTE if settings.evidence_store.startswith("https://") else 1
-            settings = dataclasses.replace(settings, gate_threads=threads)
+            remote = settings.evidence_store.startswith("https://") or settings.engine == "opa"
+            settings = dataclasses.replace(settings, gate_threads=DEFAULT_GATE_THREADS_REMOTE if remote else 1)
     except MlgateError as exc:
         _fail(exc.diagnostics())
     for path in (cert, key):
@@ -104,10 +111,16 @@ def _serve_workers(run_one, host: str, port: int, workers: int) -> None:
 
     The parent binds the socket and forks before any thread or policy engine exists; each child
     builds its own app, engine and sink (the file and PostgreSQL sinks keep one chain across
-    processes). If a worker dies, the others are stopped and the command fails (let Kubernetes restart it)."""
+    processes). If a worker dies, the others are stopped and the command fails (let Kubernetes restart it).
+
+    Metrics: the parent makes a fresh ``PROMETHEUS_MULTIPROC_DIR`` before forking, so each
+    worker's metrics go to files there and ``/metrics`` on any worker reports the sum of all;
+    it marks each worker dead when it exits, and removes the directory at the end."""
     import os
+    import shutil
     import signal
     import socket
+    import tempfile
 
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,20 +130,41 @@ def _serve_workers(run_one, host: str, port: int, workers: int) -> None:
         _fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     sock.listen(2048)
     sock.set_inheritable(True)
+    try:
+        metrics_dir = tempfile.mkdtemp(prefix="mlgate-metrics-")
+    except OSError as exc:
+        _fail(f"cannot create the metrics directory in {tempfile.gettempdir()}: {exc.strerror or exc}")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    if "prometheus_client" in sys.modules:  # imported before the directory existed: make new metrics use it
+        from prometheus_client import values
+
+        values.ValueClass = values.get_value_class()
     children = []
-    for _ in range(workers):
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the child
-            code = 0
-            try:
-                run_one([sock])
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:  # noqa: BLE001 - a child never returns into the parent's code; the parent reports it
-                code = 1
-            os._exit(code)
-        children.append(pid)
-    sock.close()
+    try:
+        for _ in range(workers):
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the child
+                code = 0
+                try:
+                    run_one([sock])
+                except SystemExit as exc:
+                    code = exc.code if isinstance(exc.code, int) else 1
+                except BaseException:  # noqa: BLE001 - a child never returns into the parent's code; the parent reports it
+                    code = 1
+                os._exit(code)
+            children.append(pid)
+        sock.close()
+        failed = _wait_for_workers(children, metrics_dir)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+    if failed:
+        _fail("a webhook worker exited with an error; all workers were stopped")
+
+
+def _wait_for_workers(children: list[int], metrics_dir: str) -> bool:
+    """Wait for every worker; on SIGTERM/SIGINT or a worker's failure stop the rest. True if one failed."""
+    import os
+    import signal
 
     stopping = []
 
@@ -144,16 +178,18 @@ def _serve_workers(run_one, host: str, port: int, workers: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    from prometheus_client.multiprocess import mark_process_dead
+
     failed = False
     for _ in range(len(children)):
-        _pid, status = os.wait()
+        pid, status = os.wait()
+        mark_process_dead(pid, metrics_dir)
         code = os.waitstatus_to_exitcode(status)
         # uvicorn re-raises the stop signal once it has shut down: death by it after a stop is normal.
         if code != 0 and not (stopping and code in (-signal.SIGTERM, -signal.SIGINT)) and not failed:
             failed = True
             stop(signal.SIGTERM, None)
-    if failed:
-        _fail("a webhook worker exited with an error; all workers were stopped")
+    return failed
 
 
 @click.group()
@@ -235,7 +271,9 @@ def index(directory, output):
 @click.option("--timeout", "timeout_s", default=5, show_default=True, type=click.IntRange(1, 30), help="timeoutSeconds of each webhook.")
 @click.option("--cert-manager", is_flag=True, help="Emit a cert-manager Issuer and Certificate and inject the CA with its annotation.")
 @click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), help="CA certificate (PEM) for caBundle, from `mlgate webhook certs`.")
-def manifests(namespace, image, environments, name, replicas, timeout_s, cert_manager, ca_bundle):
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="mlgate serve --workers in each pod; the CPU and memory requests and limits scale with it.")
+@click.option("--gate-threads", type=click.IntRange(1, 64), help="mlgate serve --gate-threads in each pod (default: serve's).")
+def manifests(namespace, image, environments, name, replicas, timeout_s, cert_manager, ca_bundle, workers, gate_threads):
     """Print the Kubernetes manifests (YAML) built with the kubernetes client's typed models."""
     _need("kubernetes")
     from mlgate.gatekeeper.manifests import ManifestOptions, render
@@ -249,7 +287,7 @@ def manifests(namespace, image, environments, name, replicas, timeout_s, cert_ma
             _fail(f"{ca_bundle}: cannot read: {exc.strerror or exc}")
     try:
         text = render(ManifestOptions(namespace=namespace, image=image, environments=envs, name=name, replicas=replicas,
-                                      timeout_s=timeout_s, cert_manager=cert_manager, ca_bundle_pem=ca))
+                                      timeout_s=timeout_s, cert_manager=cert_manager, ca_bundle_pem=ca, workers=workers, gate_threads=gate_threads))
     except MlgateError as exc:
         _fail(exc.diagnostics())
     click.echo(text, nl=False)

@@ -43,19 +43,37 @@ JSON = [(b"content-type", b"application/json")]
 
 
 class Metrics:
+    """The webhook's Prometheus metrics.
+
+    One process (``--workers 1``): a registry of its own. Several (``mlgate serve --workers N``):
+    the parent points ``PROMETHEUS_MULTIPROC_DIR`` at a fresh directory before forking, so every
+    worker's counters and histograms live in files there, and ``/metrics`` on any worker adds up
+    all of them (prometheus_client's multiprocess mode; the directory is the parent's to remove).
+    """
+
     def __init__(self) -> None:
+        import os
+
         from prometheus_client import CollectorRegistry, Counter, Histogram
 
+        self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
+        # In multiprocess mode the values are in the shared files; the scrape registry reads those,
+        # so the metric objects themselves are registered nowhere (else each would count twice).
         self.registry = CollectorRegistry()
+        home = None if self.multiprocess_dir else self.registry
         self.requests = Counter("mlgate_admission_requests", "Admission reviews answered, by environment, object kind and decision",
-                                ["environment", "kind", "decision"], registry=self.registry)
+                                ["environment", "kind", "decision"], registry=home)
         self.latency = Histogram("mlgate_admission_duration_seconds", "Time from the last body byte to the answer",
-                                 ["environment"], registry=self.registry,
+                                 ["environment"], registry=home,
                                  buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
-        self.cache = Counter("mlgate_evidence_cache", "Evidence cache lookups", ["result"], registry=self.registry)
-        self.errors = Counter("mlgate_admission_errors", "Requests answered with an error, by reason", ["reason"], registry=self.registry)
+        self.cache = Counter("mlgate_evidence_cache", "Evidence cache lookups", ["result"], registry=home)
+        self.errors = Counter("mlgate_admission_errors", "Requests answered with an error, by reason", ["reason"], registry=home)
         for result in ("hit", "miss"):
             self.cache.labels(result)
+        if self.multiprocess_dir:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            MultiProcessCollector(self.registry, path=self.multiprocess_dir)
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -147,7 +165,7 @@ class WebhookApp:
                 # Each engine is dropped on the thread that built it (regorus Engine is unsendable).
                 gk = getattr(self._local, "gk", None)
                 if gk is not None:
-                    gk.prepared = None
+                    gk.close()
                     self._local.gk = None
 
             try:

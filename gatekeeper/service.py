@@ -13,6 +13,7 @@ record. The admission outcome follows the environment's mode:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from mlgate.gatekeeper.refs import find_refs, is_scale_only
 from mlgate.gatekeeper.review import MAX_MESSAGE_CHARS, Review, one_line, response
 
 from mlgate.clock import Clock, IdFactory, SystemClock, uuid4_ids
-from mlgate.errors import MlgateError
+from mlgate.errors import EngineError, MlgateError
 from mlgate.gate import (
     SEVERITIES,
     Decision,
@@ -40,6 +41,10 @@ from mlgate.store import FactsCache, ModelRef, StoreError, open_store
 
 #: A remote evidence store must answer this long before the request's own deadline.
 STORE_MARGIN_S = 0.1
+#: OPA must answer this long before the request's deadline: time left to write the audit record and answer.
+ENGINE_MARGIN_S = 0.1
+#: Less time than this left for OPA: do not ask it (the answer could not arrive in time).
+MIN_ENGINE_S = 0.02
 
 
 class UnknownEnvironment(MlgateError):
@@ -79,11 +84,7 @@ class Gatekeeper:
     # ------------------------------------------------------------------ lifecycle (gate thread)
     def start(self) -> None:
         """Load the policy, build the engine (on this thread) and index the store; raise MlgateError if any fails."""
-        # timeout_s=0: no fork per evaluation. Forking a threaded server is unsafe and costs
-        # milliseconds; the request deadline is kept by the event loop instead (app.py).
-        options = GateOptions(environment="-", policy_dir=self.settings.policy_dir, data_overrides=list(self.settings.data_overrides),
-                              trust_policy=self.settings.trust_policy, timeout_s=0)
-        self.prepared = prepare(options)
+        self.prepared = self._prepare()
         policy_envs = ((self.prepared.policy.data.get("mlgate") or {}).get("environments") or {})
         self.environments = frozenset(policy_envs) | frozenset(self.settings.environments)
         try:
@@ -98,13 +99,30 @@ class Gatekeeper:
         """Another gatekeeper for another gate thread: its own engine (built here, on the calling
         thread), the same settings, clock, ids, evidence store (and facts cache) and audit sink."""
         other = Gatekeeper(self.settings, clock=self.clock, ids=self.ids, sink=self.sink, store=self.store, monotonic=self.monotonic)
-        options = GateOptions(environment="-", policy_dir=self.settings.policy_dir, data_overrides=list(self.settings.data_overrides),
-                              trust_policy=self.settings.trust_policy, timeout_s=0)
-        other.prepared = prepare(options)
+        other.prepared = other._prepare()
         if other.prepared.revision != (self.prepared.revision if self.prepared else None):
             raise MlgateError("the policy changed while the gate threads were starting; restart the webhook")
         other.environments = self.environments
         return other
+
+    def _prepare(self) -> Prepared:
+        """The policy, its engine (built on the calling thread) and the trust policy."""
+        # timeout_s=0: no fork per evaluation. Forking a threaded server is unsafe and costs
+        # milliseconds; the request deadline is kept by the event loop instead (app.py), and an
+        # OPA engine's own deadline is cut to each request's (DeadlineBoundEngine).
+        options = GateOptions(environment="-", policy_dir=self.settings.policy_dir, data_overrides=list(self.settings.data_overrides),
+                              trust_policy=self.settings.trust_policy, timeout_s=0, engine=self.settings.engine, opa=self.settings.opa)
+        prepared = prepare(options)
+        if self.settings.engine == "opa":
+            prepared = dataclasses.replace(prepared, engine=DeadlineBoundEngine(prepared.engine, self.monotonic))
+        return prepared
+
+    def close(self) -> None:
+        """Release the engine (on the thread that built it): an OPA engine closes its connection pool."""
+        prepared, self.prepared = self.prepared, None
+        close = getattr(prepared.engine, "close", None) if prepared is not None else None
+        if close is not None:
+            close()
 
     def ready(self) -> list[str]:
         """Reasons the webhook is not ready ([] when it is). Safe to call from any thread: reads only."""
@@ -181,6 +199,9 @@ class Gatekeeper:
                 failure["code"] = 403
                 raise
 
+        engine = self.prepared.engine if self.prepared else None
+        if isinstance(engine, DeadlineBoundEngine):
+            engine.deadline = deadline
         return check_loaded(load, options, self.sink, prepared=self.prepared), failure["code"]
 
     # ------------------------------------------------------------------ answers
@@ -219,6 +240,41 @@ class Gatekeeper:
         message = " | ".join(deny_message(d) for d in failing)
         return Outcome(response(review.api_version, review.uid, allowed=False, code=code, message=message, warnings=warnings,
                                 audit_annotations=annotations), worst, model_kind, decisions)
+
+
+class DeadlineBoundEngine:
+    """An OPA engine whose deadline, for each decision, is the shorter of its own
+    (``--opa-timeout``, ``engine.opa.timeoutSeconds``) and the time left before the admission
+    deadline minus :data:`ENGINE_MARGIN_S`: OPA down, slow or silent is a recorded deny (500)
+    that names OPA and reaches the apiserver in time, never the webhook's own deadline answer.
+
+    Used only on the gate thread that built it (like every engine here), so setting
+    :attr:`deadline` per request and the inner engine's ``timeout_s`` per decision is not racy."""
+
+    def __init__(self, inner: Any, monotonic: Callable[[], float]):
+        self.inner = inner
+        self.name, self.version = inner.name, inner.version
+        self.timeout_s = float(inner.timeout_s)  # the configured one
+        self.monotonic = monotonic
+        self.deadline: float | None = None  # monotonic; set by Gatekeeper for each request
+
+    def decide(self, input_doc: dict[str, Any]) -> Any:
+        return self.decide_with_id(input_doc)[0]
+
+    def decide_with_id(self, input_doc: dict[str, Any]) -> tuple[Any, str | None]:
+        timeout = self.timeout_s
+        if self.deadline is not None:
+            left = self.deadline - self.monotonic() - ENGINE_MARGIN_S
+            if left < MIN_ENGINE_S:
+                raise EngineError(f"no time left to ask OPA before the admission deadline ({max(left, 0) * 1000:.0f} ms); denied")
+            timeout = min(timeout, round(left, 3))
+        self.inner.timeout_s = timeout
+        return self.inner.decide_with_id(input_doc)
+
+    def close(self) -> None:
+        close = getattr(self.inner, "close", None)
+        if close is not None:
+            close()
 
 
 def _rank(finding: Finding) -> tuple[int, str, str]:
