@@ -38,6 +38,18 @@ class ManifestOptions:
     cert_manager: bool = False
     ca_bundle_pem: bytes | None = None
     port: int = 8443
+    workers: int = 2  # worker processes per pod (``mlgate serve --workers``): one evaluation at a time each
+    gate_threads: int | None = None  # ``mlgate serve --gate-threads`` (None: serve's default)
+
+
+def pod_resources(workers: int) -> tuple[dict[str, str], dict[str, str]]:
+    """(requests, limits) for a pod running ``workers`` processes: half a CPU requested and one CPU
+    allowed per worker (a worker evaluates one review at a time, holding the GIL); memory 128 MiB
+    per worker plus 128 MiB, limit twice that (benchmarks/webhook.py measures about 100 MB
+    resident per worker, the metrics files in the /tmp emptyDir included)."""
+    memory = 128 + 128 * workers  # MiB: 256Mi for one worker
+    request_cpu = str(workers // 2) if workers % 2 == 0 else f"{500 * workers}m"
+    return ({"cpu": request_cpu, "memory": f"{memory}Mi"}, {"cpu": str(workers), "memory": f"{2 * memory}Mi"})
 
 
 def build(opts: ManifestOptions) -> list[object]:
@@ -50,6 +62,10 @@ def build(opts: ManifestOptions) -> list[object]:
             raise InputError(f"environment {env!r} is not a DNS label")
     if not 1 <= opts.timeout_s <= 30:
         raise InputError(f"timeoutSeconds must be 1-30, got {opts.timeout_s}")
+    if not 1 <= opts.workers <= 64:
+        raise InputError(f"--workers must be 1-64, got {opts.workers}")
+    if opts.gate_threads is not None and not 1 <= opts.gate_threads <= 64:
+        raise InputError(f"--gate-threads must be 1-64, got {opts.gate_threads}")
     labels = {"app.kubernetes.io/name": opts.name, "app.kubernetes.io/component": "admission-webhook"}
     meta = lambda name, **kw: k.V1ObjectMeta(name=name, namespace=opts.namespace, labels=labels, **kw)
     secret = f"{opts.name}-tls"
@@ -59,13 +75,16 @@ def build(opts: ManifestOptions) -> list[object]:
             selector=labels, ports=[k.V1ServicePort(name="https", port=443, target_port="https", protocol="TCP")])),
     ]
     args = ["serve", "--host", "0.0.0.0", "--port", str(opts.port), "--cert", "/tls/tls.crt", "--key", "/tls/tls.key",
-            "--evidence-store", "file:///evidence", "--audit", "file:///audit/audit.jsonl"]
+            "--evidence-store", "file:///evidence", "--audit", "file:///audit/audit.jsonl", "--workers", str(opts.workers)]
+    if opts.gate_threads is not None:
+        args += ["--gate-threads", str(opts.gate_threads)]
+    requests, limits = pod_resources(opts.workers)
     probe = lambda path, delay: k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port="https", scheme="HTTPS"),
                                           initial_delay_seconds=delay, period_seconds=10, timeout_seconds=2, failure_threshold=3)
     container = k.V1Container(
         name="webhook", image=opts.image, args=args, ports=[k.V1ContainerPort(name="https", container_port=opts.port)],
         readiness_probe=probe("/readyz", 2), liveness_probe=probe("/healthz", 5),
-        resources=k.V1ResourceRequirements(requests={"cpu": "500m", "memory": "256Mi"}, limits={"memory": "512Mi"}),
+        resources=k.V1ResourceRequirements(requests=requests, limits=limits),
         security_context=k.V1SecurityContext(run_as_non_root=True, run_as_user=65532, read_only_root_filesystem=True,
                                              allow_privilege_escalation=False, capabilities=k.V1Capabilities(drop=["ALL"]),
                                              seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),

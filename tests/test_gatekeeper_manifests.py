@@ -66,3 +66,50 @@ def test_cert_manager_and_ca_bundle(tmp_path):
 def test_bad_options_are_one_line(args, needle):
     code, _, err = run(["webhook", "manifests", "--image", "x", *args])
     assert code == 2 and needle in err and len(err.strip().splitlines()) <= 4
+
+
+def _container(*extra):
+    return docs(*extra)["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+
+
+def _flag(args, name):
+    return args[args.index(name) + 1] if name in args else None
+
+
+def test_workers_and_gate_threads_reach_the_container():
+    c = _container()
+    assert _flag(c["args"], "--workers") == "2" and "--gate-threads" not in c["args"]  # default: two workers, serve's threads
+    c = _container("--workers", "3", "--gate-threads", "4")
+    assert _flag(c["args"], "--workers") == "3" and _flag(c["args"], "--gate-threads") == "4"
+    # The container runs what `mlgate serve` accepts.
+    from mlgate.cli.webhook_cmd import serve
+
+    known = {opt for p in serve.params for opt in p.opts}
+    assert {a for a in c["args"][1:] if a.startswith("--")} <= known
+
+
+@pytest.mark.parametrize("workers, cpu_request, cpu_limit, memory_request, memory_limit", [
+    (1, "500m", "1", "256Mi", "512Mi"),
+    (2, "1", "2", "384Mi", "768Mi"),
+    (3, "1500m", "3", "512Mi", "1024Mi"),
+    (8, "4", "8", "1152Mi", "2304Mi"),
+])
+def test_resources_scale_with_the_workers(workers, cpu_request, cpu_limit, memory_request, memory_limit):
+    r = _container("--workers", str(workers))["resources"]
+    assert r == {"requests": {"cpu": cpu_request, "memory": memory_request}, "limits": {"cpu": cpu_limit, "memory": memory_limit}}
+
+
+def test_deployment_is_a_typed_kubernetes_model():
+    from kubernetes import client as k
+    from mlgate.gatekeeper.manifests import ManifestOptions, build
+
+    objects = build(ManifestOptions(namespace="mlgate", image="x", environments=["production"], workers=4, gate_threads=2))
+    (dep,) = [o for o in objects if isinstance(o, k.V1Deployment)]
+    container = dep.spec.template.spec.containers[0]
+    assert isinstance(container.resources, k.V1ResourceRequirements) and container.resources.limits["cpu"] == "4"
+
+
+@pytest.mark.parametrize("args, needle", [(["--workers", "0"], "--workers"), (["--workers", "65"], "--workers"), (["--gate-threads", "0"], "--gate-threads")])
+def test_bad_worker_counts_are_refused(args, needle):
+    code, _, err = run(["webhook", "manifests", "--image", "x", *args])
+    assert code == 2 and needle in err
