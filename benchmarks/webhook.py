@@ -11,7 +11,9 @@ warmed first. The body is a Deployment CREATE as the apiserver sends it (~6 kB).
 
 Prints p50/p95/p99/max latency and errors per rate, the highest rate whose p99 stays within
 10 ms, and the server's resident memory. Every answered request is checked to be a 200
-AdmissionReview with the right uid; the audit trail is checked to hold one record per request.
+AdmissionReview with the right uid; the audit trail is checked to hold one record per request,
+and ``/metrics`` (scraped several times: with ``--workers N`` any worker may answer) to count
+every request of every worker.
 """
 
 from __future__ import annotations
@@ -132,6 +134,24 @@ def _children(pid: int) -> list[str]:
         return []
 
 
+def _scrape_requests(port: int, ctx: ssl.SSLContext, scrapes: int = 4) -> list[float]:
+    """``mlgate_admission_requests_total`` summed over its labels, from several scrapes on new
+    connections (with --workers N any worker may answer; each must report every worker's requests)."""
+    import http.client
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out = []
+    for _ in range(scrapes):
+        conn = http.client.HTTPSConnection("127.0.0.1", port, context=ctx, timeout=10)
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+        conn.close()
+        out.append(sum(s.value for f in text_string_to_metric_families(text) if f.name == "mlgate_admission_requests"
+                       for s in f.samples if s.name == "mlgate_admission_requests_total"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", default="200,500,1000,1500")
@@ -189,6 +209,9 @@ def main() -> None:
         print(f"server resident memory: {_rss_mb(server.pid) + sum(_rss_mb(int(c)) for c in _children(server.pid)):.0f} MB")
         recorded = sum(1 for _ in audit.open()) if audit.exists() else 0
         print(f"audit records: {recorded} for {sent} requests")
+        counted = _scrape_requests(port, ctx)
+        print(f"/metrics request counter: {', '.join(f'{n:.0f}' for n in counted)} in {len(counted)} scrapes for {sent} requests"
+              + ("" if set(counted) == {sent} else "  <-- MISMATCH"))
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=30)
