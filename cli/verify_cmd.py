@@ -22,8 +22,9 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def verify(ctx, release, trust_path, fmt):
-    """Verify every signature in RELEASE (approvals and the model signature): artifact, signer,
-    identity source (key/certificate/keyless), meaning, signed_at, status and reason."""
+    """Verify every signature in RELEASE (approvals, waivers and the model signature): artifact,
+    signer, identity source (key/certificate/keyless), meaning, signed_at, status and reason. A
+    waiver's row names its role and rules and says when it expires or expired."""
     from mlgate.clock import SystemClock
     from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
     from mlgate.trust import load_trust_policy

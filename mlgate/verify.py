@@ -6,9 +6,16 @@ checks what binds a signature to *this* release (21 CFR 11.70): the model digest
 evidence digests, and expiry at the evaluation time. Each row carries the 11.50 manifestation
 (printed name, meaning, date and time).
 
-Rows: ``artifact, signer, source (key/certificate/keyless), meaning, signed_at, status, reason``
-where status is ``verified``, ``failed`` or ``warning`` (verified, but with a note, e.g. signed
-with a key revoked later). :func:`verify_release` never raises for a bad signature file; only
+Waivers (``spec.evidence.waivers``, :mod:`mlgate.evidence.waiver`) get a row each too: the
+signer and role, the rules waived, and whether the waiver is for this model, authorised by the
+trust policy and unexpired at the evaluation time (an expired waiver fails, as an expired
+approval does). Whether an environment's policy *accepts* it (waivers.roles, max_days,
+not_waivable) is the gate's call, not this command's.
+
+Rows: ``artifact, kind, signer, source (key/certificate/keyless), meaning, signed_at, status,
+reason, expires_at, rules`` where status is ``verified``, ``failed`` or ``warning`` (verified, but
+with a note, e.g. signed with a key revoked later); ``expires_at`` is null for a signature that
+does not expire and ``rules`` is empty except for a waiver. :func:`verify_release` never raises for a bad signature file; only
 an unreadable release (manifest) is an :class:`~mlgate.errors.InputError`.
 """
 
@@ -30,13 +37,15 @@ STATUSES = ("verified", "warning", "failed")
 @dataclass(frozen=True)
 class Row:
     artifact: str
-    kind: str  # approval | model-signature
+    kind: str  # approval | waiver | model-signature
     signer: str
     source: str
     meaning: str
     signed_at: str
     status: str
     reason: str
+    expires_at: str | None = None
+    rules: tuple[str, ...] = ()  # a waiver's rule ids
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ class Report:
         return {
             "apiVersion": "mlgate.dev/verify/v1", "release": self.release, "model_digest": self.model_digest,
             "trust_policy": {"source": self.trust_policy, "digest": self.trust_digest}, "evaluated_at": self.evaluated_at,
-            "ok": self.ok, "signatures": [asdict(r) for r in self.rows],
+            "ok": self.ok, "signatures": [{**asdict(r), "rules": list(r.rules)} for r in self.rows],
         }
 
 
@@ -99,7 +108,52 @@ def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence:
     return Row(
         artifact=record["path"], kind="approval", signer=_signer(record["printed_name"], record["signer_id"]),
         source=record["identity_source"] or "-", meaning=meaning, signed_at=record["signed_at"] or "-",
-        status=status, reason=reason or "",
+        status=status, reason=reason or "", expires_at=record["expires_at"],
+    )
+
+
+def _span(ns: int) -> str:
+    """A duration for a person: '19.0 days', '1.0 hours', '5 minutes'."""
+    seconds = abs(ns) / 10**9
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} days"
+    if seconds >= 3_600:
+        return f"{seconds / 3_600:.1f} hours"
+    return f"{seconds / 60:.0f} minutes"
+
+
+def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.datetime) -> Row:
+    """A waiver's row: verified against the trust policy, bound to this model, within its validity at ``now``."""
+    if not record["verified"]:
+        return Row(artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
+                   source=record["identity_source"] or "-", meaning="waiver", signed_at=record["signed_at"] or "-",
+                   status="failed", reason=record["reason"] or "not verified", expires_at=record["expires_at"], rules=tuple(record["rules"]))
+    notes: list[str] = []
+    status = "verified"
+    now_ns = epoch_ns(now)
+    if model_digest is not None and record["subject_digest"] != model_digest:
+        status = "failed"
+        notes.append(f"signed for model digest {record['subject_digest'][:12]}, the release model is {model_digest[:12]}")
+    if record["signed_at_ns"] > now_ns:
+        status = "failed"
+        notes.append(f"signing time {record['signed_at']} is in the future")
+    # expires_at is required by the waiver schema: a verified waiver always has one.
+    if record["expires_at_ns"] <= now_ns:
+        status = "failed"
+        notes.append(f"expired at {record['expires_at']} ({_span(now_ns - record['expires_at_ns'])} ago)")
+    else:
+        notes.append(f"expires at {record['expires_at']} (in {_span(record['expires_at_ns'] - now_ns)})")
+    if not (record["role_authorised"] and record["environment_authorised"]):
+        status = "failed"
+        notes.append(f"not authorised by the trust policy for role {record['role']} / environment {record['environment']}")
+    if record["key_status"] == "revoked_after_signing":
+        if status == "verified":
+            status = "warning"
+        notes.append(f"credential revoked later, at {record['key_revoked_at']} ({record['key_revocation_reason'] or 'no reason given'})")
+    return Row(
+        artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
+        source=record["identity_source"] or "-", meaning=f"waiver of {', '.join(record['rules'])} ({record['role']}) for {record['environment']}",
+        signed_at=record["signed_at"] or "-", status=status, reason="; ".join(notes), expires_at=record["expires_at"], rules=tuple(record["rules"]),
     )
 
 
@@ -129,6 +183,7 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
     from mlgate.evidence.approval import verify_approval
     from mlgate.evidence.model_digest import compute_model_digest
     from mlgate.evidence.model_signature import verify_model_signature
+    from mlgate.evidence.waiver import verify_waiver
     from mlgate.manifest import load_release
 
     release = load_release(Path(release_dir))
@@ -152,6 +207,14 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
             continue
         record = verify_approval(data, rel, trust=trust)
         rows.append(_approval_row(record, model_digest=digest.root if digest else None, evidence=evidence, now=now))
+
+    for path, rel in release.waivers:
+        data = _read(path, rel)
+        if isinstance(data, str):
+            rows.append(Row(rel, "waiver", "-", "-", "waiver", "-", "failed", data))
+            continue
+        record = verify_waiver(data, rel, trust=trust)
+        rows.append(_waiver_row(record, model_digest=digest.root if digest else None, now=now))
 
     if release.signature_path is not None:
         rel = release.signature_rel or "model signature"

@@ -97,7 +97,10 @@ def test_report_traceability_chain_for_a_denied_release(trail, tmp_path):
     text = dom.all_text()
     # the chain, in order
     sections = [a["id"] for t, a in dom.elements if t == "section"]
-    assert sections == ["datasets", "validation", "model", "model-card", "bias", "approvals", "decisions", "chain", "evidence"]
+    assert sections == ["datasets", "validation", "model", "model-card", "bias", "approvals", "waivers", "decisions", "chain", "evidence"]
+    headings = re.findall(r"<h2>(\d+)\. ", html)
+    assert headings == [str(i) for i in range(1, 10)]  # numbered in page order, no gap, no repeat
+    assert "7. Waivers (risk acceptance)" in text and "No waiver was recorded." in text and "WAIVED" not in text
     records = [json.loads(line) for line in trail.read_bytes().splitlines()]
     triage = [r for r in records if r["release"]["name"] == "triage-acuity"]
     assert [r["sequence"] for r in triage] == [2, 3, 5]
@@ -126,7 +129,7 @@ def test_report_traceability_chain_for_a_denied_release(trail, tmp_path):
     # the step summary
     steps = {a["data-step"]: a["data-state"] for t, a in dom.elements if t == "li" and "data-step" in a}
     assert steps == {"datasets": "ok", "validation": "ok", "model": "ok", "model-card": "ok", "bias": "bad", "approvals": "ok",
-                     "decisions": "bad", "chain": "ok"}
+                     "waivers": "none", "decisions": "bad", "chain": "ok"}
 
 
 def test_report_shows_an_approval_for_another_model(trail, tmp_path):

@@ -12,7 +12,11 @@ audit, approvals, model signature); without it, the files are told apart by thei
 
 Approvals are verified again here against the trust policy (``--trust``, default the bundled
 one) with :func:`mlgate.evidence.approval.verify_approval`; the decision's own verdict is in its
-violations. Bias thresholds come from the policy data of the basis decision's environment, and
+violations. Waivers likewise, with :func:`mlgate.evidence.waiver.verify_waiver`; whether a
+waiver *applied* is the policy's call, so that is read from each decision's record (its
+``waivers[]`` entry: applied, the rules waived, or the reason it did not apply), never recomputed.
+A waiver that a decision recorded but the basis decision did not read is listed too, from the
+record alone. Bias thresholds come from the policy data of the basis decision's environment, and
 the report says whether that policy is the revision the decision was made with.
 """
 
@@ -35,7 +39,7 @@ BIAS_KIND = "BiasAudit"
 class EvidenceFile:
     rel: str
     digest: str
-    role: str = "other"  # dataset | validation | model_card | bias | approval | model_signature | other
+    role: str = "other"  # dataset | validation | model_card | bias | approval | waiver | model_signature | other
     data: bytes | None = None
     source: str | None = None  # "retained copy" | "release directory"
     problem: str | None = None
@@ -65,6 +69,7 @@ class ReportData:
     thresholds: dict[str, Any] | None = None
     threshold_note: str = ""
     approvals: list[dict[str, Any]] = field(default_factory=list)
+    waivers: list[dict[str, Any]] = field(default_factory=list)
     trust_source: str = ""
     verification: Any = None  # mlgate.audit_verify.VerifyResult
     notes: list[str] = field(default_factory=list)
@@ -127,7 +132,10 @@ def _classify(rel: str, data: bytes | None) -> str:
             if doc.get("kind") == BIAS_KIND:
                 return "bias"
             if "dsseEnvelope" in doc:
-                return "approval" if _predicate_type(doc) == "https://mlgate.dev/attestation/approval/v1" else "model_signature"
+                from mlgate.evidence import approval, waiver
+
+                signed = {approval.PREDICATE_TYPE: "approval", waiver.PREDICATE_TYPE: "waiver"}
+                return signed.get(_predicate_type(doc), "model_signature")
             if "validation_results" in doc or ("results" in doc and ("meta" in doc or "suite_name" in doc)):
                 return "validation"
             if "model_details" in doc:
@@ -168,6 +176,8 @@ def _roles_from_manifest(release: Any) -> tuple[dict[str, str], dict[str, str]]:
         roles[release.bias_audit[1]] = "bias"
     for _path, rel in release.approvals:
         roles[rel] = "approval"
+    for _path, rel in release.waivers:
+        roles[rel] = "waiver"
     if release.signature_rel:
         roles[release.signature_rel] = "model_signature"
     return roles, validated
@@ -257,6 +267,7 @@ def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None 
     _model_card(data)
     _bias(data, policy_dir)
     _approvals(data, trust)
+    _waivers(data, trust, now)
     return data
 
 
@@ -382,6 +393,9 @@ def _bias(data: ReportData, policy_dir: Path | None) -> None:
     except MlgateError as exc:
         data.threshold_note = f"cannot load the policy: {exc.diagnostics()}"
     violations = [v for v in (data.basis or {}).get("violations") or [] if isinstance(v, dict) and str(v.get("id", "")).startswith("MLG-BIAS-")]
+    # A violation a signed waiver covered is recorded as a warning carrying its waiver: still a flagged group, shown as waived.
+    waived = [w for w in (data.basis or {}).get("warnings") or []
+              if isinstance(w, dict) and isinstance(w.get("waiver"), dict) and str(w.get("id", "")).startswith("MLG-BIAS-")]
     ci = {(g.get("attribute"), g.get("group")): g for g in facts.get("groups") or [] if isinstance(g, dict)}
     for c in facts.get("comparisons") or []:
         if not isinstance(c, dict):
@@ -389,9 +403,10 @@ def _bias(data: ReportData, policy_dir: Path | None) -> None:
         label = f"{c.get('attribute')}={c.get('group')}"
         pattern = re.compile(re.escape(label) + r"(?=[\s,;:)\]]|$)")
         hits = [str(v.get("id")) for v in violations if pattern.search(str(v.get("message", "")))]
+        waived_hits = [str(w.get("id")) for w in waived if pattern.search(str(w.get("message", "")))]
         g = ci.get((c.get("attribute"), c.get("group")), {})
-        data.bias_rows.append({**c, "label": label, "ci_low": g.get("ci_low"), "ci_high": g.get("ci_high"), "flagged": bool(hits),
-                               "violations": hits})
+        data.bias_rows.append({**c, "label": label, "ci_low": g.get("ci_low"), "ci_high": g.get("ci_high"), "flagged": bool(hits or waived_hits),
+                               "violations": hits, "waived": waived_hits})
 
 
 def _approvals(data: ReportData, trust: Any) -> None:
@@ -414,3 +429,75 @@ def _approvals(data: ReportData, trust: Any) -> None:
                    evidence_changed=changed)
         data.approvals.append(rec)
     data.approvals.sort(key=lambda a: (str(a.get("signed_at") or ""), a["path"]))
+
+
+# What a decision record's waivers[] entry says about one waiver, copied for the report.
+_WAIVER_FIELDS = ("printed_name", "signer_id", "role", "expires_at", "justification")
+
+
+def _applications(records: list[dict[str, Any]], rel: str, digest: str | None) -> list[dict[str, Any]]:
+    """Per decision that read the waiver file ``rel`` with this digest: whether the policy applied it.
+
+    The answer is the record's own ``waivers[]`` entry (applied, the rules waived, the reason it
+    did not apply); a decision that read the file but recorded no entry says nothing either way."""
+    out = []
+    for r in records:
+        read = (r.get("evidence_digests") or {}).get(rel) if isinstance(r.get("evidence_digests"), dict) else None
+        entries = [e for e in r.get("waivers") or [] if isinstance(e, dict) and e.get("path") == rel]
+        if read != digest or (read is None and not entries):
+            continue
+        entry = entries[0] if entries else None
+        out.append({"sequence": r.get("sequence"), "timestamp": r.get("timestamp"), "environment": r.get("environment"),
+                    "result": r.get("result"), "entry": entry,
+                    "applied": entry.get("applied") if entry else None,
+                    "waived": [str(x) for x in entry.get("waived") or []] if entry else [],
+                    "reason": entry.get("reason") if entry else "the decision read the file but its record has no waivers entry for it"})
+    return out
+
+
+def _waivers(data: ReportData, trust: Any, now: dt.datetime) -> None:
+    """The release's waivers: each verified again (like approvals), with what every decision did with it."""
+    from mlgate.clock import epoch_ns
+    from mlgate.evidence.waiver import verify_waiver
+
+    model = data.model.get("digest")
+    now_ns = epoch_ns(now)
+    known: set[tuple[str, str]] = set()
+    shown: list[dict[str, Any]] = []
+    for ef in data.evidence:
+        if ef.role != "waiver":
+            continue
+        known.add((ef.rel, ef.digest))
+        if ef.data is None or trust is None:
+            problem = ef.problem if ef.data is None else "no trust policy to verify it with"
+            w: dict[str, Any] = {"path": ef.rel, "digest": ef.digest, "available": False, "problem": problem, "source": ef.source}
+        else:
+            w = verify_waiver(ef.data, ef.rel, trust=trust)
+            w.update(path=ef.rel, digest=ef.digest, available=True, problem=None, source=ef.source,
+                     bound_to_model=(w["subject_digest"] == model) if w.get("subject_digest") else None,
+                     expired_now=(w["expires_at_ns"] <= now_ns) if isinstance(w.get("expires_at_ns"), int) else None)
+        w["recorded_only"] = False
+        w["decisions"] = _applications(data.records, ef.rel, ef.digest)
+        shown.append(w)
+    # Waivers a decision recorded that the basis decision did not read (removed since, or another file at that path).
+    extra: dict[tuple[str, str], dict[str, Any]] = {}
+    for r in data.records:
+        digests = r.get("evidence_digests") if isinstance(r.get("evidence_digests"), dict) else {}
+        for e in r.get("waivers") or []:
+            if not isinstance(e, dict) or not isinstance(e.get("path"), str):
+                continue
+            key = (e["path"], digests.get(e["path"]))
+            if key in known or key in extra:
+                continue
+            extra[key] = {"path": key[0], "digest": key[1], "available": False, "recorded_only": True, "source": None,
+                          "problem": "not among the evidence of the basis decision: known only from the decision records below"}
+    for (rel, digest), w in extra.items():
+        w["decisions"] = _applications(data.records, rel, digest)
+        shown.append(w)
+    for w in shown:
+        if not w.get("available"):  # what the latest record says about it stands in for the file
+            entry = next((a["entry"] for a in reversed(w["decisions"]) if a["entry"]), None) or {}
+            for key in _WAIVER_FIELDS:
+                w[key] = entry.get(key)
+            w["rules"] = [str(x) for x in entry.get("rules") or []]
+    data.waivers = sorted(shown, key=lambda w: (w["recorded_only"], str(w.get("signed_at") or ""), w["path"]))

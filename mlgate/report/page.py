@@ -31,9 +31,10 @@ td .pill { white-space: normal; }
 table.decisions, table.bias { table-layout: fixed; }
 table.decisions td, table.bias td { overflow-wrap: anywhere; }
 table.decisions th:nth-child(1) { width: 5%; } table.decisions th:nth-child(2) { width: 12%; }
-table.decisions th:nth-child(3) { width: 10%; } table.decisions th:nth-child(4) { width: 7%; }
-table.decisions th:nth-child(5) { width: 10%; } table.decisions th:nth-child(6) { width: 9%; }
+table.decisions th:nth-child(3) { width: 10%; } table.decisions th:nth-child(4) { width: 9%; }
+table.decisions th:nth-child(5) { width: 9%; } table.decisions th:nth-child(6) { width: 8%; }
 table.decisions th:nth-child(7) { width: 11%; } table.decisions th:nth-child(8) { width: 8%; }
+table.decisions td .pill { overflow-wrap: normal; }
 table.bias th:nth-child(1) { width: 17%; } table.bias th:nth-child(10) { width: 15%; }
 .path { overflow-wrap: anywhere; }
 table.bias td, table.bias th { font-size: 12px; }
@@ -59,6 +60,9 @@ svg.forest { max-width: 100%; height: auto; display: block; margin: 8px 0; }
 .small { font-size: 12px; color: var(--muted); }
 ul.violations { margin: 0; padding-left: 18px; }
 ul.violations li { overflow-wrap: anywhere; }
+ul.violations li.waived { list-style: none; margin-left: -18px; border-left: 3px solid var(--warn); padding-left: 6px; background: var(--warnbg); }
+div.waiver { border: 1px solid var(--line); border-left: 4px solid var(--warn); border-radius: 4px; padding: 4px 12px 8px; margin: 10px 0; break-inside: avoid; }
+div.waiver.bad { border-left-color: var(--bad); }
 footer { margin-top: 32px; border-top: 1px solid var(--line); padding-top: 8px; color: var(--muted); font-size: 12px; }
 @media print { table { table-layout: fixed; font-size: 10.5px; } table.bias td, table.bias th { font-size: 10px; } th, td { overflow-wrap: anywhere; } main { max-width: none; padding: 0; } h2 { break-before: auto; } .text { max-height: none; } a { color: inherit; } }
 @page { size: A4; margin: 14mm 12mm; }
@@ -126,9 +130,11 @@ def _step_states(d: ReportData) -> list[tuple[str, str, str, str]]:
         out.append(("model-card", "Model card", "ok", "present"))
     if d.bias is None:
         out.append(("bias", "Bias audit", "none" if d.bias_file is None else "bad", "none" if d.bias_file is None else "unavailable"))
-    elif not d.bias.get("valid") or any(r["flagged"] for r in d.bias_rows):
+    elif not d.bias.get("valid") or any(r["violations"] for r in d.bias_rows):
         flagged = sum(1 for r in d.bias_rows if r["flagged"])
         out.append(("bias", "Bias audit", "bad", f"{flagged} group(s) flagged" if flagged else "invalid"))
+    elif any(r["flagged"] for r in d.bias_rows):  # flagged, and every finding waived
+        out.append(("bias", "Bias audit", "warn", f"{sum(1 for r in d.bias_rows if r['flagged'])} group(s) flagged, waived"))
     else:
         out.append(("bias", "Bias audit", "ok", "no group flagged"))
     if not d.approvals:
@@ -138,14 +144,40 @@ def _step_states(d: ReportData) -> list[tuple[str, str, str, str]]:
     else:
         out.append(("approvals", "Approvals", "bad", "not bound / invalid"))
     latest = d.records[-1] if d.records else None
+    if not d.waivers:
+        out.append(("waivers", "Waivers", "none", "none"))
+    elif any(_waiver_problem(w) for w in d.waivers if not w["recorded_only"]):
+        out.append(("waivers", "Waivers", "bad", "not bound / invalid"))
+    else:  # a valid waiver is still an accepted risk: never shown as plain green
+        applied = sum(1 for e in (latest or {}).get("waivers") or [] if isinstance(e, dict) and e.get("applied"))
+        out.append(("waivers", "Waivers", "warn", f"{len(d.waivers)} signed, {applied} applied (latest)"))
     if latest is None:
         out.append(("decisions", "Gate decisions", "none", "none recorded"))
     else:
         res = str(latest.get("result"))
-        out.append(("decisions", "Gate decisions", "ok" if res == "allow" else "bad", f"latest: {res.upper()} ({latest.get('environment')})"))
+        waived = _waived(latest)
+        state = ("warn" if waived else "ok") if res == "allow" else "bad"
+        out.append(("decisions", "Gate decisions", state, f"latest: {res.upper()} ({latest.get('environment')})"
+                    + (f", {len(waived)} finding(s) waived" if waived else "")))
     v = d.verification
     out.append(("chain", "Chain verification", "ok" if v is not None and v.ok else "bad", (v.status.upper() if v is not None else "not run")))
     return out
+
+
+def _waived(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The record's findings that a waiver turned from violations into warnings."""
+    return [w for w in record.get("warnings") or [] if isinstance(w, dict) and isinstance(w.get("waiver"), dict)]
+
+
+def _waiver_problem(w: dict[str, Any]) -> str | None:
+    """Why a waiver file cannot be relied on (unavailable, not verified, another model), else None."""
+    if not w.get("available"):
+        return "unavailable"
+    if not w.get("verified"):
+        return "NOT verified"
+    if w.get("bound_to_model") is False:
+        return "another model"
+    return None
 
 
 def _header(d: ReportData) -> Markup:
@@ -279,11 +311,16 @@ def _bias(d: ReportData) -> Markup:
         if d.bias_rows:
             parts.append(tag("figure", forest_plot(d.bias_rows, metric=str(b.get("metric")), delta=delta, confidence=b.get("confidence")),
                              tag("figcaption", f"Per-group {b.get('metric')} with its confidence interval, the reference's value, and the band "
-                                               f"within delta below the reference. Red rows: flagged by the gate in the basis decision.", class_="small"),
+                                               f"within delta below the reference. Red rows: flagged by the gate in the basis decision "
+                                               f"(a waived finding included: see the Gate column and Waivers).", class_="small"),
                              id="bias-plot"))
             rows = []
             for r in d.bias_rows:
-                state = pill("bad", "FLAGGED " + ", ".join(r["violations"])) if r["flagged"] else pill("none", "insufficient") if r.get("insufficient") else pill("ok", "no violation")
+                if r["flagged"]:
+                    state = [pill("bad", "FLAGGED " + ", ".join(r["violations"])) if r["violations"] else None,
+                             pill("warn", "WAIVED " + ", ".join(r["waived"])) if r.get("waived") else None]
+                else:
+                    state = pill("none", "insufficient") if r.get("insufficient") else pill("ok", "no violation")
                 rows.append([r["label"], f"{r.get('successes')}/{r.get('trials')}", _num(r.get("value")),
                              f"[{_num(r.get('ci_low'))}, {_num(r.get('ci_high'))}]", f"{r.get('reference_group')}: {_num(r.get('reference_value'))}",
                              _num(r.get("gap")), f"[{_num(r.get('gap_ci_low'))}, {_num(r.get('gap_ci_high'))}]", _num(r.get("p_value")),
@@ -319,6 +356,68 @@ def _approvals(d: ReportData) -> Markup:
     return tag("section", tag("h2", "6. Approvals (electronic signatures, 11.50)"), body, trust, id="approvals")
 
 
+def _applied_cell(a: dict[str, Any]) -> Markup:
+    if a["entry"] is None:
+        return pill("none", "not recorded")
+    if a["applied"]:
+        return pill("warn", "APPLIED: waived " + ", ".join(a["waived"]))
+    return pill("none", "NOT applied")
+
+
+def _waiver(w: dict[str, Any]) -> Markup:
+    problem = _waiver_problem(w)
+    if not w.get("available"):
+        status = [pill("bad", "unavailable"), tag("div", w.get("problem"), class_="small")]
+    elif w.get("verified"):
+        status = pill("ok", "verified")
+    else:
+        status = [pill("bad", "NOT verified"), tag("div", w.get("reason"), class_="small")]
+    if w.get("bound_to_model") is False:
+        bound = pill("bad", f"signed for another model {short(w.get('subject_digest'), 12)}")
+    elif w.get("bound_to_model"):
+        bound = pill("ok", "this model")
+    else:
+        bound = esc("unknown (the file is not available)" if not w.get("available") else "-")
+    expiry: list[Any] = [w.get("expires_at") or "-"]
+    if w.get("expired_now") is not None:
+        expiry += [" ", pill("none", "expired when this report was generated") if w["expired_now"] else
+                   pill("warn", "not expired when this report was generated")]
+    signer = tag("span", tag("strong", w.get("printed_name") or "-"), " ", tag("span", f"<{w.get('signer_id')}>" if w.get("signer_id") else "", class_="small"))
+    pairs: list[tuple[str, Any]] = [
+        ("Signed by (printed name)", signer), ("Role", w.get("role") or "-")]
+    if w.get("available"):
+        pairs.append(("Environment", w.get("environment") or "-"))
+    pairs += [
+        ("Signed (UTC)", w.get("signed_at") or "-"), ("Expires (UTC)", expiry),
+        ("Rules covered", join((tag("code", r) for r in w.get("rules") or []), ", ") if w.get("rules") else "-"),
+        ("Justification", tag("div", w.get("justification"), class_="text", data_section="justification") if w.get("justification") else "-"),
+        ("Ticket", w.get("ticket") or "-"), ("Signature", status), ("Bound to", bound),
+        ("File", tag("span", tag("span", w["path"], class_="path"), " ", digest_cell(w.get("digest")))),
+    ]
+    if w.get("source"):
+        pairs.append(("Bytes from", w["source"]))
+    rows = [tag("tr", tag("td", a["sequence"]), tag("td", a["timestamp"]), tag("td", a["environment"] or "-"),
+                tag("td", pill("ok" if str(a["result"]) == "allow" else "bad", str(a["result"]).upper())),
+                tag("td", _applied_cell(a)), tag("td", a["reason"] or "-"),
+                data_sequence=a["sequence"], data_applied="true" if a["applied"] else "false")
+            for a in w["decisions"]]
+    applied = tag("table", tag("thead", tag("tr", [tag("th", h) for h in ["Decision", "Time (UTC)", "Env", "Result", "Applied", "Reason not applied"]])),
+                  tag("tbody", rows), class_="waiver-decisions") if rows else tag("p", "No recorded decision read this waiver.", class_="small")
+    return tag("div", tag("h3", w.get("printed_name") or w["path"], " ", tag("span", w.get("role") or "", class_="small"), " ", pill("bad", problem) if problem else pill("warn", "risk acceptance")),
+               kv(pairs), tag("h4", "What the gate did with it (from each decision's record)"), applied,
+               class_="waiver bad" if problem and not w["recorded_only"] else "waiver", data_waiver=w["path"])
+
+
+def _waivers(d: ReportData) -> Markup:
+    intro = tag("p", "A waiver is a signed, time-limited acceptance of the risk of named violations for one model. The gate turns a "
+                     "violation it covers into a warning only when the policy accepts the waiver (signer's role, environment, model digest, "
+                     "validity window, waivers.max_days, waivers.not_waivable); whether it did is copied from each decision's record.",
+                class_="small")
+    body = [_waiver(w) for w in d.waivers] or [tag("p", "No waiver was recorded.", class_="small")]
+    trust = tag("p", f"Signatures verified against the trust policy {d.trust_source or '(not loaded)'} when this report was generated.", class_="small")
+    return tag("section", tag("h2", "7. Waivers (risk acceptance)"), intro, body, trust, id="waivers")
+
+
 def _decisions(d: ReportData) -> Markup:
     basis_ev = (d.basis or {}).get("evidence_digests") or {}
     rows = []
@@ -330,24 +429,31 @@ def _decisions(d: ReportData) -> Markup:
                   tag("div", f"{r.get('engine')} {r.get('engine_version')}", class_="small")]
         res = str(r.get("result"))
         findings = [v for v in r.get("violations") or [] if isinstance(v, dict)]
-        vlist = tag("ul", [tag("li", tag("strong", v.get("id")), " ", v.get("message")) for v in findings], class_="violations") if findings else esc("-")
+        waived = _waived(r)
+        items = [tag("li", tag("strong", v.get("id")), " ", v.get("message")) for v in findings]
+        # A waived finding is a warning in the record; shown here so a waived allow never looks like a clean one.
+        items += [tag("li", pill("warn", "WAIVED"), " ", tag("strong", w.get("id")), " ", w.get("message"),
+                      tag("div", f"justification: {w['waiver'].get('justification')}", class_="small"),
+                      class_="waived", data_waiver=w["waiver"].get("path")) for w in waived]
+        vlist = tag("ul", items, class_="violations") if items else esc("-")
         if r.get("error"):
             vlist = [vlist, tag("div", f"error: {r.get('error')}", class_="small")]
         ev = r.get("evidence_digests") or {}
         same = "the evidence shown" if ev == basis_ev and ev else "-" if not ev else f"differs ({sum(1 for k in set(ev) | set(basis_ev) if ev.get(k) != basis_ev.get(k))} file(s))"
         rows.append([r.get("sequence"), r.get("timestamp"), r.get("environment") or "-",
-                     pill("ok" if res == "allow" else "bad", res.upper()), f"{rel.get('name')}@{rel.get('version')}" if rel else "-",
+                     [pill("ok" if res == "allow" else "bad", res.upper()), [void("br"), pill("warn", f"{len(waived)} WAIVED")] if waived else None],
+                     f"{rel.get('name')}@{rel.get('version')}" if rel else "-",
                      tag("span", r.get("actor") or "-", tag("div", f"{r.get('source')}, {r.get('action')}", class_="small")),
                      policy, same, vlist])
-    body = table(["Seq", "Time (UTC)", "Env", "Result", "Release", "Actor", "Policy revision, engine", "Evidence", "Violations"], rows, cls="decisions") \
+    body = table(["Seq", "Time (UTC)", "Env", "Result", "Release", "Actor", "Policy revision, engine", "Evidence", "Violations (and waived findings)"], rows, cls="decisions") \
         if rows else tag("p", "No decision was recorded for this release.", class_="small")
-    return tag("section", tag("h2", "7. Gate decisions (time order)"), body, id="decisions")
+    return tag("section", tag("h2", "8. Gate decisions (time order)"), body, id="decisions")
 
 
 def _chain(d: ReportData) -> Markup:
     v = d.verification
     if v is None:
-        return tag("section", tag("h2", "8. Chain verification"), tag("p", "not run"), id="chain")
+        return tag("section", tag("h2", "9. Chain verification"), tag("p", "not run"), id="chain")
     head = tag("div", pill("ok", "INTACT") if v.ok else pill("bad", v.status.upper()), " ",
                f"{v.records} record(s) verified; head sequence {v.head_sequence}", class_=f"banner {'ok' if v.ok else 'bad'}", id="chain-status")
     pairs: list[tuple[str, Any]] = [("Trail", v.location), ("Head hash", digest_cell(v.head_hash))]
@@ -360,7 +466,7 @@ def _chain(d: ReportData) -> Markup:
                 f"{c.get('signer_name')} <{c.get('signer_id')}>" if c.get("signer_id") else "-",
                 pill("ok" if c["status"] == "ok" else "bad", c["status"].upper()), c.get("reason") or "", tag("div", c["where"], class_="small path")]
                for c in cps]
-    parts = [tag("h2", "8. Chain verification"), head, kv(pairs)]
+    parts = [tag("h2", "9. Chain verification"), head, kv(pairs)]
     if cp_rows:
         parts += [tag("h3", "Signed checkpoints"), table(["Sequence", "Hash", "Signed at", "Signer", "Status", "Reason", "Stored"], cp_rows)]
     for note in v.notes:
@@ -375,7 +481,8 @@ def _evidence_index(d: ReportData) -> Markup:
 
 
 def render(d: ReportData) -> str:
-    body = tag("main", _header(d), _datasets(d), _validations(d), _model(d), _model_card(d), _bias(d), _approvals(d), _decisions(d), _chain(d),
+    body = tag("main", _header(d), _datasets(d), _validations(d), _model(d), _model_card(d), _bias(d), _approvals(d), _waivers(d), _decisions(d),
+               _chain(d),
                _evidence_index(d),
                tag("footer", f"Generated {d.generated_at} by mlgate {d.mlgate_version} from {d.trail_location}. "
                              "Every value above is copied from the audit trail or from evidence whose sha256 the trail records."))
