@@ -84,6 +84,10 @@ def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cac
         open_store(settings.evidence_store, ca_file=settings.evidence_store_ca)
         with open_audit_sink(settings):
             pass
+        if settings.opa is not None:  # the OPA URL and TLS files (nothing is sent yet)
+            from mlgate.engine.opa import OpaEngine
+
+            OpaEngine(settings.opa).close()
     except MlgateError as exc:
         _fail(exc.diagnostics())
     from mlgate.gatekeeper.app import WebhookApp
