@@ -154,7 +154,7 @@ class OpaEngine:
         try:
             ok, value = done.get(timeout=self.timeout_s)
         except queue.Empty:
-            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:g} s deadline") from None
+            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:.3g} s deadline") from None
         if not ok:
             raise value
         return self._interpret(*value)
@@ -175,7 +175,7 @@ class OpaEngine:
         except requests.exceptions.SSLError as exc:
             raise EngineError(f"TLS with OPA at {self.url} failed: {_reason(exc)}") from None
         except requests.exceptions.Timeout:
-            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:g} s deadline") from None
+            raise EngineError(f"OPA at {self.url} did not answer within the {self.timeout_s:.3g} s deadline") from None
         except requests.exceptions.ConnectionError as exc:
             raise EngineError(f"cannot reach OPA at {self.url}: {_reason(exc)}") from None
         except requests.exceptions.RequestException as exc:
