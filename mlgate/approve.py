@@ -36,14 +36,7 @@ def approve_release(release_dir: Path, *, key_path: Path, printed_name: str, sig
     from mlgate.evidence.model_digest import compute_model_digest
 
     release = load_release(release_dir)
-    expires_at = None
-    if expires:
-        try:
-            expires_at = parse_time(expires)
-        except ValueError as exc:
-            raise InputError(f"invalid time: {exc}", field="--expires") from None
-        if expires_at <= now:
-            raise InputError(f"{expires} is not in the future", field="--expires")
+    expires_at = _future(expires, now) if expires else None
     bundle = create_approval(
         read_bytes(key_path),
         release_name=release.name,
@@ -59,12 +52,26 @@ def approve_release(release_dir: Path, *, key_path: Path, printed_name: str, sig
         comment=comment,
         key_name=display(key_path),
     )
-    target = out or _default_output(release, signer_id, meaning, environment)
+    return _write(out or _default_output(release, signer_id, meaning, environment), bundle, "approval")
+
+
+def _future(expires: str, now: dt.datetime) -> dt.datetime:
+    """``--expires`` as a time after ``now``."""
+    try:
+        expires_at = parse_time(expires)
+    except ValueError as exc:
+        raise InputError(f"invalid time: {exc}", field="--expires") from None
+    if expires_at <= now:
+        raise InputError(f"{expires} is not in the future", field="--expires")
+    return expires_at
+
+
+def _write(target: Path, bundle: bytes, what: str) -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(bundle)
     except OSError as exc:
-        raise InputError(f"cannot write the approval: {exc.strerror}", file=display(target)) from None
+        raise InputError(f"cannot write the {what}: {exc.strerror}", file=display(target)) from None
     return target
 
 
@@ -78,12 +85,7 @@ def waive_release(release_dir: Path, *, key_path: Path, printed_name: str, signe
     from mlgate.evidence.waiver import create_waiver
 
     release = load_release(release_dir)
-    try:
-        expires_at = parse_time(expires)
-    except ValueError as exc:
-        raise InputError(f"invalid time: {exc}", field="--expires") from None
-    if expires_at <= now:
-        raise InputError(f"{expires} is not in the future", field="--expires")
+    expires_at = _future(expires, now)
     bundle = create_waiver(
         read_bytes(key_path),
         release_name=release.name,
@@ -105,9 +107,4 @@ def waive_release(release_dir: Path, *, key_path: Path, printed_name: str, signe
                              field="spec.evidence.waivers")
         safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", signer_id)
         out = release.waiver_dirs[0] / f"{safe}.waiver.{environment}.{now.strftime('%Y%m%dT%H%M%SZ')}.sigstore.json"
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(bundle)
-    except OSError as exc:
-        raise InputError(f"cannot write the waiver: {exc.strerror}", file=display(out)) from None
-    return out
+    return _write(out, bundle, "waiver")

@@ -122,20 +122,25 @@ def create_approval(
 
 
 # --------------------------------------------------------------------------- verify
-def _record(name: str, data: bytes) -> dict[str, Any]:
+def signed_record(name: str, data: bytes, **specific: Any) -> dict[str, Any]:
+    """The facts every signed statement's record carries before verification (all unproven),
+    plus the kind's own keys in ``specific``."""
     return {
         "path": name, "digest": sha256_hex(data),
         "verified": False, "reason": None,
-        "signer_id": None, "printed_name": None, "role": None, "meaning": None,
-        "manifestation": None,
-        "role_authorised": False, "meaning_authorised": False, "environment_authorised": False,
+        "signer_id": None, "printed_name": None, "role": None, "manifestation": None,
+        "role_authorised": False, "environment_authorised": False,
         "identity_source": None, "identity": None, "key_id": None, "certificate": None,
         "key_status": None, "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
         "signed_at": None, "signed_at_ns": None, "signed_at_source": None,
         "expires_at": None, "expires_at_ns": None,
         "environment": None, "subject_digest": None, "statement_digest": None,
-        "evidence_digests": {}, "authored": [], "comment": None,
+        **specific,
     }
+
+
+def _record(name: str, data: bytes) -> dict[str, Any]:
+    return signed_record(name, data, meaning=None, meaning_authorised=False, evidence_digests={}, authored=[], comment=None)
 
 
 def _fail(record: dict[str, Any], name: str, message: str, field: str | None = None) -> dict[str, Any]:

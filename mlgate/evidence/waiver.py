@@ -33,10 +33,9 @@ import datetime as dt
 from typing import Any
 
 from mlgate.attestation import make_statement, sign_statement
-from mlgate.canonical import sha256_hex
 from mlgate.clock import rfc3339
 from mlgate.errors import InputError
-from mlgate.evidence.approval import _is_hex64, _under, check_signer, verify_signed_predicate
+from mlgate.evidence.approval import _is_hex64, _under, check_signer, signed_record, verify_signed_predicate
 from mlgate.keys import load_private_key_pem
 from mlgate.trust import TrustPolicy, schema_errors
 
@@ -91,18 +90,7 @@ def create_waiver(
 
 
 def _record(name: str, data: bytes) -> dict[str, Any]:
-    return {
-        "path": name, "digest": sha256_hex(data),
-        "verified": False, "reason": None,
-        "signer_id": None, "printed_name": None, "role": None, "manifestation": None,
-        "role_authorised": False, "environment_authorised": False,
-        "identity_source": None, "identity": None, "key_id": None, "certificate": None,
-        "key_status": None, "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
-        "signed_at": None, "signed_at_ns": None, "signed_at_source": None,
-        "expires_at": None, "expires_at_ns": None,
-        "environment": None, "subject_digest": None, "statement_digest": None,
-        "rules": [], "justification": None, "ticket": None,
-    }
+    return signed_record(name, data, rules=[], justification=None, ticket=None)
 
 
 def verify_waiver(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, Any]:
