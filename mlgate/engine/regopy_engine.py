@@ -1,19 +1,29 @@
 """The second embedded engine: Microsoft rego-cpp through ``regopy`` (``pip install 'mlgate[rego-cpp]'``).
 
 For policies that need builtins regorus lacks (``io.jwt.*``, ``crypto.x509.*``). Measured on
-regopy 1.5.2 (the version pinned by the extra), each trap handled or reported here:
+regopy 1.5.2 (the version pinned by the extra), each trap handled or reported here
+(``mlgate policy lint --engine rego-cpp`` names the place of each one it can see):
 
-- ``some k, v in coll`` inside a comprehension does not compile ("Invalid collection"), while the
-  same ``some`` in a rule body does. The bundled library uses it (``approvals.rego``), so this
-  engine refuses the bundled policy at load time, naming file and line; ``mlgate policy lint
-  --engine rego-cpp`` reports every such place.
+- ``some k, v in coll`` inside an array or set comprehension does not compile ("Invalid
+  collection"); in a rule body or an object comprehension it does. The bundled library avoids it.
+- ``with input as X`` does not compile once a rule it reaches calls any builtin ("shape
+  `rego-localref` has no field `rego-refhead`"), nor does ``with ... as`` a reference ("shape
+  `rego-with` has no field `rego-ref`"). rego-cpp answers both with no output at all, which
+  regopy wraps so that reading it crashes the process: :func:`_checked_query` turns it into an
+  error. Rego unit tests, which set their input that way, cannot run on this engine.
+- the results of ``concat``, ``lower``, ``upper``, ``replace`` (and a few more) keep their quotes
+  when ``sprintf`` formats them into a longer text, unescaped: the output is then not JSON, an
+  engine error (a deny). ``trim_prefix(s, "")`` gives a plain string (``approvals.rego``).
 - ``time.parse_rfc3339_ns`` is undefined for timestamps ending in ``Z`` (``+00:00`` works), and
   ``sprintf("%q", ...)`` returns ``%q`` literally: no error, a different answer. The lint warns
   at every such call under this engine.
 - sets iterate in the order of the set literal, not sorted as in OPA and regorus (``[x | some x
   in {"b", "a"}]`` is ``["b", "a"]``), and ``sprintf("%v", 0.9 - 0.7)`` prints
   ``0.2000000000000001`` (regorus: ``0.20000000000000007``). Findings are sorted by
-  :func:`mlgate.gate.decide`, so decisions do not depend on the first.
+  :func:`mlgate.gate.decide`, so decisions do not depend on the first; a message that lists a set
+  of objects does (MLG-APPR-004 with two or more effective approvals).
+- ``sprintf("%.2e", [x])`` prints ``5.44e-33`` as OPA does, where regorus ignores the precision
+  (``5.44034e-33``); ``lower`` and ``upper`` change ASCII letters only (``lower("É")`` is ``"É"``).
 - builtin errors are undefined by default; ``strict_built_in_errors`` is switched on so that a
   failing builtin is an engine error (a deny), as with regorus.
 - the native library prints compile errors to stderr unless the interpreter's log level is ``NONE``
@@ -125,6 +135,12 @@ class RegopyEngine:
         # rego-cpp compiles lazily: compile now, so a module it cannot compile is a load error
         # (a PolicyError naming file and line), not an error on every decision.
         self._query("data.mlgate.__mlgate_compile_probe__")
+        # A query compiles the policy again (about 0.1 s per decision for the bundled library);
+        # the decision is evaluated from a bundle compiled once (about a quarter of that).
+        # (regopy misses a NULL bundle as it misses a NULL output, see _checked_query)
+        self._decision = self._interp.build(DECISION_PATH)
+        if getattr(self._decision, "_impl", None) is None or not self._decision.ok():  # pragma: no cover - the probe compiled the same
+            raise PolicyError("cannot load policy in the rego-cpp engine: it cannot build the decision")
 
     def eval_json(self, query: str, input_doc: dict[str, Any] | None) -> Any:
         """Evaluate ``query``; return its value. Undefined raises UndefinedDecision."""
@@ -142,7 +158,7 @@ class RegopyEngine:
     def _query(self, query: str) -> str:
         regopy = _regopy()
         try:
-            out = self._interp.query(query)
+            out = _checked_query(self._interp, query)
         except regopy.RegoError as exc:
             raise PolicyError(f"cannot load policy in the rego-cpp engine: {one_line_error(str(exc), self._sources)}") from None
         if not out.ok():
@@ -151,7 +167,10 @@ class RegopyEngine:
 
     def _evaluate(self, query: str) -> str:
         try:
-            out = self._interp.query(query)
+            out = _checked_query(self._interp, query, self._decision if query == DECISION_PATH else None)
+        except json.JSONDecodeError as exc:  # regopy parses the output itself
+            raise EngineError(f"policy evaluation failed (rego-cpp): its output is not JSON ({exc}): a string with unescaped quotes, as sprintf "
+                              "makes of a concat, lower or upper result there (see mlgate policy lint --engine rego-cpp)") from None
         except Exception as exc:  # noqa: BLE001 - any engine failure is a deny
             raise EngineError(f"policy evaluation failed (rego-cpp): {one_line_error(str(exc), self._sources)}") from None
         if not out.ok():
@@ -159,6 +178,25 @@ class RegopyEngine:
             detail = "a builtin or runtime error (rego-cpp gives no detail)" if detail.strip() == "<error>" else one_line_error(detail, self._sources)
             raise EngineError(f"policy evaluation failed (rego-cpp): {detail}")
         return str(out)
+
+
+def _checked_query(interp: Any, query: str, bundle: Any = None) -> Any:
+    """``interp.query(query)`` (or the ``bundle`` built for it), raising ``RegoError`` where rego-cpp
+    returns no output at all.
+
+    rego-cpp answers some compile failures (the ``with input as ...`` ones of the module docstring)
+    with a NULL output. regopy 1.5.2 tests that pointer against 0, but ctypes gives None, so it
+    wraps the NULL in an ``Output`` whose ``str()`` crashes the process (SIGSEGV); the error text
+    is the interpreter's.
+    """
+    regopy = _regopy()
+    from regopy.rego_shared import rego_get_error
+
+    out = interp.query(query) if bundle is None else interp.query_bundle(bundle)
+    if getattr(out, "_impl", None) is None:
+        raise regopy.RegoError(rego_get_error(interp._impl) or "rego-cpp returned no output")
+    return out
+
 
 def _value(text: str, query: str) -> Any:
     """rego-cpp's output: ``undefined``, ``{"expressions": [v]}`` or a list of such results."""

@@ -16,10 +16,17 @@ data-key        every environment data key a rule reads exists in every environm
 builtin         no call to a builtin the embedded engine lacks.
 deny-boolean    ``deny if {...}`` (a boolean) where ``deny contains msg if`` (a set) was meant.
 
-Under ``--engine rego-cpp`` (regopy), the builtin check asks that engine what it has, and:
-rego-cpp        (error) ``some k, v in coll`` inside a comprehension: rego-cpp does not compile it.
+Under ``--engine rego-cpp`` (regopy), the builtin check asks that engine what it has, and, in the
+policy modules (the engine loads no test module for decisions; ``mlgate policy test`` runs on the
+embedded engine):
+rego-cpp        (error) ``some k, v in coll`` inside an array or set comprehension: not compiled.
+rego-cpp        (error) ``with input as ...`` (the whole input), and ``with ... as`` a reference
+                (``td.doc``, a rule, ``input.x``): not compiled (or, the second, ignored).
 rego-cpp        (warning) ``time.parse_rfc3339_ns``: undefined for timestamps ending in ``Z``.
 rego-cpp        (warning) ``sprintf`` with ``%q`` in its format: printed literally.
+rego-cpp        (warning) ``sprintf`` of the result of ``concat``, ``lower``, ``upper``, ... (directly,
+                or of a rule or function whose value is such a call, like ``lib.join``): printed
+                in quotes, unescaped, so the decision is not JSON (an engine error).
 Warnings are listed but do not fail the lint.
 """
 
@@ -34,7 +41,8 @@ from typing import Any
 from mlgate.policy import PolicySet, load_policy
 from mlgate.policytools.controls import load_catalogue
 from mlgate.policytools.datakeys import ENV_ROOT, DataKeyAnalysis, missing_in
-from mlgate.policytools.rego_ast import Annotation, ParsedPolicy, Rule, annotations, builtin_calls, calls, missing_builtins, parse, walk
+from mlgate.policytools.rego_ast import (Annotation, ParsedPolicy, RegoModule, Rule, annotations, builtin_calls, calls, line_of, missing_builtins, parse,
+                                         ref_parts, walk)
 from mlgate.safeio import display
 
 ID_PATTERN = re.compile(r"^MLG-[A-Z]+-[0-9]{3}$")
@@ -247,7 +255,11 @@ def check_builtins(parsed: ParsedPolicy, engine: str = "embedded") -> list[Findi
     ]
 
 
-_COMPREHENSIONS = ("ArrayCompr", "SetCompr", "ObjectCompr")
+# What rego-cpp (regopy 1.5.2) does not compile or evaluates differently, each found by trying it.
+_COMPREHENSIONS = ("ArrayCompr", "SetCompr")  # `{k: v | some k, v in o}` compiles
+# builtins whose string result sprintf prints in quotes: sprintf("(%s)", [concat(",", ["a", "b"])])
+# is "(\"a,b\")" (substring, trim*, sprintf and the other string builtins are not affected)
+_QUOTED_RESULT = frozenset({"concat", "format_int", "json.marshal", "lower", "regex.replace", "replace", "upper", "urlquery.encode"})
 
 
 def _literal_string(node: Any) -> str | None:
@@ -258,12 +270,43 @@ def _literal_string(node: Any) -> str | None:
     return None
 
 
+def _quoted_rules(parsed: ParsedPolicy, modules: list[RegoModule]) -> dict[tuple[str, ...], str]:
+    """Rules and functions whose value is a call of a _QUOTED_RESULT builtin (``lib.join``) -> that builtin."""
+    out: dict[tuple[str, ...], str] = {}
+    for module in modules:
+        for rule in module.rules:
+            head = next(iter(rule.node.get("Spec", {}).get("head", {}).values()), {})
+            value = (head.get("assign") or {}).get("value") if isinstance(head, dict) else None
+            call = value.get("Call") if isinstance(value, dict) else None
+            parts = ref_parts(call.get("fcn")) if isinstance(call, dict) else None
+            if parts and parsed.resolve(module, parts) is None and ".".join(parts) in _QUOTED_RESULT:
+                out[("data", *module.package.split("."), rule.name)] = ".".join(parts)
+    return out
+
+
+def _quoted_argument(parsed: ParsedPolicy, module: RegoModule, arg: Any, quoted: dict[tuple[str, ...], str]) -> str | None:
+    """How a sprintf argument gets a quoted string in rego-cpp (``concat(...)``, ``lib.join(...)``), or None."""
+    call = arg.get("Call") if isinstance(arg, dict) else None
+    parts = ref_parts(call.get("fcn") if isinstance(call, dict) else arg)
+    if not parts:
+        return None
+    name = ".".join(parts)
+    resolved = parsed.resolve(module, parts)
+    if resolved is None:
+        return f"{name}(...)" if isinstance(call, dict) and name in _QUOTED_RESULT else None
+    via = quoted.get(tuple(resolved))
+    return f"{name}{'(...)' if isinstance(call, dict) else ''} (a {via} result)" if via else None
+
+
 def check_rego_cpp(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
     """(errors, warnings) for idioms rego-cpp (regopy) rejects or evaluates differently from OPA."""
     errors: list[Finding] = []
     warnings: list[Finding] = []
-    for module in parsed.modules:
-        for node in walk(module.ast.get("rules", [])):
+    modules = [m for m in parsed.modules if not m.is_test]
+    quoted = _quoted_rules(parsed, modules)
+    for module in modules:
+        rules = module.ast.get("rules", [])
+        for node in walk(rules):
             for kind in _COMPREHENSIONS:
                 compr = node.get(kind)
                 if not isinstance(compr, dict):
@@ -272,9 +315,19 @@ def check_rego_cpp(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
                     some = sub.get("SomeIn")
                     if isinstance(some, dict) and some.get("key") is not None:
                         errors.append(Finding(module.display, int(some.get("span", {}).get("line", 0)), "rego-cpp",
-                                              "`some k, v in ...` inside a comprehension does not compile in rego-cpp (\"Invalid collection\"); "
+                                              "`some k, v in ...` inside an array or set comprehension does not compile in rego-cpp (\"Invalid collection\"); "
                                               "iterate with `some k in object.keys(coll)` and index coll[k], or move it to a helper rule"))
-        for parts, line, call in calls(module.ast.get("rules", [])):
+            for mod in node.get("with_mods") or []:
+                value = ref_parts(mod.get("as"))
+                if ref_parts(mod.get("refr")) == ["input"]:
+                    errors.append(Finding(module.display, line_of(mod), "rego-cpp",
+                                          "`with input as ...` does not compile in rego-cpp once a rule it reaches calls a builtin (\"shape `rego-localref` "
+                                          "has no field `rego-refhead`\"); replace fields of the input instead (`with input.x as ...`)"))
+                if value and parsed.resolve(module, value) is not None:
+                    errors.append(Finding(module.display, line_of(mod), "rego-cpp",
+                                          f"`with ... as {'.'.join(value)}`: rego-cpp does not compile a reference after `as` (\"shape `rego-with` has no "
+                                          "field `rego-ref`\"), or ignores it; bind the value to a local variable first"))
+        for parts, line, call in calls(rules):
             name = ".".join(parts)
             if parsed.resolve(module, parts) is not None:
                 continue
@@ -291,6 +344,15 @@ def check_rego_cpp(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
                     why = "its format contains %q" if fmt is not None else "its format is not a literal and may contain %q"
                     warnings.append(Finding(module.display, line, "rego-cpp",
                                             f"sprintf: {why}, which rego-cpp prints literally; use %v (or %s) with explicit quotes"))
+                # (a format of one verb returns the argument itself: quoted again only where it is formatted later)
+                whole = fmt in ("%s", "%v")
+                items = params[1].get("Array", {}).get("items", []) if len(params) > 1 and isinstance(params[1], dict) and not whole else []
+                for arg in items:
+                    how = _quoted_argument(parsed, module, arg, quoted)
+                    if how:
+                        warnings.append(Finding(module.display, line, "rego-cpp",
+                                                f"sprintf of {how}: rego-cpp prints that string in quotes, unescaped, and fails on the decision (not JSON); "
+                                                "pass it through trim_prefix(s, \"\") first"))
     return sorted(set(errors)), sorted(set(warnings))
 
 

@@ -42,13 +42,40 @@ effective(r) if {
 	r.environment == input.environment
 }
 
-# The people whose effective approvals fill required entry i.
-fillers(i) := {person(r) |
+# The effective approvals, found once for all the rules below.
+effective_here contains r if {
 	some r in relevant
 	effective(r)
-	r.role == required[i].role
-	r.meaning == required[i].meaning
 }
+
+# The people whose effective approvals fill each required entry, by its index in
+# required (the rules read this instead of scanning the records again).
+filled := {i: people |
+	some i, x in required
+	people := {person(r) | some r in effective_here; r.role == x.role; r.meaning == x.meaning}
+}
+
+# The indexes of the required entries that no effective approval fills.
+unfilled contains i if {
+	some i, people in filled
+	count(people) == 0
+}
+
+# The effective approvals for a message ("signer: meaning by role"), in the order
+# the engine iterates a set of records: sorted in OPA and regorus, in the order
+# of insertion in rego-cpp. (With two or more effective approvals, MLG-APPR-004's
+# message is the one text that differs between these engines.)
+effective_text := joined([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in effective_here])
+
+# s as a plain string, for sprintf. rego-cpp (regopy 1.5.2) keeps the result of
+# concat (also lower, upper, replace, format_int, ...) in quoted form, and sprintf
+# prints the quotes: sprintf("(%s)", [concat(", ", ["a", "b"])]) is "(\"a, b\")"
+# there, "(a, b)" in OPA and regorus. trim_prefix(s, "") is the identity in every
+# engine and gives rego-cpp a plain string.
+plain(s) := trim_prefix(s, "")
+
+# lib.join(xs), for sprintf (see plain)
+joined(xs) := plain(lib.join(xs))
 
 no_approvals if count(records) == 0
 
@@ -64,6 +91,10 @@ no_approvals if not lib.is_true(block, "present")
 #   severity: critical
 #   controls: [21CFR11.50, EUAIA-14]
 #   remediation: Have each required approver sign the release with `mlgate approve` and add the approval files under evidence/approvals/.
+#   expected: >-
+#     The release carries signed approvals, in an approvals block marked
+#     present: every environment requires the signatures listed in
+#     approvals.required.
 violation contains v if {
 	no_approvals
 	v := {
@@ -71,7 +102,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.50", "EUAIA-14"],
 		"remediation": "Have each required approver sign the release with `mlgate approve` and add the approval files under evidence/approvals/.",
-		"message": sprintf("no signed approvals in the release; environment %s requires %s", [lib.s(input, "environment"), lib.join([what(x) | some x in required])]),
+		"message": sprintf("no signed approvals in the release; environment %s requires %s", [lib.s(input, "environment"), joined([what(x) | some x in required])]),
 	}
 }
 
@@ -83,6 +114,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(a), 21CFR11.50]
 #   remediation: Replace the named approval files with ones written by `mlgate approve`; do not edit signed files.
+#   expected: >-
+#     Every approval file conforms to the mlgate approval attestation format,
+#     as written by mlgate approve and not edited since.
 violation contains v if {
 	lib.is_true(block, "present")
 	not lib.is_true(block, "valid")
@@ -91,7 +125,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(a)", "21CFR11.50"],
 		"remediation": "Replace the named approval files with ones written by `mlgate approve`; do not edit signed files.",
-		"message": sprintf("approvals evidence does not conform to the approval attestation format (errors: %s); expected valid signed approvals", [lib.join(lib.list_of(block, "errors"))]),
+		"message": sprintf("approvals evidence does not conform to the approval attestation format (errors: %s); expected valid signed approvals", [joined(lib.list_of(block, "errors"))]),
 	}
 }
 
@@ -105,6 +139,10 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(d), 21CFR11.70]
 #   remediation: Have the approver sign again with the key or identity listed for them in the trust policy; investigate a tampered file.
+#   expected: >-
+#     Every approval in the release, whatever its environment, has a signature
+#     that verifies against the trust policy (a key or identity listed for the
+#     approver, and an untampered payload).
 violation contains v if {
 	some r in records
 	not lib.is_true(r, "verified")
@@ -129,16 +167,19 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(g), 21CFR11.50, EUAIA-14]
 #   remediation: Have a person the trust policy lists for the role sign with the required meaning (mlgate approve --role ROLE --meaning MEANING).
+#   expected: >-
+#     Every signature listed in approvals.required (a role with a meaning) is
+#     given by a verified approval for this environment whose signer the trust
+#     policy authorises for that role, that meaning and this environment.
 violation contains v if {
-	some i, x in required
-	count(fillers(i)) == 0
-	found := [sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in relevant; effective(r)]
+	some i in unfilled
+	x := required[i]
 	v := {
 		"id": "MLG-APPR-004",
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "21CFR11.50", "EUAIA-14"],
 		"remediation": "Have a person the trust policy lists for the role sign with the required meaning (mlgate approve --role ROLE --meaning MEANING).",
-		"message": sprintf("environment %s requires %s; no verified, authorised approval gives it (verified and authorised: %s)", [lib.s(input, "environment"), what(x), lib.join(found)]),
+		"message": sprintf("environment %s requires %s; no verified, authorised approval gives it (verified and authorised: %s)", [lib.s(input, "environment"), what(x), effective_text]),
 		"subject": what(x),
 	}
 }
@@ -153,10 +194,13 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(g), 21CFR11.50]
 #   remediation: Have an authorised person sign, or (after review) list the role for the signer in the trust policy.
+#   expected: >-
+#     Every verified approval for this environment claims only a role, a
+#     meaning and an environment that the trust policy grants its signer.
 violation contains v if {
 	some r in relevant
 	lib.is_true(r, "verified")
-	not effective(r)
+	not r in effective_here
 	v := {
 		"id": "MLG-APPR-005",
 		"severity": "critical",
@@ -181,21 +225,26 @@ distinct_required if not lib.is_false(cfg, "distinct_people")
 #   severity: critical
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have a different person give one of the named signatures.
+#   expected: >-
+#     When approvals.distinct_people is true, the signatures listed in
+#     approvals.required can be given by different people: no two of them are
+#     given only by the same person, and all of them together come from at
+#     least as many people as there are signatures.
 violation contains v if {
 	distinct_required
 	some i, x in required
 	some j, y in required
 	i < j
-	count(fillers(i)) > 0
-	count(fillers(j)) > 0
-	people := fillers(i) | fillers(j)
+	count(filled[i]) > 0
+	count(filled[j]) > 0
+	people := filled[i] | filled[j]
 	count(people) < 2
 	v := {
 		"id": "MLG-APPR-006",
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have a different person give one of the named signatures.",
-		"message": sprintf("required signatures %s and %s are both given only by %s; environment %s requires a different person for each", [what(x), what(y), lib.join(sort(people)), lib.s(input, "environment")]),
+		"message": sprintf("required signatures %s and %s are both given only by %s; environment %s requires a different person for each", [what(x), what(y), joined(sort(people)), lib.s(input, "environment")]),
 		"subject": sprintf("%s; %s", [what(x), what(y)]),
 	}
 }
@@ -203,17 +252,15 @@ violation contains v if {
 violation contains v if {
 	distinct_required
 	count(required) >= 3
-	every i, _ in required {
-		count(fillers(i)) > 0
-	}
-	people := {p | some i, _ in required; some p in fillers(i)}
+	count(unfilled) == 0
+	people := {p | some ps in filled; some p in ps}
 	count(people) < count(required)
 	v := {
 		"id": "MLG-APPR-006",
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have a different person give one of the named signatures.",
-		"message": sprintf("the %d required signatures (%s) are given by only %d people (%s); environment %s requires a different person for each", [count(required), lib.join([what(x) | some x in required]), count(people), lib.join(sort(people)), lib.s(input, "environment")]),
+		"message": sprintf("the %d required signatures (%s) are given by only %d people (%s); environment %s requires a different person for each", [count(required), joined([what(x) | some x in required]), count(people), joined(sort(people)), lib.s(input, "environment")]),
 	}
 }
 
@@ -230,6 +277,9 @@ owner := lower(input.release.owner) if is_string(input.release.owner)
 #   severity: critical
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have someone other than the release owner give the approval.
+#   expected: >-
+#     The release names its owner, and no approval for this environment is
+#     signed by the release owner.
 violation contains v if {
 	some r in relevant
 	person(r) == owner
@@ -271,6 +321,9 @@ unexpired(r) if {
 #   severity: high
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have the approver review the release again and sign a new approval.
+#   expected: >-
+#     Every approval for this environment has no expiry, or expires after the
+#     evaluation time.
 violation contains v if {
 	some r in relevant
 	not unexpired(r)
@@ -302,6 +355,9 @@ signed_in_past(r) if {
 #   severity: high
 #   controls: [21CFR11.50, 21CFR11.10(e)]
 #   remediation: Check the signer's clock and have the approver sign again.
+#   expected: >-
+#     Every approval for this environment has a signing time, at or before the
+#     evaluation time.
 violation contains v if {
 	some r in relevant
 	not signed_in_past(r)
@@ -326,6 +382,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.70]
 #   remediation: Have the approvers review and sign this model; an approval cannot be moved to another model.
+#   expected: >-
+#     Every approval for this environment was signed for the model digest of
+#     this release.
 violation contains v if {
 	some r in relevant
 	not r.subject_digest == lib.model_digest
@@ -349,6 +408,9 @@ violation contains v if {
 #   severity: critical
 #   controls: [21CFR11.10(g), 21CFR11.50]
 #   remediation: Have an approver the trust policy lists for this environment sign, or (after review) add the environment to the signer's entry.
+#   expected: >-
+#     Every verified approval for this environment is signed by someone the
+#     trust policy authorises to approve for this environment.
 violation contains v if {
 	some r in relevant
 	lib.is_true(r, "verified")
@@ -374,6 +436,9 @@ violation contains v if {
 #   severity: low
 #   controls: [21CFR11.50]
 #   remediation: None needed if the environment's own approvals are present; otherwise sign for this environment (mlgate approve --env ENV).
+#   expected: >-
+#     Every verified approval in the release is for the environment being
+#     gated.
 warning contains v if {
 	some r in records
 	lib.is_true(r, "verified")
@@ -398,31 +463,21 @@ approved_files(r) := d if {
 	is_object(d)
 } else := {}
 
-changed(r) := sort([f |
-	some f, d in evidence_files
-	some g, e in approved_files(r)
-	f == g
-	d != e
-])
+# The evidence files of the release, by name.
+released := object.keys(evidence_files)
 
-added(r) := sort([f |
-	some f, _ in evidence_files
-	not f in object.keys(approved_files(r))
-])
-
-removed(r) := sort([f |
-	some f, _ in approved_files(r)
-	not f in object.keys(evidence_files)
-])
-
+# How the evidence an approval signed differs from the release's: one text per
+# kind of difference ("changed since approval: a, b"), empty when they agree.
 evidence_diff(r) := [part |
+	approved := approved_files(r)
+	signed := object.keys(approved)
 	some pair in [
-		["changed since approval", changed(r)],
-		["added since approval", added(r)],
-		["approved but no longer in the release", removed(r)],
+		["changed since approval", sort([f | some f in released; f in signed; approved[f] != evidence_files[f]])],
+		["added since approval", sort([f | some f in released; not f in signed])],
+		["approved but no longer in the release", sort([f | some f in signed; not f in released])],
 	]
 	count(pair[1]) > 0
-	part := sprintf("%s: %s", [pair[0], lib.join(pair[1])])
+	part := sprintf("%s: %s", [pair[0], joined(pair[1])])
 ]
 
 # METADATA
@@ -436,16 +491,21 @@ evidence_diff(r) := [part |
 #   severity: critical
 #   controls: [21CFR11.70, 21CFR11.10(e)]
 #   remediation: Have the approver review the current evidence and sign again.
+#   expected: >-
+#     The input lists the release's evidence digests, and every approval for
+#     this environment signed exactly those: no evidence file changed, added
+#     or removed since approval.
 violation contains v if {
 	is_object(evidence_files)
 	some r in relevant
-	count(evidence_diff(r)) > 0
+	diff := evidence_diff(r)
+	count(diff) > 0
 	v := {
 		"id": "MLG-APPR-012",
 		"severity": "critical",
 		"controls": ["21CFR11.70", "21CFR11.10(e)"],
 		"remediation": "Have the approver review the current evidence and sign again.",
-		"message": sprintf("approval %s by %s covers different evidence than the release (%s); expected the evidence digests the approver signed", [lib.s(r, "path"), lib.s(r, "signer_id"), concat("; ", evidence_diff(r))]),
+		"message": sprintf("approval %s by %s covers different evidence than the release (%s); expected the evidence digests the approver signed", [lib.s(r, "path"), lib.s(r, "signer_id"), plain(concat("; ", diff))]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -472,6 +532,9 @@ violation contains v if {
 #   severity: high
 #   controls: [21CFR11.50]
 #   remediation: Have the approver sign again with their printed name and the meaning of the signature.
+#   expected: >-
+#     Every approval for this environment shows the signer's printed name and
+#     the meaning of the signature, both non-empty.
 violation contains v if {
 	some r in relevant
 	some key in ["printed_name", "meaning"]
@@ -528,6 +591,9 @@ names(r) := {n | n := person(r)} | {n | n := identity_name(r)}
 #   severity: critical
 #   controls: [21CFR11.10(g), EUAIA-14]
 #   remediation: Have an approver independent of the model signing sign the approval, or sign the model with the build identity.
+#   expected: >-
+#     No approval for this environment, other than an authorship signature, is
+#     signed by a person or identity who also signed the model.
 violation contains v if {
 	some r in relevant
 	not r.meaning == "authorship"
@@ -538,7 +604,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have an approver independent of the model signing sign the approval, or sign the model with the build identity.",
-		"message": sprintf("approval %s (%s) is signed by %s, who also signed the model (%s); expected an approver other than the model signer", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), lib.join(sort(same))]),
+		"message": sprintf("approval %s (%s) is signed by %s, who also signed the model (%s); expected an approver other than the model signer", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), joined(sort(same))]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -568,6 +634,9 @@ bias_authors contains lower(bias.author) if is_string(bias.author)
 #   severity: critical
 #   controls: [21CFR11.10(g), EUAIA-14, GMLP-8]
 #   remediation: Have someone who did not author the bias audit give the approval.
+#   expected: >-
+#     No approval for this environment, other than an authorship signature, is
+#     signed by an author of the bias audit.
 violation contains v if {
 	some r in relevant
 	not r.meaning == "authorship"
@@ -593,6 +662,9 @@ violation contains v if {
 #   severity: high
 #   controls: [21CFR11.70, 21CFR11.10(e)]
 #   remediation: Remove the duplicate approval file; have the second signer sign their own approval.
+#   expected: >-
+#     Every approval file holds its own signed statement: no statement appears
+#     in two files.
 violation contains v if {
 	some r in records
 	some other in records
@@ -620,6 +692,9 @@ violation contains v if {
 #   severity: medium
 #   controls: [21CFR11.10(d), 21CFR11.70]
 #   remediation: If the revocation reason is keyCompromise, have the approver sign again with their new credential.
+#   expected: >-
+#     No verified approval for this environment was signed with a key or
+#     identity that the trust policy has revoked since.
 warning contains v if {
 	some r in relevant
 	lib.is_true(r, "verified")
@@ -636,9 +711,9 @@ warning contains v if {
 
 min_disciplines := cfg.min_disciplines if is_number(cfg.min_disciplines)
 
-effective_roles := {r.role | some r in relevant; effective(r)}
+effective_roles := {r.role | some r in effective_here}
 
-effective_people := {person(r) | some r in relevant; effective(r)}
+effective_people := {person(r) | some r in effective_here}
 
 # METADATA
 # title: Approvals not multi-disciplinary
@@ -653,17 +728,20 @@ effective_people := {person(r) | some r in relevant; effective(r)}
 #   severity: high
 #   controls: [GMLP-1, EUAIA-14]
 #   remediation: Have people of other disciplines (e.g. quality assurance and clinical safety) review or approve the release.
+#   expected: >-
+#     The verified, authorised approvals for this environment come from at
+#     least approvals.min_disciplines different roles and, when
+#     approvals.distinct_people is true, from at least as many different
+#     people.
 violation contains v if {
-	every i, _ in required {
-		count(fillers(i)) > 0
-	}
+	count(unfilled) == 0
 	too_few_disciplines
 	v := {
 		"id": "MLG-APPR-019",
 		"severity": "high",
 		"controls": ["GMLP-1", "EUAIA-14"],
 		"remediation": "Have people of other disciplines (e.g. quality assurance and clinical safety) review or approve the release.",
-		"message": sprintf("effective approvals come from %d role(s) (%s) and %d person(s); environment %s requires at least %s of each", [count(effective_roles), lib.join(sort(effective_roles)), count(effective_people), lib.s(input, "environment"), lib.s(cfg, "min_disciplines")]),
+		"message": sprintf("effective approvals come from %d role(s) (%s) and %d person(s); environment %s requires at least %s of each", [count(effective_roles), joined(sort(effective_roles)), count(effective_people), lib.s(input, "environment"), lib.s(cfg, "min_disciplines")]),
 	}
 }
 
