@@ -14,9 +14,8 @@ enforce the deadline by evaluating in a forked child, and the fork is most of th
 Engines: ``embedded`` (regorus, with its forked-child deadline as in production), ``opa`` (the
 remote client against ``tests/opa_rest_server.py``, an HTTP server on 127.0.0.1 that answers like
 OPA and evaluates with regorus: the difference to ``embedded`` is the transport's cost; no OPA
-binary can be installed here) and ``rego-cpp`` when the extra is installed. rego-cpp cannot
-compile the bundled library (see ``mlgate policy lint --engine rego-cpp``), so all engines are
-also measured on the portable policy of ``tests/test_engine_contract.py``.
+binary can be installed here) and ``rego-cpp`` when the extra is installed. All engines are
+measured on the bundled library and on the portable policy of ``tests/test_engine_contract.py``.
 """
 
 from __future__ import annotations

@@ -93,7 +93,11 @@ short(obj, key) := substring(trim_prefix(x, "sha256:"), 0, 12) if {
 } else := "<missing>"
 
 # a list of strings joined for a message ("none" when empty)
-join(xs) := concat(", ", [sprintf("%v", [x]) | some x in xs]) if count(xs) > 0
+#
+# trim_prefix(_, "") is the identity; it is there because rego-cpp (regopy
+# 1.5.2) keeps the result of concat marked as a quoted string, so a sprintf of
+# it prints the quotes and its output is no longer JSON (an engine error).
+join(xs) := trim_prefix(concat(", ", [sprintf("%v", [x]) | some x in xs]), "") if count(xs) > 0
 
 join(xs) := "none" if count(xs) == 0
 

@@ -75,7 +75,7 @@ effective_text := joined([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | 
 plain(s) := trim_prefix(s, "")
 
 # lib.join(xs), for sprintf (see plain)
-joined(xs) := plain(lib.join(xs))
+joined(xs) := lib.join(xs)
 
 no_approvals if count(records) == 0
 

@@ -162,7 +162,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(a)"],
 		"remediation": "Complete policies/mlgate/environments/<env>/data.json; see policies/README.md for every key.",
-		"message": sprintf("environment %s threshold %s is %s; expected a %s", [input.environment, concat(".", t.path), type_name(value), t.type]),
+		"message": sprintf("environment %s threshold %s is %s; expected a %s", [input.environment, trim_prefix(concat(".", t.path), ""), type_name(value), t.type]),
 		"subject": concat(".", t.path),
 	}
 }
@@ -177,7 +177,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(a)"],
 		"remediation": "Complete policies/mlgate/environments/<env>/data.json; see policies/README.md for every key.",
-		"message": sprintf("environment %s threshold %s is empty; expected at least one entry", [input.environment, concat(".", path)]),
+		"message": sprintf("environment %s threshold %s is empty; expected at least one entry", [input.environment, trim_prefix(concat(".", path), "")]),
 		"subject": concat(".", path),
 	}
 }

@@ -381,7 +381,7 @@ violation contains v if {
 		"severity": "medium",
 		"controls": ["GMLP-4", "EUAIA-10"],
 		"remediation": "Declare the training dataset and the held-out evaluation (or test) dataset under spec.datasets (names starting with train, eval or test).",
-		"message": sprintf("the manifest declares no %s dataset (datasets: %s); expected both training and held-out evaluation data", [concat(" or ", sort(wanted)), lib.join([lib.s(d, "name") | some d in datasets])]),
+		"message": sprintf("the manifest declares no %s dataset (datasets: %s); expected both training and held-out evaluation data", [trim_prefix(concat(" or ", sort(wanted)), ""), lib.join([lib.s(d, "name") | some d in datasets])]),
 	}
 }
 
