@@ -73,17 +73,36 @@ num(x) := "<missing>" if not is_number(x)
 # obj[key] as a number for a message (see num)
 n(obj, key) := num(object.get(obj, key, null))
 
-# a p-value for a message: small ones in scientific notation (3 significant
-# digits) so 2e-05 does not print as 0, others rounded to 4 decimals
-p(obj, key) := sprintf("%.2e", [x]) if {
+# a p-value for a message: small ones in scientific notation with 3
+# significant digits, as OPA's sprintf("%.2e") prints them (2.00e-05,
+# 5.44e-33), so 2e-05 does not print as 0; others rounded to 4 decimals.
+# Written out rather than with "%.2e": regorus ignores that precision
+# (5.44034e-33), so the embedded engine's messages differed from OPA's.
+p(obj, key) := text if {
 	x := object.get(obj, key, null)
 	is_number(x)
-	x != 0
-	abs(x) < 0.001
+	x > 0
+	x < 0.001
+	text := scientific(x)
 } else := sprintf("%v", [round(x * 10000) / 10000]) if {
 	x := object.get(obj, key, null)
 	is_number(x)
 } else := "<missing>"
+
+# x in [1e-299, 0.001) as d.dde-kk. The exponent is the first k with
+# x >= 1e-k, found decade block first, then within it (40 candidates, not 300);
+# first element of an ordered list, not min(): rego-cpp's min over it is wrong.
+# The mantissa is rounded to 3 digits; 9.995 rounds up into the next power of ten.
+scientific(x) := sci_text(round((x / to_number(sprintf("1e-%d", [k]))) * 100), k) if {
+	blocks := [b | some b in numbers.range(0, 29); x >= to_number(sprintf("1e-%d", [(10 * b) + 9]))]
+	count(blocks) > 0
+	ks := [j | some j in numbers.range(10 * blocks[0], (10 * blocks[0]) + 9); x >= to_number(sprintf("1e-%d", [j]))]
+	k := ks[0]
+}
+
+sci_text(m, k) := sprintf("%d.%02de-%02d", [floor(m / 100), m % 100, k]) if m < 1000
+
+sci_text(m, k) := sprintf("%d.%02de-%02d", [floor(m / 1000), round(m / 10) % 100, k - 1]) if m >= 1000
 
 # a digest shortened to 12 hex characters for a message
 short(obj, key) := substring(trim_prefix(x, "sha256:"), 0, 12) if {

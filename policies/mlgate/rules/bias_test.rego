@@ -55,7 +55,7 @@ test_significant_gap if {
 	some v in vs
 	v.id == "MLG-BIAS-002"
 	v.subject == "race=C"
-	v.message == "recall for race=C is 0.625 vs 0.84 for rest (gap 0.215, 95% CI 0.12 to 0.3; p_holm 2e-5 < alpha 0.05; gap >= delta 0.05); expected a gap below delta or no significant difference"
+	v.message == "recall for race=C is 0.625 vs 0.84 for rest (gap 0.215, 95% CI 0.12 to 0.3; p_holm 2.00e-05 < alpha 0.05; gap >= delta 0.05); expected a gap below delta or no significant difference"
 }
 
 test_gap_at_delta_and_significant_fails if {
