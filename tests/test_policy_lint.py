@@ -139,3 +139,34 @@ def test_aliased_imports_are_not_mistaken_for_builtins() -> None:
     # decision_test.rego calls td.with_value (import data.mlgate.testdata as td)
     parsed = parse(load_policy(POLICIES))
     assert missing_builtins(parsed) == []
+
+
+def test_sprintf_formats_the_embedded_engine_handles_unlike_opa(tmp_path: Path) -> None:
+    """Each format below was tried on regorus: the first two are evaluation errors (a deny), the
+    next two print differently from OPA."""
+    root = tmp_path / "policies"
+    (root / "demo").mkdir(parents=True)
+    (root / "demo" / "demo.rego").write_text(
+        "package demo\n\nimport rego.v1\n\n"
+        'a := sprintf("%6.2f", [3.14159])\n'
+        'b := sprintf("%+d", [3])\n'
+        'c := sprintf("p %.2e", [0.000123])\n'
+        'd := sprintf("[%8s]", ["x"])\n'
+        'e := sprintf("%.2f %02d %v 100%%", [1.5, 3, "x"])\n'
+    )
+    report = lint(root)
+    assert [(f.line, f.check) for f in report.findings] == [(5, "sprintf"), (6, "sprintf")]
+    assert "fails on a width with a precision" in report.findings[0].message
+    assert [(f.line, f.check) for f in report.warnings if f.check == "sprintf"] == [(7, "sprintf"), (8, "sprintf")]
+    assert "prints 1.23456e-4 where OPA prints 1.23e-04" in report.warnings[0].message or any(
+        "1.23e-04" in w.message for w in report.warnings)
+    # what the lint says is what the engine does
+    import regorus
+
+    engine = regorus.Engine()
+    engine.add_policy("demo.rego", (root / "demo" / "demo.rego").read_text())
+    for rule in ("a", "b"):
+        with pytest.raises(Exception):
+            engine.eval_rule(f"data.demo.{rule}")
+    assert engine.eval_rule("data.demo.c") == "p 1.23e-4"
+    assert engine.eval_rule("data.demo.e") == "1.50 03 x 100%"

@@ -15,6 +15,11 @@ finding         a finding object built in the rule repeats its annotation's id, 
 data-key        every environment data key a rule reads exists in every environment.
 builtin         no call to a builtin the embedded engine lacks.
 deny-boolean    ``deny if {...}`` (a boolean) where ``deny contains msg if`` (a set) was meant.
+sprintf         (embedded engine) a literal ``sprintf`` format regorus handles unlike OPA, each
+                found by trying it: a width with a precision or a ``+``/``-``/``#``/space flag
+                is an evaluation error (the decision denies); ``%e``/``%g`` ignore their
+                precision (``1.23456e-4`` where OPA prints ``1.23e-04``) and a width on ``%s``
+                is ignored (warnings).
 
 Under ``--engine rego-cpp`` (regopy), the builtin check asks that engine what it has, and, in the
 policy modules (the engine loads no test module for decisions; ``mlgate policy test`` runs on the
@@ -49,7 +54,7 @@ ID_PATTERN = re.compile(r"^MLG-[A-Z]+-[0-9]{3}$")
 SEVERITIES = ("low", "medium", "high", "critical")
 PRODUCER = re.compile(r"^(deny|warn|warning|violation|[a-z0-9_]+_violations)$")
 CHECKS = ("metadata", "id", "severity", "controls", "finding", "data-key", "builtin", "deny-boolean")
-ENGINE_CHECKS = {"rego-cpp": ("rego-cpp",)}  # checks that run only under ``--engine``
+ENGINE_CHECKS = {"rego-cpp": ("rego-cpp",), "embedded": ("sprintf",)}  # checks that run only under that ``--engine``
 LINT_ENGINES = ("embedded", "rego-cpp")
 
 
@@ -356,6 +361,42 @@ def check_rego_cpp(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
     return sorted(set(errors)), sorted(set(warnings))
 
 
+# A sprintf verb: %[flags][width][.precision]verb
+_VERB = re.compile(r"%([-+# 0]*)([0-9]*)(?:\.([0-9]*))?([a-zA-Z%])")
+
+
+def check_sprintf_embedded(parsed: ParsedPolicy) -> tuple[list[Finding], list[Finding]]:
+    """(errors, warnings) for literal sprintf formats the embedded engine (regorus) evaluates
+    unlike OPA. Policy modules and tests alike (``mlgate policy test`` runs on this engine)."""
+    errors: list[Finding] = []
+    warnings: list[Finding] = []
+    for module in parsed.modules:
+        for parts, line, call in calls(module.ast.get("rules", [])):
+            if parts != ["sprintf"] or parsed.resolve(module, parts) is not None:
+                continue
+            params = call.get("params") or []
+            fmt = _literal_string(params[0]) if params else None
+            if fmt is None:
+                continue
+            for m in _VERB.finditer(fmt):
+                flags, width, precision, verb = m.group(1), m.group(2), m.group(3), m.group(4)
+                spec = m.group(0)
+                if verb == "%":
+                    continue
+                if (width and precision is not None) or set(flags) & set("+-# "):
+                    errors.append(Finding(module.display, line, "sprintf",
+                                          f"sprintf format {spec!r}: the embedded engine (regorus) fails on a width with a precision or a "
+                                          "+, -, # or space flag (an evaluation error, so the decision denies); format the number first"))
+                elif verb in "eEgG":
+                    warnings.append(Finding(module.display, line, "sprintf",
+                                            f"sprintf format {spec!r}: the embedded engine ignores the precision of %e/%g and prints 1.23456e-4 "
+                                            "where OPA prints 1.23e-04; see lib.p for a portable scientific format"))
+                elif width and verb == "s":
+                    warnings.append(Finding(module.display, line, "sprintf",
+                                            f"sprintf format {spec!r}: the embedded engine ignores the width of %s"))
+    return sorted(set(errors)), sorted(set(warnings))
+
+
 def check_data_keys(parsed: ParsedPolicy, env_root: tuple[str, ...] = ENV_ROOT) -> tuple[list[Finding], int, tuple[str, ...]]:
     root: Any = parsed.policy.data
     for part in env_root:
@@ -405,6 +446,10 @@ def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: s
     data_findings, n_reads, envs = check_data_keys(parsed)
     findings = meta_findings + data_findings + check_builtins(parsed, engine) + check_deny_boolean(parsed)
     warnings: list[Finding] = check_expected(parsed)
+    if engine == "embedded":
+        fmt_errors, fmt_warnings = check_sprintf_embedded(parsed)
+        findings += fmt_errors
+        warnings += fmt_warnings
     if engine == "rego-cpp":
         cpp_errors, cpp_warnings = check_rego_cpp(parsed)
         findings += cpp_errors
