@@ -99,10 +99,7 @@ def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence:
         if not (record["role_authorised"] and record["meaning_authorised"] and record["environment_authorised"]):
             status = "failed"
             notes.append(f"not authorised by the trust policy for role {record['role']} / meaning {record['meaning']} / environment {record['environment']}")
-        if record["key_status"] == "revoked_after_signing":
-            if status == "verified":
-                status = "warning"
-            notes.append(f"credential revoked later, at {record['key_revoked_at']} ({record['key_revocation_reason'] or 'no reason given'})")
+        status = _revoked_later(record, status, notes)
     reason = record["reason"] if not record["verified"] else "; ".join(notes)
     meaning = f"{record['meaning']} ({record['role']}) for {record['environment']}" if record["meaning"] else "-"
     return Row(
@@ -146,15 +143,20 @@ def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.dat
     if not (record["role_authorised"] and record["environment_authorised"]):
         status = "failed"
         notes.append(f"not authorised by the trust policy for role {record['role']} / environment {record['environment']}")
-    if record["key_status"] == "revoked_after_signing":
-        if status == "verified":
-            status = "warning"
-        notes.append(f"credential revoked later, at {record['key_revoked_at']} ({record['key_revocation_reason'] or 'no reason given'})")
+    status = _revoked_later(record, status, notes)
     return Row(
         artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
         source=record["identity_source"] or "-", meaning=f"waiver of {', '.join(record['rules'])} ({record['role']}) for {record['environment']}",
         signed_at=record["signed_at"] or "-", status=status, reason="; ".join(notes), expires_at=record["expires_at"], rules=tuple(record["rules"]),
     )
+
+
+def _revoked_later(record: dict[str, Any], status: str, notes: list[str]) -> str:
+    """A credential revoked after the signing time still verifies: a warning, with when and why."""
+    if record["key_status"] != "revoked_after_signing":
+        return status
+    notes.append(f"credential revoked later, at {record['key_revoked_at']} ({record['key_revocation_reason'] or 'no reason given'})")
+    return "warning" if status == "verified" else status
 
 
 def _signature_row(block: dict[str, Any]) -> Row:
