@@ -276,3 +276,41 @@ def test_cli_waive_needs_an_expiry(triage):
     code, _, err = run(["waive", triage, "--rule", "MLG-BIAS-002", "--env", "production", "--justification", JUSTIFICATION,
                         "--key", KEYS / "jane.roe.key", "--name", "Dr. Jane Roe", "--id", "jane.roe@hospital.example", "--role", "clinical-safety-officer"])
     assert code == 2 and "--expires" in err
+
+
+# --- the admission webhook -------------------------------------------------------------------------
+
+
+def test_webhook_admits_a_waived_release_with_the_waiver_as_warnings(triage, tmp_path):
+    """Over TLS, as the apiserver calls it: the store holds the waived copy of triage-acuity; the
+    Deployment is allowed, each waived finding reaches the client as a one-line warning, and the
+    audit record carries the waiver. The same request without the waiver is denied."""
+    pytest.importorskip("uvicorn")
+    from test_gatekeeper_support import RunningWebhook, admit, deployment
+
+    from mlgate.gatekeeper.config import Settings
+
+    store = triage.parent
+    settings = Settings(evidence_store=f"file://{store}", audit=str(tmp_path / "audit.jsonl"))
+    (tmp_path / "hook").mkdir()
+    path = sign(triage)
+    hook = RunningWebhook(tmp_path / "hook", settings)
+    try:
+        with hook.client() as client:
+            doc = deployment("triage-acuity@2.0.0")
+            allowed = admit(client, doc).json()["response"]
+            path.unlink()
+            hook.gatekeeper.store.scan()
+            doc = deployment("triage-acuity@2.0.0")
+            denied = admit(client, doc).json()["response"]
+    finally:
+        hook.stop()
+    assert allowed["allowed"] is True, allowed
+    waived = [w for w in allowed.get("warnings", []) if "WAIVED by Dr. Jane Roe" in w]
+    assert len(waived) == 2 and all("\n" not in w and any(r in w for r in BIAS_RULES) for w in waived)
+    assert denied["allowed"] is False and denied["status"]["code"] == 403
+    assert all(r in denied["status"]["message"] for r in BIAS_RULES)
+    records = [json.loads(line) for line in (tmp_path / "audit.jsonl").read_text().splitlines()]
+    assert [r["result"] for r in records] == ["allow", "deny"]
+    assert records[0]["waivers"][0]["applied"] is True and records[0]["actor"]
+    assert "waivers" not in records[1]
