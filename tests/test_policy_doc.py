@@ -94,3 +94,16 @@ def test_cli_writes_markdown_and_html(tmp_path: Path) -> None:
 def test_cli_doc_error_is_one_line() -> None:
     code, _, err = run(["policy", "doc", "tests/assets/policies/syntax_error"])
     assert code == 2 and err.count("\n") == 1 and "demo.rego:7:1" in err
+
+
+def test_catalogue_shows_what_each_rule_expects() -> None:
+    """custom.expected (what passing requires) is in both renderings, next to the rule."""
+    from mlgate.policytools.doc import build_catalogue, render
+
+    cat = build_catalogue()
+    bias = next(r for r in cat.rules if r.id == "MLG-BIAS-002")
+    assert "bias.delta" in bias.expected
+    md = render(cat, "md")
+    section = md[md.index("### MLG-BIAS-002"):md.index("### MLG-BIAS-003")]
+    assert f"Expected: {bias.expected}" in section
+    assert render(cat, "html").count("<p>Expected: ") == sum(1 for r in cat.rules if r.expected)

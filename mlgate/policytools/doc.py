@@ -213,7 +213,10 @@ def render_markdown(cat: Catalogue) -> str:
         lines += [f"### {r.id}", "", f"**{esc(r.title)}** ({r.severity}, {'denies' if r.kind == 'violation' else 'warns'}); `{r.file}:{r.line}`", ""]
         if r.description:
             lines += [r.description, ""]
-        lines += [f"Controls: {', '.join(r.controls) or '(none)'}", "", f"Remediation: {r.remediation}", ""]
+        lines += [f"Controls: {', '.join(r.controls) or '(none)'}", ""]
+        if r.expected:
+            lines += [f"Expected: {r.expected}", ""]
+        lines += [f"Remediation: {r.remediation}", ""]
         if r.thresholds:
             lines += ["| threshold | " + " | ".join(envs) + " |", "|---|" + "---|" * len(envs)]
             for key, values in r.thresholds.items():
@@ -263,7 +266,8 @@ def render_html(cat: Catalogue) -> str:
         out.append(f"<p>{e(r.severity)}, {'denies' if r.kind == 'violation' else 'warns'}; <code>{e(r.file)}:{r.line}</code></p>")
         if r.description:
             out.append(f"<p>{e(r.description)}</p>")
-        out.append(f"<p>Controls: {e(', '.join(r.controls) or '(none)')}</p><p>Remediation: {e(r.remediation)}</p>")
+        out.append(f"<p>Controls: {e(', '.join(r.controls) or '(none)')}</p>"
+                   + (f"<p>Expected: {e(r.expected)}</p>" if r.expected else "") + f"<p>Remediation: {e(r.remediation)}</p>")
         if r.thresholds:
             out.append("<table><tr><th>threshold</th>" + "".join(f"<th>{e(x)}</th>" for x in envs) + "</tr>")
             for key, values in r.thresholds.items():
