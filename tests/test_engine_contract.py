@@ -36,8 +36,6 @@ from mlgate.policy import bundled_policy_dir, load_policy
 RELEASES = sorted(p.name for p in EXAMPLES.iterdir() if (p / "mlgate.yaml").is_file())
 CASES = [(r, env) for r in RELEASES for env in ("staging", "production")]
 NO_CPP = pytest.mark.skipif(not regopy_available(), reason="the rego-cpp extra is not installed")
-# Where rego-cpp (regopy 1.5.2) answers differently on the bundled library, and why.
-CPP_EXAMPLES_DIFFER: dict[str, str] = {}
 CPP_UNIT_TESTS = ("every Rego unit test sets its input with `with input as ...`, which rego-cpp (regopy 1.5.2) does not compile: "
                   'after `as` a reference ("shape `rego-with` has no field `rego-ref`"), or any value once a rule it reaches '
                   'calls a builtin ("shape `rego-localref` has no field `rego-refhead`")')
@@ -47,10 +45,7 @@ def _example_params():
     for release, env in CASES:
         yield pytest.param("embedded", release, env, id=f"embedded-{release}-{env}")
         yield pytest.param("opa", release, env, id=f"opa-{release}-{env}")
-        marks = [NO_CPP]
-        if release in CPP_EXAMPLES_DIFFER:
-            marks.append(pytest.mark.xfail(raises=AssertionError, strict=True, reason=CPP_EXAMPLES_DIFFER[release]))
-        yield pytest.param("rego-cpp", release, env, marks=marks, id=f"rego-cpp-{release}-{env}")
+        yield pytest.param("rego-cpp", release, env, marks=[NO_CPP], id=f"rego-cpp-{release}-{env}")
 
 
 @pytest.fixture(scope="module")

@@ -38,9 +38,6 @@ def _show(value: Any) -> str:
     return text if len(text) <= MAX_VALUE else text[: MAX_VALUE - 1] + "…"
 
 
-_ABSENT = object()
-
-
 def _get(doc: Any, parts: tuple[Any, ...]) -> Any:
     for p in parts:
         if isinstance(doc, dict) and isinstance(p, str) and p in doc:
@@ -48,7 +45,7 @@ def _get(doc: Any, parts: tuple[Any, ...]) -> Any:
         elif isinstance(doc, list) and isinstance(p, int) and 0 <= p < len(doc):
             doc = doc[p]
         else:
-            return _ABSENT
+            return _MISSING
     return doc
 
 
@@ -81,7 +78,7 @@ def input_groups(paths: list[tuple[str, ...]], document: dict[str, Any]) -> list
             lists.setdefault(path[:at], []).append(path[at + 1 :])
         else:
             value = _get(document, path)
-            plain[_dotted(path)] = "<missing>" if value is _ABSENT else value
+            plain[_dotted(path)] = "<missing>" if value is _MISSING else value
     groups = [InputGroup(path="input", values=plain)] if plain else []
     for prefix, tails in sorted(lists.items()):
         container = _get(document, prefix)
@@ -91,7 +88,7 @@ def input_groups(paths: list[tuple[str, ...]], document: dict[str, Any]) -> list
         elif isinstance(container, dict):
             items = list(container.items())
         else:
-            group.values = {_dotted(prefix): "<missing>" if container is _ABSENT else container}
+            group.values = {_dotted(prefix): "<missing>" if container is _MISSING else container}
             groups.append(group)
             continue
         group.total = len(items)
@@ -101,7 +98,7 @@ def input_groups(paths: list[tuple[str, ...]], document: dict[str, Any]) -> list
                 cut = tail[: tail.index(STAR)] if STAR in tail else tail
                 label = ".".join(str(t) for t in cut) or "(value)"
                 value = _get(item, cut)
-                row[label] = "<missing>" if value is _ABSENT else value
+                row[label] = "<missing>" if value is _MISSING else value
             group.elements.append(row)
         groups.append(group)
     return groups

@@ -65,17 +65,7 @@ unfilled contains i if {
 # the engine iterates a set of records: sorted in OPA and regorus, in the order
 # of insertion in rego-cpp. (With two or more effective approvals, MLG-APPR-004's
 # message is the one text that differs between these engines.)
-effective_text := joined([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in effective_here])
-
-# s as a plain string, for sprintf. rego-cpp (regopy 1.5.2) keeps the result of
-# concat (also lower, upper, replace, format_int, ...) in quoted form, and sprintf
-# prints the quotes: sprintf("(%s)", [concat(", ", ["a", "b"])]) is "(\"a, b\")"
-# there, "(a, b)" in OPA and regorus. trim_prefix(s, "") is the identity in every
-# engine and gives rego-cpp a plain string.
-plain(s) := trim_prefix(s, "")
-
-# lib.join(xs), for sprintf (see plain)
-joined(xs) := lib.join(xs)
+effective_text := lib.join([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in effective_here])
 
 no_approvals if count(records) == 0
 
@@ -102,7 +92,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.50", "EUAIA-14"],
 		"remediation": "Have each required approver sign the release with `mlgate approve` and add the approval files under evidence/approvals/.",
-		"message": sprintf("no signed approvals in the release; environment %s requires %s", [lib.s(input, "environment"), joined([what(x) | some x in required])]),
+		"message": sprintf("no signed approvals in the release; environment %s requires %s", [lib.s(input, "environment"), lib.join([what(x) | some x in required])]),
 	}
 }
 
@@ -125,7 +115,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(a)", "21CFR11.50"],
 		"remediation": "Replace the named approval files with ones written by `mlgate approve`; do not edit signed files.",
-		"message": sprintf("approvals evidence does not conform to the approval attestation format (errors: %s); expected valid signed approvals", [joined(lib.list_of(block, "errors"))]),
+		"message": sprintf("approvals evidence does not conform to the approval attestation format (errors: %s); expected valid signed approvals", [lib.join(lib.list_of(block, "errors"))]),
 	}
 }
 
@@ -244,7 +234,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have a different person give one of the named signatures.",
-		"message": sprintf("required signatures %s and %s are both given only by %s; environment %s requires a different person for each", [what(x), what(y), joined(sort(people)), lib.s(input, "environment")]),
+		"message": sprintf("required signatures %s and %s are both given only by %s; environment %s requires a different person for each", [what(x), what(y), lib.join(sort(people)), lib.s(input, "environment")]),
 		"subject": sprintf("%s; %s", [what(x), what(y)]),
 	}
 }
@@ -260,7 +250,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have a different person give one of the named signatures.",
-		"message": sprintf("the %d required signatures (%s) are given by only %d people (%s); environment %s requires a different person for each", [count(required), joined([what(x) | some x in required]), count(people), joined(sort(people)), lib.s(input, "environment")]),
+		"message": sprintf("the %d required signatures (%s) are given by only %d people (%s); environment %s requires a different person for each", [count(required), lib.join([what(x) | some x in required]), count(people), lib.join(sort(people)), lib.s(input, "environment")]),
 	}
 }
 
@@ -477,7 +467,7 @@ evidence_diff(r) := [part |
 		["approved but no longer in the release", sort([f | some f in signed; not f in released])],
 	]
 	count(pair[1]) > 0
-	part := sprintf("%s: %s", [pair[0], joined(pair[1])])
+	part := sprintf("%s: %s", [pair[0], lib.join(pair[1])])
 ]
 
 # METADATA
@@ -505,7 +495,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.70", "21CFR11.10(e)"],
 		"remediation": "Have the approver review the current evidence and sign again.",
-		"message": sprintf("approval %s by %s covers different evidence than the release (%s); expected the evidence digests the approver signed", [lib.s(r, "path"), lib.s(r, "signer_id"), plain(concat("; ", diff))]),
+		"message": sprintf("approval %s by %s covers different evidence than the release (%s); expected the evidence digests the approver signed", [lib.s(r, "path"), lib.s(r, "signer_id"), trim_prefix(concat("; ", diff), "")]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -604,7 +594,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.10(g)", "EUAIA-14"],
 		"remediation": "Have an approver independent of the model signing sign the approval, or sign the model with the build identity.",
-		"message": sprintf("approval %s (%s) is signed by %s, who also signed the model (%s); expected an approver other than the model signer", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), joined(sort(same))]),
+		"message": sprintf("approval %s (%s) is signed by %s, who also signed the model (%s); expected an approver other than the model signer", [lib.s(r, "path"), manifest(r), lib.s(r, "signer_id"), lib.join(sort(same))]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -741,7 +731,7 @@ violation contains v if {
 		"severity": "high",
 		"controls": ["GMLP-1", "EUAIA-14"],
 		"remediation": "Have people of other disciplines (e.g. quality assurance and clinical safety) review or approve the release.",
-		"message": sprintf("effective approvals come from %d role(s) (%s) and %d person(s); environment %s requires at least %s of each", [count(effective_roles), joined(sort(effective_roles)), count(effective_people), lib.s(input, "environment"), lib.s(cfg, "min_disciplines")]),
+		"message": sprintf("effective approvals come from %d role(s) (%s) and %d person(s); environment %s requires at least %s of each", [count(effective_roles), lib.join(sort(effective_roles)), count(effective_people), lib.s(input, "environment"), lib.s(cfg, "min_disciplines")]),
 	}
 }
 
