@@ -255,14 +255,15 @@ class DeadlineBoundEngine:
     def __init__(self, inner: Any, monotonic: Callable[[], float]):
         self.inner = inner
         self.name, self.version = inner.name, inner.version
+        self.takes_input_json = getattr(inner, "takes_input_json", False)
         self.timeout_s = float(inner.timeout_s)  # the configured one
         self.monotonic = monotonic
         self.deadline: float | None = None  # monotonic; set by Gatekeeper for each request
 
-    def decide(self, input_doc: dict[str, Any]) -> Any:
-        return self.decide_with_id(input_doc)[0]
+    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> Any:
+        return self.decide_with_id(input_doc, input_json)[0]
 
-    def decide_with_id(self, input_doc: dict[str, Any]) -> tuple[Any, str | None]:
+    def decide_with_id(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> tuple[Any, str | None]:
         timeout = self.timeout_s
         if self.deadline is not None:
             left = self.deadline - self.monotonic() - ENGINE_MARGIN_S
@@ -270,7 +271,7 @@ class DeadlineBoundEngine:
                 raise EngineError(f"no time left to ask OPA before the admission deadline ({max(left, 0) * 1000:.0f} ms); denied")
             timeout = min(timeout, round(left, 3))
         self.inner.timeout_s = timeout
-        return self.inner.decide_with_id(input_doc)
+        return self.inner.decide_with_id(input_doc, input_json) if input_json is not None else self.inner.decide_with_id(input_doc)
 
     def close(self) -> None:
         close = getattr(self.inner, "close", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgate.audit import AuditReceipt, AuditSink
-from mlgate.canonical import digest_json
+from mlgate.canonical import canonical_json, sha256_hex
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
 from mlgate.errors import AuditError, MlgateError, PolicyError
 from mlgate.inputdoc import Request, build_input
@@ -300,14 +300,15 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
     try:
-        state["input_digest"] = digest_json(input_doc)
+        input_json = canonical_json(input_doc)  # serialised once: its digest, and what the engine reads
     except ValueError as exc:  # a non-finite number or a value JSON cannot carry: never evaluate it
         raise PolicyError(f"the input document is not canonical JSON: {exc}") from None
+    state["input_digest"] = sha256_hex(input_json)
     state["input_document"] = input_doc
 
     from mlgate.engine import evaluate
 
-    raw = evaluate(prepared.engine, input_doc, state)  # keeps the engine's decision id in state, on error too
+    raw = evaluate(prepared.engine, input_doc, state, input_json=input_json)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)
     waivers = _waivers(raw.get("waivers"))
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, waivers=waivers, **base, **state)

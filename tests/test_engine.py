@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
+from mlgate.audit import open_sink
 from mlgate.engine import create_engine
+from mlgate.gate import GateOptions, check, prepare
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import bundled_policy_dir, load_policy
 
@@ -149,3 +154,48 @@ def test_deadline_helper_passes_engine_errors_and_reports_crashes():
         evaluate_with_deadline(fails, 5)
     with pytest.raises(EngineError, match=r"crashed \(x\) \(child status"):
         evaluate_with_deadline(lambda: os._exit(3), 5, engine="x")
+
+
+@pytest.mark.parametrize("timeout_s", [0, 10])  # in this process, and in the forked deadline child
+def test_undefined_and_missing_decision_rules_raise_undefined(tmp_path, timeout_s):
+    """decide() reads the decision as a rule (eval_rule_as_json): its "<undefined>" and a
+    missing rule are both UndefinedDecision, never a value."""
+    policy = write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": true} if input.ok\n")
+    engine = create_engine("embedded", policy, timeout_s=timeout_s)
+    with pytest.raises(UndefinedDecision, match="undefined"):
+        engine.decide({"ok": False})
+    assert engine.decide({"ok": True}) == {"allow": True}
+    (tmp_path / "other").mkdir()
+    other = write_policy(tmp_path / "other", "package mlgate\nimport rego.v1\nnot_the_decision := true\n")
+    with pytest.raises(UndefinedDecision):
+        create_engine("embedded", other, timeout_s=timeout_s).decide({})
+
+
+def test_decide_reads_the_serialisation_it_is_given(tmp_path):
+    """The gate serialises the input once (for its digest) and the engine evaluates those very
+    bytes: what was digested is what was judged."""
+    policy = write_policy(tmp_path, "package mlgate\nimport rego.v1\ndecision := {\"allow\": input.ok == true}\n")
+    engine = create_engine("embedded", policy, timeout_s=0)
+    assert engine.takes_input_json
+    assert engine.decide({"ok": False}, b'{"ok":true}') == {"allow": True}
+    assert engine.decide({"ok": False}) == {"allow": False}
+
+
+def test_gate_digest_is_of_the_bytes_the_engine_read(tmp_path):
+    seen = []
+
+    class Spy:
+        name, version, takes_input_json = "spy", "1", True
+
+        def decide(self, input_doc, input_json=None):
+            seen.append(input_json)
+            return {"allow": False, "violations": [{"id": "MLG-X-001", "message": "spy", "severity": "low"}], "warnings": []}
+
+    options = GateOptions(environment="production", timeout_s=0)
+    prepared = dataclasses.replace(prepare(options), engine=Spy())
+    release = Path(__file__).resolve().parent.parent / "examples" / "readmission-risk"
+    with open_sink(f"file:{tmp_path / 'audit.jsonl'}") as sink:
+        decision = check(release, options, sink, prepared=prepared)
+    assert seen and seen[0] is not None
+    assert decision.input_digest == hashlib.sha256(seen[0]).hexdigest()
+    assert json.loads(seen[0]) == decision.input_document

@@ -134,11 +134,15 @@ class OpaEngine:
         self._session.close()
 
     # --- the protocol ------------------------------------------------------------------------
-    def decide(self, input_doc: dict[str, Any]) -> Any:
-        return self.decide_with_id(input_doc)[0]
+    takes_input_json = True  # the gate's canonical serialisation is sent as it is
 
-    def decide_with_id(self, input_doc: dict[str, Any]) -> tuple[Any, str | None]:
-        body = json.dumps({"input": input_doc}, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> Any:
+        return self.decide_with_id(input_doc, input_json)[0]
+
+    def decide_with_id(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> tuple[Any, str | None]:
+        if input_json is None:
+            input_json = json.dumps(input_doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        body = b'{"input":' + input_json + b"}"
         done: queue.SimpleQueue = queue.SimpleQueue()
 
         def work() -> None:

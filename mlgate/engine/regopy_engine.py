@@ -142,18 +142,20 @@ class RegopyEngine:
         if getattr(self._decision, "_impl", None) is None or not self._decision.ok():  # pragma: no cover - the probe compiled the same
             raise PolicyError("cannot load policy in the rego-cpp engine: it cannot build the decision")
 
-    def eval_json(self, query: str, input_doc: dict[str, Any] | None) -> Any:
+    takes_input_json = True
+
+    def eval_json(self, query: str, input_doc: dict[str, Any] | None, input_json: bytes | None = None) -> Any:
         """Evaluate ``query``; return its value. Undefined raises UndefinedDecision."""
         if input_doc is not None:
             try:
-                self._interp.set_input_term(canonical_json(input_doc).decode("utf-8"))
+                self._interp.set_input_term((input_json if input_json is not None else canonical_json(input_doc)).decode("utf-8"))
             except Exception as exc:  # noqa: BLE001 - RegoError from the native side
                 raise EngineError(f"rego-cpp refused the input document: {one_line_error(str(exc))}") from None
         text = evaluate_with_deadline(lambda: self._evaluate(query), self.timeout_s, engine="rego-cpp") if self.timeout_s and hasattr(os, "fork") else self._evaluate(query)
         return _value(text, query)
 
-    def decide(self, input_doc: dict[str, Any]) -> Any:
-        return self.eval_json(DECISION_PATH, input_doc)
+    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> Any:
+        return self.eval_json(DECISION_PATH, input_doc, input_json)
 
     def _query(self, query: str) -> str:
         regopy = _regopy()

@@ -28,6 +28,7 @@ from mlgate.policy import Module, PolicySet
 _LOCATION = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
 _MESSAGE = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
 _MISSING = "could not find function"
+_UNDEFINED = "<undefined>"  # what eval_rule_as_json gives for an undefined rule
 
 
 def _regorus():
@@ -117,8 +118,30 @@ class RegorusEngine:
             raise UndefinedDecision(f"{query} is undefined: the policy produced no decision")
         return expressions[0]["value"]
 
-    def decide(self, input_doc: dict[str, Any]) -> Any:
-        return self.eval_json(DECISION_PATH, input_doc)
+    #: decide() takes the input document already serialised (the gate serialises it once, for its digest too)
+    takes_input_json = True
+
+    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> Any:
+        """The value of the decision rule. Read as a rule, not a query: no query to parse and
+        compile per decision (about 0.3 ms of 4 on the bundled library)."""
+        self._engine.set_input_json((input_json if input_json is not None else canonical_json(input_doc)).decode("utf-8"))
+        evaluate = self._evaluate_rule
+        text = evaluate_with_deadline(evaluate, self.timeout_s) if self.timeout_s and hasattr(os, "fork") else evaluate()
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:  # pragma: no cover - the engine's output is JSON
+            raise EngineError(f"engine returned invalid JSON: {exc}") from None
+        if value == _UNDEFINED:  # regorus's rule value for "undefined"; a decision is an object, never this string
+            raise UndefinedDecision(f"{DECISION_PATH} is undefined: the policy produced no decision")
+        return value
+
+    def _evaluate_rule(self) -> str:
+        try:
+            return self._engine.eval_rule_as_json(DECISION_PATH)
+        except Exception as exc:  # noqa: BLE001 - any engine failure is a deny; no decision rule at all is undefined
+            if "not a valid rule path" in str(exc):  # no decision rule at all: undefined, as a query reads it
+                return json.dumps(_UNDEFINED)
+            raise EngineError(f"policy evaluation failed: {one_line_error(exc)}") from None
 
     def _evaluate(self, query: str) -> str:
         try:
