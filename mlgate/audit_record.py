@@ -121,7 +121,7 @@ class AuditOptions:
     retain_evidence: bool = False
 
 
-_GIT_CACHE: dict[str, dict[str, Any] | None] = {}
+_GIT_CACHE: dict[Any, dict[str, Any] | None] = {}  # by the directory as given and by its real path
 
 
 def policy_git(policy_dir: Path | None) -> dict[str, Any] | None:
@@ -130,12 +130,17 @@ def policy_git(policy_dir: Path | None) -> dict[str, Any] | None:
     Informational next to the authoritative ``policy_revision`` digest: it says where the
     policy came from; ``dirty`` means the directory differs from that commit. None when the
     directory is not in a checkout or git is not installed."""
+    if policy_dir in _GIT_CACHE:  # looked up once per directory and process (the webhook asks on every record)
+        return _GIT_CACHE[policy_dir]
     if policy_dir is None:
         from mlgate.policy import bundled_policy_dir
 
-        policy_dir = bundled_policy_dir()
+        info = policy_git(bundled_policy_dir())
+        _GIT_CACHE[None] = info
+        return info
     key = os.path.realpath(policy_dir)
     if key in _GIT_CACHE:
+        _GIT_CACHE[policy_dir] = _GIT_CACHE[key]
         return _GIT_CACHE[key]
     info: dict[str, Any] | None = None
     try:
@@ -151,7 +156,7 @@ def policy_git(policy_dir: Path | None) -> dict[str, Any] | None:
             repo.close()
     except Exception:  # noqa: BLE001 - not a checkout, no commits yet, no git binary: no git facts
         info = None
-    _GIT_CACHE[key] = info
+    _GIT_CACHE[key] = _GIT_CACHE[policy_dir] = info
     return info
 
 
