@@ -24,15 +24,17 @@ _OPA_PARAMS = {"url": "opa_url", "token": "opa_token", "ca_file": "opa_ca", "cli
                "client_key": "opa_client_key", "timeout_s": "opa_timeout"}
 
 
-def _token_from_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> str | None:
+def _token_from_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> tuple[Path, str] | None:
+    """(the file, the token in it now): read here so a bad file stops the command before it starts;
+    the engine reads the file again when it changes (a rotated Secret)."""
     if value is None:
         return None
     # One reader for the flag and the settings file's engine.opa.tokenFile (a light module: no web stack).
+    from mlgate.engine.opa import read_token_file
     from mlgate.errors import MlgateError
-    from mlgate.gatekeeper.config import read_token_file
 
     try:
-        return read_token_file(value)
+        return value, read_token_file(value)
     except MlgateError as exc:
         raise click.BadParameter(exc.diagnostics(), ctx=ctx, param=param) from None
 
@@ -47,7 +49,7 @@ def engine_options(*, default: str | None = "embedded", default_help: str = "") 
         click.option("--opa-url", envvar="MLGATE_OPA_URL", help="OPA server base URL for --engine opa (e.g. http://127.0.0.1:8181)."),
         click.option("--opa-token", envvar="MLGATE_OPA_TOKEN", help="Bearer token for OPA (prefer env MLGATE_OPA_TOKEN or --opa-token-file)."),
         click.option("--opa-token-file", "opa_token_from_file", type=click.Path(dir_okay=False, path_type=Path), callback=_token_from_file,
-                     help="File holding the bearer token for OPA (e.g. a mounted Secret)."),
+                     help="File holding the bearer token for OPA (e.g. a mounted Secret); read again when it changes."),
         click.option("--opa-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle that signed OPA's server certificate."),
         click.option("--opa-client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate for mTLS to OPA."),
         click.option("--opa-client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key for mTLS to OPA."),
@@ -68,8 +70,11 @@ def opa_fields(params: dict[str, Any]) -> dict[str, Any]:
     token, from_file = params.get("opa_token"), params.get("opa_token_from_file")
     if token is not None and from_file is not None:
         raise click.UsageError("--opa-token and --opa-token-file both give the OPA bearer token; give one")
-    values = {**params, "opa_token": token if token is not None else from_file}
-    return {name: values[param] for name, param in _OPA_PARAMS.items() if values.get(param) is not None}
+    values = {**params, "opa_token": token if token is not None else (from_file[1] if from_file else None)}
+    fields = {name: values[param] for name, param in _OPA_PARAMS.items() if values.get(param) is not None}
+    if from_file is not None:
+        fields["token_file"] = from_file[0]
+    return fields
 
 
 def opa_settings(params: dict[str, Any]) -> Any:

@@ -18,7 +18,7 @@ engine:
   name: opa                    # embedded (default) | rego-cpp | opa (--engine)
   opa:                         # only with name: opa (--opa-url, --opa-token-file, ...)
     url: https://opa.opa.svc:8181
-    tokenFile: /var/run/secrets/opa/token
+    tokenFile: /var/run/secrets/opa/token  # read again when the Secret is rotated
     ca: /etc/opa-tls/ca.crt
     clientCert: /etc/opa-tls/tls.crt
     clientKey: /etc/opa-tls/tls.key
@@ -38,13 +38,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mlgate.engine.opa import read_token_file  # noqa: F401 - also the settings file's reader, and the CLI's
 from mlgate.errors import InputError
 
 MODES = ("enforce", "warn", "audit")
 ENGINES = ("embedded", "rego-cpp", "opa")  # mlgate.engine.ENGINES (a test keeps them equal)
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
-MAX_TOKEN_BYTES = 64 * 1024
 #: The settings file's ``engine.opa`` keys and the OpaSettings fields they set.
 OPA_KEYS = {"url": "url", "tokenFile": "token", "ca": "ca_file", "clientCert": "client_cert", "clientKey": "client_key",
             "timeoutSeconds": "timeout_s"}
@@ -83,18 +83,6 @@ class Settings:
 def _expect(cond: bool, message: str, name: str | None, where: str) -> None:
     if not cond:
         raise InputError(message, file=name, field=where)
-
-
-def read_token_file(path: Path) -> str:
-    """The bearer token in ``path`` (e.g. a mounted Secret), without surrounding whitespace;
-    InputError naming the file when it cannot be one."""
-    from mlgate.safeio import decode_text, display, read_bytes
-
-    name = display(path)
-    token = decode_text(read_bytes(Path(path), limit=MAX_TOKEN_BYTES), name).strip()
-    if not token or any(c in token for c in "\r\n"):
-        raise InputError("must hold the bearer token on one non-empty line", file=name)
-    return token
 
 
 def load_config(path: Path, **flags: Any) -> Settings:
@@ -137,7 +125,10 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
         if flags["engine"] != engine:
             opa = {}  # the file's OPA settings were for the file's engine
         engine = flags["engine"]
-    opa = {**opa, **(opa_flags or {})}
+    opa_flags = opa_flags or {}
+    if "token" in opa_flags and "token_file" not in opa_flags:
+        opa.pop("token_file", None)  # --opa-token wins over the file's tokenFile, which must then not be re-read either
+    opa = {**opa, **opa_flags}
     values["engine"] = engine
     values["opa"] = _opa_settings(engine, opa, name)
     if not values.get("evidence_store"):
@@ -235,10 +226,12 @@ def _engine(doc: dict, name: str, base: Path | None) -> tuple[str, dict[str, Any
         elif key == "timeoutSeconds":
             fields[attr] = _number(opa[key], 0.05, 30, False, name, where)
         elif key == "tokenFile":
+            path = _path(opa[key], name, where, base, file=True)
             try:
-                fields[attr] = read_token_file(_path(opa[key], name, where, base, file=True))
+                fields[attr] = read_token_file(path)
             except InputError as exc:
                 raise InputError(exc.diagnostics(), file=name, field=where) from None
+            fields["token_file"] = path  # re-read by the engine when the Secret is rotated
         else:
             fields[attr] = _path(opa[key], name, where, base, file=True)
     return kind, fields

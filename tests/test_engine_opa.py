@@ -94,9 +94,61 @@ def test_bearer_token(tmp_path):
         assert opa.requests[-1]["headers"]["Authorization"] == "Bearer s3cret"
 
 
+def test_token_file_is_read_again_when_the_secret_rotates(tmp_path, caplog):
+    """A mounted Secret is rotated by swapping a symlink: the engine follows the file (one stat
+    per decision) without a restart, and a file caught mid-rotation keeps the last good token."""
+    p = policy(tmp_path)
+    secret = tmp_path / "secret"
+    (secret / "v1").mkdir(parents=True)
+    (secret / "v1" / "token").write_text("one\n")
+    (secret / "..data").symlink_to("v1")
+    token_file = secret / "token"
+    token_file.symlink_to("..data/token")
+    ok = {"ok": True, "defined": True}
+    with FakeOpa(p, token="one") as opa:
+        e = engine(opa, policy=p, token_file=token_file)  # no token given: read from the file
+        assert e.decide(ok)["allow"] is True and opa.requests[-1]["headers"]["Authorization"] == "Bearer one"
+
+        opa.token = "two"  # OPA now wants the rotated token; the Secret follows, as kubelet writes it
+        (secret / "v2").mkdir()
+        (secret / "v2" / "token").write_text("two\n")
+        (secret / "..data_tmp").symlink_to("v2")
+        (secret / "..data_tmp").replace(secret / "..data")
+        assert e.decide(ok)["allow"] is True and opa.requests[-1]["headers"]["Authorization"] == "Bearer two"
+        assert e.token_reloads == 1
+
+        (secret / "v3").mkdir()
+        (secret / "v3" / "token").write_text("   \n")  # caught half-written: not a token
+        (secret / "..data_tmp").symlink_to("v3")
+        (secret / "..data_tmp").replace(secret / "..data")
+        with caplog.at_level("WARNING", logger="mlgate.engine.opa"):
+            assert e.decide(ok)["allow"] is True
+        assert opa.requests[-1]["headers"]["Authorization"] == "Bearer two"
+        assert "keeping the previous token" in caplog.text and "one non-empty line" in caplog.text
+
+        (secret / "v3" / "token").write_text("three\n")  # the write completes: taken on the next decision
+        opa.token = "three"
+        assert e.decide(ok)["allow"] is True and opa.requests[-1]["headers"]["Authorization"] == "Bearer three"
+
+        token_file.unlink()  # gone: the last good token is still sent, and OPA judges it
+        opa.token = "four"
+        with pytest.raises(EngineError, match="HTTP 401 unauthorized"):
+            e.decide(ok)
+
+
+def test_a_token_given_directly_is_never_replaced(tmp_path):
+    p = policy(tmp_path)
+    with FakeOpa(p, token="s3cret") as opa:
+        e = engine(opa, policy=p, token="s3cret")
+        assert e.decide({"ok": True, "defined": True})["allow"] is True and e.token_reloads == 0
+
+
 def test_token_never_sent_in_clear_text_off_host(tmp_path):
     with pytest.raises(PolicyError, match="clear text"):
         create_engine("opa", policy(tmp_path), opa=OpaSettings(url="http://opa.example:8181", token="t"))
+    (tmp_path / "token").write_text("t\n")
+    with pytest.raises(PolicyError, match="clear text"):
+        create_engine("opa", policy(tmp_path), opa=OpaSettings(url="http://opa.example:8181", token_file=tmp_path / "token"))
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1", "127.0.0.1:8181", "http://127.0.0.1:8181/?x=1", "http://u:p@127.0.0.1"])

@@ -164,7 +164,8 @@ def test_opa_down_is_500_in_enforce_and_a_warning_in_warn_mode(tmp_path):
 
 
 def test_opa_over_mtls_configured_in_the_settings_file(tmp_path, bundled):
-    """ca, clientCert, clientKey and tokenFile from the file (relative to it) reach the engine."""
+    """ca, clientCert, clientKey and tokenFile from the file (relative to it) reach the engine;
+    the token file is followed when the Secret is rotated, without a restart."""
     from test_engine_opa import _pki
 
     ctx = _pki(tmp_path)  # ca.crt, server.*, client.crt, client.key in tmp_path
@@ -178,11 +179,17 @@ def test_opa_over_mtls_configured_in_the_settings_file(tmp_path, bundled):
             with hook.client() as client:
                 doc = deployment("readmission-risk@1.4.0")
                 resp = answer(admit(client, doc), doc)
+                assert server.requests[-1]["headers"]["Authorization"] == "Bearer s3cret"
+                # The Secret is rotated while the webhook serves: the next review uses the new token.
+                server.token = "rotated-token"
+                (tmp_path / "token").write_text("rotated-token\n")
+                rotated = answer(admit(client, doc), doc)
+                assert server.requests[-1]["headers"]["Authorization"] == "Bearer rotated-token"
         finally:
             hook.stop()
-        assert server.requests[-1]["headers"]["Authorization"] == "Bearer s3cret"
     assert resp["allowed"] is True, resp
-    (rec,) = records(tmp_path / "audit.jsonl")
+    assert rotated["allowed"] is True, rotated
+    rec, _ = records(tmp_path / "audit.jsonl")
     assert rec["engine"] == "opa" and rec["engine_version"].startswith("REST v1 at https://127.0.0.1")
 
 
@@ -231,8 +238,11 @@ def test_flags_override_the_file_key_by_key(tmp_path):
     s = load_config(config, evidence_store="file:///e", audit="a.jsonl")
     assert s.engine == "opa" and s.opa.url == "https://opa.example:8181" and s.opa.token == "s3cret"
     assert s.opa.ca_file == tmp_path / "ca.crt" and s.opa.timeout_s == 2  # relative to the settings file
+    assert s.opa.token_file == tmp_path / "token"  # kept, so the engine follows a rotated Secret
     s = load_config(config, evidence_store="file:///e", audit="a.jsonl", opa_flags={"url": "https://other:8181", "timeout_s": 1.5})
     assert s.opa.url == "https://other:8181" and s.opa.token == "s3cret" and s.opa.timeout_s == 1.5
+    s = load_config(config, evidence_store="file:///e", audit="a.jsonl", opa_flags={"token": "from-flag"})
+    assert s.opa.token == "from-flag" and s.opa.token_file is None  # the flag's token wins, and the file is not re-read over it
     s = load_config(config, evidence_store="file:///e", audit="a.jsonl", engine="embedded")
     assert s.engine == "embedded" and s.opa is None  # another engine on the command line: the file's OPA block is not used
 

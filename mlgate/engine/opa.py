@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -36,22 +38,49 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from mlgate.errors import EngineError, PolicyError, UndefinedDecision
+from mlgate.errors import EngineError, InputError, PolicyError, UndefinedDecision
+
+log = logging.getLogger("mlgate.engine.opa")
 
 DECISION_ENDPOINT = "/v1/data/mlgate/decision"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 5.0  # shorter than the webhook's default 10 s: the apiserver must get an answer
+MAX_TOKEN_BYTES = 64 * 1024
+
+
+def read_token_file(path: Path) -> str:
+    """The bearer token in ``path`` (e.g. a mounted Secret), without surrounding whitespace;
+    InputError naming the file when it cannot be one."""
+    from mlgate.safeio import decode_text, display, read_bytes
+
+    name = display(path)
+    token = decode_text(read_bytes(Path(path), limit=MAX_TOKEN_BYTES), name).strip()
+    if not token or any(c in token for c in "\r\n"):
+        raise InputError("must hold the bearer token on one non-empty line", file=name)
+    return token
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells a rewritten or swapped file (a rotated Secret swaps a symlink): inode, mtime, size."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns, st.st_size
 
 
 @dataclass(frozen=True)
 class OpaSettings:
-    """How to reach OPA. ``token``: sent as ``Authorization: Bearer``; ``ca_file``: the CA that
+    """How to reach OPA. ``token``: sent as ``Authorization: Bearer``; ``token_file``: where
+    ``token`` was read from, re-read when the file changes (a rotated Secret) so a long-running
+    webhook follows the rotation without a restart; ``ca_file``: the CA that
     signed OPA's server certificate (default: the system store); ``client_cert`` and
     ``client_key``: mTLS; ``timeout_s``: the hard deadline per decision (default: the gate's
     ``--timeout``); ``pool_size``: pooled connections kept open."""
 
     url: str
     token: str | None = None
+    token_file: Path | None = None
     ca_file: Path | None = None
     client_cert: Path | None = None
     client_key: Path | None = None
@@ -75,7 +104,7 @@ def _validated(settings: OpaSettings) -> tuple[str, str]:
         raise PolicyError(f"--opa-url must be an http:// or https:// URL with a host, got {settings.url!r}")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise PolicyError("--opa-url must not carry a query, fragment or credentials (use --opa-token)")
-    if settings.token and parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if (settings.token or settings.token_file) and parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise PolicyError(f"refusing to send the OPA bearer token in clear text to {parts.hostname}; use https:// (or a loopback address)")
     if (settings.client_cert is None) != (settings.client_key is None):
         raise PolicyError("mTLS needs both --opa-client-cert and --opa-client-key")
@@ -126,8 +155,12 @@ class OpaEngine:
         if settings.client_cert is not None:
             session.cert = (str(settings.client_cert), str(settings.client_key))
         session.headers.update({"Content-Type": "application/json", "Accept": "application/json", "Accept-Encoding": "identity"})
-        if settings.token:
-            session.headers["Authorization"] = f"Bearer {settings.token}"
+        self._token = settings.token
+        self._token_file = Path(settings.token_file) if settings.token_file else None
+        self._token_stamp = _stamp(self._token_file) if self._token_file else None
+        self.token_reloads = 0
+        if self._token is None and self._token_file is not None:
+            self._reload_token(self._token_stamp)
         self._session = session
 
     def close(self) -> None:
@@ -143,11 +176,12 @@ class OpaEngine:
         if input_json is None:
             input_json = json.dumps(input_doc, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         body = b'{"input":' + input_json + b"}"
+        headers = self._auth_headers()
         done: queue.SimpleQueue = queue.SimpleQueue()
 
         def work() -> None:
             try:
-                done.put((True, self._exchange(body)))
+                done.put((True, self._exchange(body, headers)))
             except BaseException as exc:  # noqa: BLE001 - handed to the caller below
                 done.put((False, exc))
 
@@ -163,11 +197,33 @@ class OpaEngine:
             raise value
         return self._interpret(*value)
 
+    # --- the bearer token -------------------------------------------------------------------------
+    def _auth_headers(self) -> dict[str, str]:
+        """The Authorization header for this decision. With a token file, a changed file (one
+        stat per decision) is read again first; a file that cannot be read or holds no token
+        (mid-rotation, removed) keeps the last good token, and OPA judges whether it still holds."""
+        if self._token_file is not None:
+            stamp = _stamp(self._token_file)
+            if stamp is not None and stamp != self._token_stamp:
+                self._reload_token(stamp)
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _reload_token(self, stamp: tuple[int, int, int] | None) -> None:
+        try:
+            token = read_token_file(self._token_file)
+        except InputError as exc:
+            log.warning("mlgate: OPA token file not re-read, keeping the previous token: %s", exc.diagnostics())
+            return  # the stamp is not taken: the next decision tries again
+        if self._token is not None and token != self._token:
+            self.token_reloads += 1
+            log.info("mlgate: re-read the OPA bearer token from %s", self._token_file)
+        self._token, self._token_stamp = token, stamp
+
     # --- one HTTP exchange (worker thread) ------------------------------------------------------
-    def _exchange(self, body: bytes) -> tuple[int, bytes]:
+    def _exchange(self, body: bytes, headers: dict[str, str]) -> tuple[int, bytes]:
         requests = self._requests
         try:
-            with self._session.post(self.url, params={"provenance": "true"}, data=body, timeout=(self.timeout_s, self.timeout_s),
+            with self._session.post(self.url, params={"provenance": "true"}, data=body, headers=headers, timeout=(self.timeout_s, self.timeout_s),
                                     allow_redirects=False, stream=True) as response:
                 chunks, size = [], 0
                 for chunk in response.iter_content(64 * 1024):
