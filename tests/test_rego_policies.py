@@ -415,6 +415,21 @@ INFORMATIONAL = re.compile(
 )
 
 
+@pytest.mark.parametrize("value", [None, "present", 1, True, [], [{"present": True}]])
+def test_a_malformed_evidence_block_denies_without_an_engine_error(value: Any) -> None:
+    """Every evidence block replaced by a non-object: a deny naming MLG-CFG-006 and the block,
+    never an engine error, in every environment (those that do not require the evidence too)."""
+    good = good_input()
+    for environment in ("production", "staging", "dev"):
+        for kind in sorted(good["evidence"]):
+            document = copy.deepcopy(good)
+            document["environment"] = environment
+            document["evidence"][kind] = value
+            decision = decide(document)
+            assert decision["allow"] is False, (environment, kind)
+            assert {v["subject"] for v in decision["violations"] if v["id"] == "MLG-CFG-006"} == {f"evidence.{kind}"}
+
+
 def test_removing_any_field_never_errors_and_denies_unless_informational() -> None:
     good = good_input()
     allowed_after_removal = []

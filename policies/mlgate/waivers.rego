@@ -30,7 +30,7 @@ waiver_max_ns := waiver_cfg.max_days * lib.ns_per_day if is_number(waiver_cfg.ma
 
 # Why a waiver record cannot apply, "" when it can (the first reason found).
 waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
-	not lib.is_true(r, "verified")
+	not r.verified == true
 } else := sprintf("environment %s accepts no waivers (no waivers.max_days in its data)", [lib.s(input, "environment")]) if {
 	not waiver_max_ns
 } else := sprintf("waives model %s, not this model %s", [lib.short(r, "subject_digest"), substring(lib.model_digest, 0, 12)]) if {
@@ -40,9 +40,9 @@ waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
 } else := sprintf("role %s may not accept risk in %s (waivers.roles: %s)", [lib.s(r, "role"), lib.s(input, "environment"), lib.join(lib.list_of(waiver_cfg, "roles"))]) if {
 	not object.get(r, "role", null) in lib.list_of(waiver_cfg, "roles")
 } else := sprintf("the trust policy does not give %s the role %s", [lib.s(r, "signer_id"), lib.s(r, "role")]) if {
-	not lib.is_true(r, "role_authorised")
+	not r.role_authorised == true
 } else := sprintf("the trust policy does not let %s act in %s", [lib.s(r, "signer_id"), lib.s(input, "environment")]) if {
-	not lib.is_true(r, "environment_authorised")
+	not r.environment_authorised == true
 } else := "signed after the evaluation time" if {
 	not r.signed_at_ns <= lib.now_ns
 } else := sprintf("expired at %s", [lib.s(r, "expires_at")]) if {

@@ -35,14 +35,28 @@ evidence(kind) := object.get(input, ["evidence", kind], {})
 # check against it fails, and MLG-CFG-004 fires).
 model_digest := object.get(input, ["model", "digest"], "")
 
-# true only for a literal true at obj[key]
-is_true(obj, key) if object.get(obj, key, null) == true
+# The helpers below read obj[key] only after is_object(obj): a non-object reads
+# as "missing" on every engine (object.get on one is an evaluation error in
+# regorus, undefined in OPA), so a malformed block denies through the rules and
+# MLG-CFG-006, never as an engine error.
+
+# true only for a literal true at obj[key]. In a rule, `x.key == true` says the
+# same and costs the embedded engine a fraction of a function call: the bundled
+# rules use that form.
+is_true(obj, key) if {
+	is_object(obj)
+	object.get(obj, key, null) == true
+}
 
 # true only for a literal false at obj[key]
-is_false(obj, key) if object.get(obj, key, null) == false
+is_false(obj, key) if {
+	is_object(obj)
+	object.get(obj, key, null) == false
+}
 
 # obj[key] is a string with something other than whitespace in it
 has_text(obj, key) if {
+	is_object(obj)
 	x := object.get(obj, key, null)
 	is_string(x)
 	trim_space(x) != ""
@@ -50,6 +64,7 @@ has_text(obj, key) if {
 
 # obj[key] as a list (a missing or non-list value is the empty list)
 list_of(obj, key) := x if {
+	is_object(obj)
 	x := object.get(obj, key, [])
 	is_array(x)
 } else := []
@@ -59,8 +74,11 @@ list_of(obj, key) := x if {
 # obj[key] for a message: strings as they are, other values in Rego notation,
 # "<missing>" when absent or null.
 s(obj, key) := x if {
+	is_object(obj)
 	x := object.get(obj, key, null)
 	is_string(x)
+} else := "<missing>" if {
+	not is_object(obj)
 } else := "<missing>" if {
 	object.get(obj, key, null) == null
 } else := sprintf("%v", [object.get(obj, key, null)])
@@ -71,7 +89,9 @@ num(x) := sprintf("%v", [round(x * 1000) / 1000]) if is_number(x)
 num(x) := "<missing>" if not is_number(x)
 
 # obj[key] as a number for a message (see num)
-n(obj, key) := num(object.get(obj, key, null))
+n(obj, key) := num(object.get(obj, key, null)) if {
+	is_object(obj)
+} else := "<missing>"
 
 # a p-value for a message: small ones in scientific notation with 3
 # significant digits, as OPA's sprintf("%.2e") prints them (2.00e-05,
@@ -79,12 +99,14 @@ n(obj, key) := num(object.get(obj, key, null))
 # Written out rather than with "%.2e": regorus ignores that precision
 # (5.44034e-33), so the embedded engine's messages differed from OPA's.
 p(obj, key) := text if {
+	is_object(obj)
 	x := object.get(obj, key, null)
 	is_number(x)
 	x > 0
 	x < 0.001
 	text := scientific(x)
 } else := sprintf("%v", [round(x * 10000) / 10000]) if {
+	is_object(obj)
 	x := object.get(obj, key, null)
 	is_number(x)
 } else := "<missing>"
@@ -106,6 +128,7 @@ sci_text(m, k) := sprintf("%d.%02de-%02d", [floor(m / 1000), round(m / 10) % 100
 
 # a digest shortened to 12 hex characters for a message
 short(obj, key) := substring(trim_prefix(x, "sha256:"), 0, 12) if {
+	is_object(obj)
 	x := object.get(obj, key, null)
 	is_string(x)
 	x != ""

@@ -86,3 +86,19 @@ test_predicates_want_the_literal_value if {
 test_patch_fixture if {
 	td.patch({"a": 1}, [{"op": "replace", "path": "/a", "value": 2}]) == {"a": 2}
 }
+
+# Every helper reads a non-object as "missing" (object.get on a non-object is an
+# evaluation error in regorus): a malformed block denies through the rules, with
+# MLG-CFG-006, never an engine error.
+test_helpers_read_non_objects_as_missing if {
+	every obj in [null, "text", 1, true, [], [{"k": 1}]] {
+		not lib.is_true(obj, "k")
+		not lib.is_false(obj, "k")
+		not lib.has_text(obj, "k")
+		lib.list_of(obj, "k") == []
+		lib.s(obj, "k") == "<missing>"
+		lib.n(obj, "k") == "<missing>"
+		lib.p(obj, "k") == "<missing>"
+		lib.short(obj, "k") == "<missing>"
+	}
+}

@@ -35,10 +35,10 @@ relevant contains r if {
 # A verified approval for this environment whose role, meaning and environment
 # the trust policy grants its signer.
 effective(r) if {
-	lib.is_true(r, "verified")
-	lib.is_true(r, "role_authorised")
-	lib.is_true(r, "meaning_authorised")
-	lib.is_true(r, "environment_authorised")
+	r.verified == true
+	r.role_authorised == true
+	r.meaning_authorised == true
+	r.environment_authorised == true
 	r.environment == input.environment
 }
 
@@ -69,7 +69,7 @@ effective_text := lib.join([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) 
 
 no_approvals if count(records) == 0
 
-no_approvals if not lib.is_true(block, "present")
+no_approvals if not block.present == true
 
 # METADATA
 # title: Approvals missing
@@ -108,8 +108,8 @@ violation contains v if {
 #     Every approval file conforms to the mlgate approval attestation format,
 #     as written by mlgate approve and not edited since.
 violation contains v if {
-	lib.is_true(block, "present")
-	not lib.is_true(block, "valid")
+	block.present == true
+	not block.valid == true
 	v := {
 		"id": "MLG-APPR-002",
 		"severity": "critical",
@@ -135,7 +135,7 @@ violation contains v if {
 #     approver, and an untampered payload).
 violation contains v if {
 	some r in records
-	not lib.is_true(r, "verified")
+	not r.verified == true
 	v := {
 		"id": "MLG-APPR-003",
 		"severity": "critical",
@@ -189,7 +189,7 @@ violation contains v if {
 #     meaning and an environment that the trust policy grants its signer.
 violation contains v if {
 	some r in relevant
-	lib.is_true(r, "verified")
+	r.verified == true
 	not r in effective_here
 	v := {
 		"id": "MLG-APPR-005",
@@ -201,7 +201,7 @@ violation contains v if {
 	}
 }
 
-distinct_required if not lib.is_false(cfg, "distinct_people")
+distinct_required if not cfg.distinct_people == false
 
 # METADATA
 # title: Required approvals not given by distinct people
@@ -403,8 +403,8 @@ violation contains v if {
 #     trust policy authorises to approve for this environment.
 violation contains v if {
 	some r in relevant
-	lib.is_true(r, "verified")
-	not lib.is_true(r, "environment_authorised")
+	r.verified == true
+	not r.environment_authorised == true
 	v := {
 		"id": "MLG-APPR-011",
 		"severity": "critical",
@@ -431,7 +431,7 @@ violation contains v if {
 #     gated.
 warning contains v if {
 	some r in records
-	lib.is_true(r, "verified")
+	r.verified == true
 	not r.environment == input.environment
 	v := {
 		"id": "MLG-APPR-014",
@@ -561,11 +561,11 @@ identity_name(x) := lower(x.identity) if {
 # Every name the model signer goes by: the trust policy id and the certificate
 # or keyless identity.
 model_signers contains lower(model_sig.signer_id) if {
-	lib.is_true(model_sig, "authenticated")
+	model_sig.authenticated == true
 	is_string(model_sig.signer_id)
 }
 
-model_signers contains identity_name(model_sig) if lib.is_true(model_sig, "authenticated")
+model_signers contains identity_name(model_sig) if model_sig.authenticated == true
 
 # Every name an approver goes by: the claimed signer id (checked against the
 # trust policy) and the verified certificate or keyless identity.
@@ -607,7 +607,7 @@ bias_path := bias.path if is_string(bias.path)
 # (predicate authored[]), and the record's own author field when it has one.
 bias_authors contains person(a) if {
 	some a in records
-	lib.is_true(a, "verified")
+	a.verified == true
 	bias_path in lib.list_of(a, "authored")
 }
 
@@ -687,7 +687,7 @@ violation contains v if {
 #     identity that the trust policy has revoked since.
 warning contains v if {
 	some r in relevant
-	lib.is_true(r, "verified")
+	r.verified == true
 	r.key_status == "revoked_after_signing"
 	v := {
 		"id": "MLG-APPR-018",

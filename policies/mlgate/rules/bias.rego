@@ -27,7 +27,7 @@ groups := lib.list_of(audit, "groups")
 
 label(x) := sprintf("%s=%s", [lib.s(x, "attribute"), lib.s(x, "group")])
 
-sufficient(c) if lib.is_false(c, "insufficient")
+sufficient(c) if c.insufficient == false
 
 # "95% CI" for messages
 ci_label := sprintf("%v%% CI", [round(audit.confidence * 100)]) if is_number(audit.confidence)
@@ -58,7 +58,7 @@ not_significant_harm(c) if {
 #     The release carries a bias audit. Every environment requires one, of the
 #     metrics listed in bias.metrics.
 violation contains v if {
-	not lib.is_true(audit, "present")
+	not audit.present == true
 	v := {
 		"id": "MLG-BIAS-001",
 		"severity": "high",
@@ -83,7 +83,7 @@ violation contains v if {
 #     the gap (reference minus subgroup) is below bias.delta or the difference
 #     is not significant (Holm-corrected p >= bias.alpha).
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some c in comparisons
 	sufficient(c)
 	not not_significant_harm(c)
@@ -116,8 +116,8 @@ violation contains v if {
 #     it marks sufficient carries numbers for value, reference_value, gap,
 #     gap_ci_low, gap_ci_high and p_holm.
 violation contains v if {
-	lib.is_true(audit, "present")
-	not lib.is_true(audit, "valid")
+	audit.present == true
+	not audit.valid == true
 	v := {
 		"id": "MLG-BIAS-003",
 		"severity": "high",
@@ -132,7 +132,7 @@ violation contains v if {
 comparison_numbers := ["value", "reference_value", "gap", "gap_ci_low", "gap_ci_high", "p_holm"]
 
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some c in comparisons
 	sufficient(c)
 	missing := [k | some k in comparison_numbers; not is_number(object.get(c, k, null))]
@@ -159,7 +159,7 @@ violation contains v if {
 #     The model digest the audit names is the digest of the model in this
 #     release.
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	not audit.subject_digest == lib.model_digest
 	v := {
 		"id": "MLG-BIAS-004",
@@ -178,7 +178,7 @@ denominator_names := {"recall": "positives", "specificity": "negatives", "precis
 
 denominator_name := object.get(denominator_names, metric, "trials")
 
-insufficient_group(g) if not lib.is_false(g, "insufficient")
+insufficient_group(g) if not g.insufficient == false
 
 insufficient_group(g) if not object.get(g, "trials", null) >= cfg.n_min
 
@@ -198,7 +198,7 @@ insufficient_group(g) if not object.get(g, "trials", null) >= cfg.n_min
 #     every comparison is marked sufficient and has a group entry with its
 #     counts.
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some g in groups
 	insufficient_group(g)
 	v := {
@@ -212,7 +212,7 @@ violation contains v if {
 }
 
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some c in comparisons
 	not sufficient(c)
 	v := {
@@ -235,7 +235,7 @@ upper_bound_below_delta(c) if {
 group_of(c) := [g | some g in groups; g.attribute == c.attribute; g.group == c.group]
 
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some c in comparisons
 	count(group_of(c)) == 0
 	v := {
@@ -264,8 +264,8 @@ violation contains v if {
 #     sufficient the upper bound of the gap's confidence interval is below
 #     bias.delta.
 violation contains v if {
-	lib.is_true(audit, "present")
-	not lib.is_false(cfg, "non_inferiority")
+	audit.present == true
+	not cfg.non_inferiority == false
 	some c in comparisons
 	sufficient(c)
 	not upper_bound_below_delta(c)
@@ -293,7 +293,7 @@ violation contains v if {
 #     The audit has a creation time that is not after the evaluation time and is
 #     at most evidence.max_age_days old.
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	t := object.get(audit, "created_at_ns", null)
 	not lib.fresh(t)
 	v := {
@@ -318,7 +318,7 @@ violation contains v if {
 #     The metric the audit measures is the one listed in bias.metrics (every
 #     entry of bias.metrics must be that metric).
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some m in lib.list_of(cfg, "metrics")
 	not audit.metric == m
 	v := {
@@ -342,7 +342,7 @@ violation contains v if {
 #   expected: >-
 #     The audit holds at least one subgroup comparison.
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	count(comparisons) == 0
 	v := {
 		"id": "MLG-BIAS-009",
@@ -368,7 +368,7 @@ violation contains v if {
 #     The audit's confidence level is at least 1 - bias.alpha (0.95 for an alpha
 #     of 0.05).
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	not audit.confidence >= (1 - cfg.alpha) - 0.000000001
 	v := {
 		"id": "MLG-BIAS-010",
@@ -395,7 +395,7 @@ violation contains v if {
 #     a Holm-corrected p below bias.alpha (a large, significant gap is
 #     MLG-BIAS-002).
 warning contains w if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some c in comparisons
 	sufficient(c)
 	c.gap >= cfg.delta
@@ -433,7 +433,7 @@ is_reference(g) if {
 #     (same attribute and group), or the named reference its attribute's
 #     groups are compared with (`--reference GROUP` or `best`).
 violation contains v if {
-	lib.is_true(audit, "present")
+	audit.present == true
 	some g in groups
 	count([c | some c in comparisons; c.attribute == g.attribute; c.group == g.group]) == 0
 	not is_reference(g)

@@ -182,3 +182,43 @@ violation contains v if {
 	}
 }
 
+
+# METADATA
+# title: Evidence blocks malformed
+# description: >-
+#   The input document's evidence is not an object of evidence blocks, or one of
+#   its blocks is not an object. mlgate never builds such a document. A rule that
+#   reads a malformed block sees no evidence there, which an environment that does
+#   not require that evidence would pass; the document is refused instead, with
+#   the same finding on every engine.
+# custom:
+#   id: MLG-CFG-006
+#   severity: critical
+#   controls: [21CFR11.10(a)]
+#   remediation: Evaluate the policy with the input document mlgate builds (mlgate.dev/input/v1, docs/input-document.md).
+#   expected: input.evidence is an object, and each evidence block in it (model_card, bias_audit, approvals, ...) is an object.
+violation contains v if {
+	not is_object(input.evidence)
+	v := {
+		"id": "MLG-CFG-006",
+		"severity": "critical",
+		"controls": ["21CFR11.10(a)"],
+		"remediation": "Evaluate the policy with the input document mlgate builds (mlgate.dev/input/v1, docs/input-document.md).",
+		"message": sprintf("input evidence is %s; expected an object of evidence blocks", [type_name(object.get(input, "evidence", null))]),
+		"subject": "evidence",
+	}
+}
+
+violation contains v if {
+	is_object(input.evidence)
+	some kind, block in input.evidence
+	not is_object(block)
+	v := {
+		"id": "MLG-CFG-006",
+		"severity": "critical",
+		"controls": ["21CFR11.10(a)"],
+		"remediation": "Evaluate the policy with the input document mlgate builds (mlgate.dev/input/v1, docs/input-document.md).",
+		"message": sprintf("input evidence.%s is %s; expected an evidence block (an object)", [kind, type_name(block)]),
+		"subject": sprintf("evidence.%s", [kind]),
+	}
+}

@@ -76,5 +76,43 @@ test_empty_required_approvals if {
 }
 
 test_empty_input_fires_all_config_rules if {
-	ids({}) == {"MLG-CFG-001", "MLG-CFG-002", "MLG-CFG-003", "MLG-CFG-004"}
+	ids({}) == {"MLG-CFG-001", "MLG-CFG-002", "MLG-CFG-003", "MLG-CFG-004", "MLG-CFG-006"}
+}
+
+test_evidence_not_an_object if {
+	vs := violations(td.with_value("/evidence", ["model_card"]))
+	some v in vs
+	v.id == "MLG-CFG-006"
+	v.message == "input evidence is array; expected an object of evidence blocks"
+}
+
+test_missing_evidence if {
+	vs := violations(td.without("/evidence"))
+	some v in vs
+	v.id == "MLG-CFG-006"
+	v.message == "input evidence is null; expected an object of evidence blocks"
+}
+
+test_evidence_block_not_an_object if {
+	vs := violations(td.with_value("/evidence/model_signature", null))
+	some v in vs
+	v.id == "MLG-CFG-006"
+	v.subject == "evidence.model_signature"
+	v.message == "input evidence.model_signature is null; expected an evidence block (an object)"
+}
+
+test_every_malformed_block_is_named if {
+	inp := td.with_value("/evidence/bias_audit", "present")
+	subjects := {v.subject | some v in violations(inp); v.id == "MLG-CFG-006"}
+	subjects == {"evidence.bias_audit"}
+	count([v | some v in violations(inp); v.id == "MLG-CFG-006"]) == 1
+}
+
+# An environment that does not require a model signature reads a missing block as
+# "not signed" and passes it; a block that is not an object is refused instead.
+test_malformed_unrequired_block_denies_the_decision if {
+	inp := object.union(td.good_staging_input, {"evidence": object.union(td.good_staging_input.evidence, {"model_signature": null})})
+	d := data.mlgate.decision with input as inp with data.mlgate.environments as td.environments
+	d.allow == false
+	"MLG-CFG-006" in {v.id | some v in d.violations}
 }

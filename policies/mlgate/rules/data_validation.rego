@@ -21,7 +21,7 @@ required if not lib.is_false(lib.thresholds("data_validation"), "required")
 # Judge the block when it is required or when the release ships one anyway.
 judged if required
 
-judged if lib.is_true(block, "present")
+judged if block.present == true
 
 dataset_names := {d.name | some d in datasets}
 
@@ -43,7 +43,7 @@ linked(r, d) if {
 #     validation results.
 violation contains v if {
 	required
-	not lib.is_true(block, "present")
+	not block.present == true
 	v := {
 		"id": "MLG-DATA-001",
 		"severity": "high",
@@ -66,9 +66,9 @@ violation contains v if {
 #     and every validation result in it conform to the Great Expectations result
 #     format.
 violation contains v if {
-	lib.is_true(block, "present")
-	not lib.is_true(block, "valid")
-	count([r | some r in records; not lib.is_true(r, "valid")]) == 0
+	block.present == true
+	not block.valid == true
+	count([r | some r in records; not r.valid == true]) == 0
 	v := {
 		"id": "MLG-DATA-002",
 		"severity": "high",
@@ -79,9 +79,9 @@ violation contains v if {
 }
 
 violation contains v if {
-	lib.is_true(block, "present")
+	block.present == true
 	some r in records
-	not lib.is_true(r, "valid")
+	not r.valid == true
 	v := {
 		"id": "MLG-DATA-002",
 		"severity": "high",
@@ -109,7 +109,7 @@ violation contains v if {
 violation contains v if {
 	judged
 	some d in datasets
-	count([r | some r in records; lib.is_true(r, "valid"); linked(r, d)]) == 0
+	count([r | some r in records; r.valid == true; linked(r, d)]) == 0
 	v := {
 		"id": "MLG-DATA-003",
 		"severity": "high",
@@ -135,7 +135,7 @@ violation contains v if {
 violation contains v if {
 	judged
 	some r in records
-	not lib.is_true(r, "success")
+	not r.success == true
 	failed := [sprintf("%s on %s (%s unexpected)", [lib.s(f, "type"), lib.s(f, "column"), lib.s(f, "unexpected_count")]) | some f in lib.list_of(r, "failed_expectations")]
 	v := {
 		"id": "MLG-DATA-004",
@@ -214,7 +214,7 @@ uncheckable(d) if {
 #     checked at all (a remote uri, MLG-DATA-009) is exempt.
 violation contains v if {
 	some d in datasets
-	not lib.is_true(d, "digest_matches")
+	not d.digest_matches == true
 	not uncheckable(d)
 	v := {
 		"id": "MLG-DATA-006",

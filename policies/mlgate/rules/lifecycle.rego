@@ -21,7 +21,7 @@ files := object.get(input, "evidence_files", {})
 evaluated contains [kind, b] if {
 	some kind in ["model_card", "bias_audit"]
 	b := lib.evidence(kind)
-	lib.is_true(b, "present")
+	b.present == true
 }
 
 evaluated contains ["data_validation", r] if {
@@ -160,7 +160,7 @@ kinds := {"initial", "retrain"}
 #     Unless lineage.required is false, the release declares its lineage kind as
 #     initial or retrain.
 violation contains v if {
-	not lib.is_false(cfg, "required")
+	not cfg.required == false
 	not object.get(lineage, "kind", null) in kinds
 	v := {
 		"id": "MLG-PCCP-001",

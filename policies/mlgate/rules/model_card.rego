@@ -26,7 +26,7 @@ sections := object.get(card, "sections", {})
 #   expected: >-
 #     The release carries a model card.
 violation contains v if {
-	not lib.is_true(card, "present")
+	not card.present == true
 	v := {
 		"id": "MLG-CARD-001",
 		"severity": "high",
@@ -48,8 +48,8 @@ violation contains v if {
 #     The model card conforms to its format (a Hugging Face model card or Model
 #     Card Toolkit JSON).
 violation contains v if {
-	lib.is_true(card, "present")
-	not lib.is_true(card, "valid")
+	card.present == true
+	not card.valid == true
 	v := {
 		"id": "MLG-CARD-002",
 		"severity": "high",
@@ -85,7 +85,7 @@ section_state(key) := "is empty" if {
 #     Every section listed in model_card.required_sections is present in the
 #     card and has content.
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	some key in lib.list_of(lib.thresholds("model_card"), "required_sections")
 	not filled(key)
 	v := {
@@ -111,7 +111,7 @@ violation contains v if {
 #   expected: >-
 #     The card states its intended use as non-empty text (in every environment).
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	not lib.has_text(card, "intended_use")
 	v := {
 		"id": "MLG-CARD-004",
@@ -137,7 +137,7 @@ violation contains v if {
 #     The card states its out-of-scope uses as non-empty text (in every
 #     environment).
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	not lib.has_text(card, "out_of_scope_use")
 	v := {
 		"id": "MLG-CARD-005",
@@ -164,7 +164,7 @@ violation contains v if {
 #     The card's placeholder report is present and empty, so no section or field
 #     still holds template placeholder text.
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	some placeholder in lib.list_of(card, "placeholders")
 	v := {
 		"id": "MLG-CARD-006",
@@ -177,7 +177,7 @@ violation contains v if {
 }
 
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	not is_array(object.get(card, "placeholders", null))
 	v := {
 		"id": "MLG-CARD-006",
@@ -202,7 +202,7 @@ violation contains v if {
 #   expected: >-
 #     The card states its limitations as non-empty text.
 warning contains w if {
-	lib.is_true(card, "present")
+	card.present == true
 	not lib.has_text(card, "limitations")
 	w := {
 		"id": "MLG-CARD-007",
@@ -237,7 +237,7 @@ names_human(text) if {
 #     at least one of the roles in model_card.human_roles, the person who acts
 #     on the model's output.
 violation contains v if {
-	lib.is_true(card, "present")
+	card.present == true
 	lib.has_text(card, "intended_use")
 	not names_human(card.intended_use)
 	v := {

@@ -17,7 +17,7 @@ required if not lib.is_false(lib.thresholds("model_signature"), "required")
 
 judged if required
 
-judged if lib.is_true(sig, "present")
+judged if sig.present == true
 
 # METADATA
 # title: Model signature missing
@@ -32,7 +32,7 @@ judged if lib.is_true(sig, "present")
 #     signature.
 violation contains v if {
 	required
-	not lib.is_true(sig, "present")
+	not sig.present == true
 	v := {
 		"id": "MLG-SIG-001",
 		"severity": "critical",
@@ -55,8 +55,8 @@ violation contains v if {
 #     model_signature.required says), it is a well-formed model-signing bundle.
 violation contains v if {
 	judged
-	lib.is_true(sig, "present")
-	not lib.is_true(sig, "valid")
+	sig.present == true
+	not sig.valid == true
 	v := {
 		"id": "MLG-SIG-002",
 		"severity": "critical",
@@ -80,8 +80,8 @@ violation contains v if {
 #     model_signature.required says), it verified against the trust policy.
 violation contains v if {
 	judged
-	lib.is_true(sig, "present")
-	not lib.is_true(sig, "verified")
+	sig.present == true
+	not sig.verified == true
 	v := {
 		"id": "MLG-SIG-003",
 		"severity": "critical",
@@ -106,7 +106,7 @@ violation contains v if {
 #     model in this release.
 violation contains v if {
 	judged
-	lib.is_true(sig, "present")
+	sig.present == true
 	not sig.subject_digest == lib.model_digest
 	v := {
 		"id": "MLG-SIG-004",
@@ -150,7 +150,7 @@ mismatches := m if {
 #     file.
 violation contains v if {
 	judged
-	lib.is_true(sig, "present")
+	sig.present == true
 	some kind, text in mismatch_kinds
 	some file in lib.list_of(mismatches, kind)
 	v := {
@@ -165,7 +165,7 @@ violation contains v if {
 
 violation contains v if {
 	judged
-	lib.is_true(sig, "present")
+	sig.present == true
 	not mismatches
 	v := {
 		"id": "MLG-SIG-005",

@@ -33,7 +33,7 @@ declared if {
 #     Unless privacy.deidentification_required is false, the release declares a
 #     de-identification method and a statement, both as non-empty text.
 violation contains v if {
-	not lib.is_false(cfg, "deidentification_required")
+	not cfg.deidentification_required == false
 	not declared
 	v := {
 		"id": "MLG-PRIV-001",

@@ -22,18 +22,18 @@ datasets := lib.list_of(input, "datasets")
 
 records := lib.list_of(lib.evidence("data_validation"), "records")
 
-present if lib.is_true(block, "present")
+present if block.present == true
 
 # Every threshold is required unless it says, literally, false.
-required if not lib.is_false(t, "required")
+required if not t.required == false
 
-clean_tree if not lib.is_false(t, "clean_tree")
+clean_tree if not t.clean_tree == false
 
-training_commit if not lib.is_false(t, "training_commit")
+training_commit if not t.training_commit == false
 
-dataset_digests if not lib.is_false(t, "dataset_digests")
+dataset_digests if not t.dataset_digests == false
 
-independent_eval if not lib.is_false(t, "independent_eval")
+independent_eval if not t.independent_eval == false
 
 needs_git if clean_tree
 
@@ -134,7 +134,7 @@ violation contains v if {
 #     When the release carries provenance, it was read without errors.
 violation contains v if {
 	present
-	not lib.is_true(block, "valid")
+	not block.valid == true
 	v := {
 		"id": "MLG-PROV-002",
 		"severity": "high",
@@ -162,7 +162,7 @@ violation contains v if {
 violation contains v if {
 	present
 	needs_git
-	not lib.is_true(git, "present")
+	not git.present == true
 	v := {
 		"id": "MLG-PROV-003",
 		"severity": "high",
@@ -189,8 +189,8 @@ violation contains v if {
 violation contains v if {
 	present
 	clean_tree
-	lib.is_true(git, "present")
-	not lib.is_false(git, "dirty")
+	git.present == true
+	not git.dirty == false
 	v := {
 		"id": "MLG-PROV-004",
 		"severity": "high",
@@ -218,7 +218,7 @@ violation contains v if {
 violation contains v if {
 	present
 	training_commit
-	lib.is_true(git, "present")
+	git.present == true
 	not hex_commit(object.get(git, "training_commit", null))
 	v := {
 		"id": "MLG-PROV-005",
@@ -232,9 +232,9 @@ violation contains v if {
 violation contains v if {
 	present
 	training_commit
-	lib.is_true(git, "present")
+	git.present == true
 	hex_commit(object.get(git, "training_commit", null))
-	not lib.is_true(git, "training_commit_in_repo")
+	not git.training_commit_in_repo == true
 	v := {
 		"id": "MLG-PROV-005",
 		"severity": "high",
