@@ -14,11 +14,14 @@ file, and if the write or the fsync fails (disk full, file size limit, I/O error
 truncated back to its length before the batch, still under the lock. A log whose last line is
 torn (a crash mid-write) is not appended to: the write fails, so the decision fails closed.
 
-Beside the log, ``PATH.head`` holds the last sequence and hash written (replaced atomically
-after each batch, after the fsync of the log). It lets ``verify`` detect a truncated tail
+Beside the log, ``PATH.head`` holds the last sequence and hash written (rewritten in place
+after each batch, after the fsync of the log, as one padded write of :data:`HEAD_BYTES`
+within one disk sector). It lets ``verify`` detect a truncated tail
 (whole records cut from the end), which a hash chain alone cannot. A head that is behind the
 log is normal after a crash between the two writes; a head ahead of the log is a truncation,
-and the writer refuses to extend such a log rather than overwrite the evidence.
+and the writer refuses to extend such a log rather than overwrite the evidence. A sink that
+finds the log exactly as its own last batch left it (same file, same size) does not read the
+tail and the head again.
 
 Retained evidence lives beside the log in ``evidence/sha256/<2 hex>/<64 hex>``.
 """
@@ -74,20 +77,32 @@ def read_head(log: Path) -> tuple[int, str] | None:
     return seq, h
 
 
+#: The head record is written in place, padded to this many bytes: one small write within one
+#: disk sector, so it is never seen half old and half new, and never leaves the tail of a longer
+#: earlier record behind. JSON allows the padding (trailing whitespace); older heads, written
+#: unpadded by rename, read the same.
+HEAD_BYTES = 256
+
+
 def _write_head(log: Path, sequence: int, digest: str) -> None:
     # Not fsync'd on purpose: the log is already durable, and a head that lags after a crash
-    # is tolerated (see the module docstring). Replaced atomically, so never half-written.
-    target = head_path(log)
-    tmp = target.with_name(f"{target.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    # is tolerated (see the module docstring). Written in place under the log's lock (a file
+    # created and renamed for every batch cost 0.3 ms of the webhook's 8 ms per request).
+    record = canonical_json({"sequence": sequence, "hash": digest})
+    if len(record) >= HEAD_BYTES:  # pragma: no cover - a sequence of 150 digits
+        raise AuditError(f"head record longer than {HEAD_BYTES} bytes", file=str(head_path(log)))
+    data = record + b" " * (HEAD_BYTES - 1 - len(record)) + b"\n"
     try:
-        tmp.write_bytes(canonical_json({"sequence": sequence, "hash": digest}) + b"\n")
-        os.replace(tmp, target)
+        fd = os.open(head_path(log), os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o640)
+        try:
+            os.pwrite(fd, data, 0)
+            if os.fstat(fd).st_size > HEAD_BYTES:  # an older, longer head file: cut what is beyond
+                os.ftruncate(fd, HEAD_BYTES)
+        finally:
+            os.close(fd)
     except OSError:
         # The records are durable; only truncation detection lags until the next batch.
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        pass
 
 
 def _fsync_dir(path: Path) -> None:
@@ -147,6 +162,10 @@ class FileAuditSink:
         self.options = options or AuditOptions()
         self.evidence = FileEvidenceStore(self.path.parent / "evidence")
         self._group = GroupCommit(self._flush)
+        # (device, inode, size, sequence, hash) of the log just after this sink's last batch: when
+        # the log is still exactly that file at that size, nobody appended, truncated or replaced
+        # it since, and its tail need not be read and parsed again. Used by one flush at a time.
+        self._known: tuple[int, int, int, int, str] | None = None
 
     @property
     def location(self) -> str:
@@ -177,7 +196,12 @@ class FileAuditSink:
         try:
             with os.fdopen(fd, "r+b", buffering=0) as fh:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-                sequence, prev_hash = self._tail(fh, name)
+                st = os.fstat(fh.fileno())
+                known, self._known = self._known, None
+                if known is not None and known[:3] == (st.st_dev, st.st_ino, st.st_size):
+                    sequence, prev_hash = known[3], known[4]
+                else:
+                    sequence, prev_hash = self._tail(fh, name)
                 sealed = []
                 for record in records:
                     sequence += 1
@@ -194,6 +218,7 @@ class FileAuditSink:
                     self._roll_back(fh, start)
                     raise AuditError(f"cannot write the audit record: {exc.strerror or exc}; nothing was appended", file=name) from None
                 _write_head(self.path, sequence, prev_hash)
+                self._known = (st.st_dev, st.st_ino, start + len(data), sequence, prev_hash)
             if created:
                 _fsync_dir(self.path.parent)
         except AuditError:

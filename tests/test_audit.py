@@ -191,6 +191,40 @@ def test_head_file_follows_the_log(tmp_path):
     assert read_head(log) == (3, last.hash)
 
 
+def test_head_file_is_rewritten_in_place_at_a_fixed_size(tmp_path):
+    """One padded write at offset 0, no temporary file and rename per batch: the same inode,
+    always HEAD_BYTES long (so a shorter record never leaves a longer one's tail behind), and an
+    older, longer head is cut to size. verify reads it like the unpadded heads of before."""
+    from mlgate.audit_file import HEAD_BYTES, head_path, read_head
+    from mlgate.audit_record import GENESIS_HASH
+
+    log = tmp_path / "audit.jsonl"
+    head_path(log).write_bytes(b'{"hash":"' + GENESIS_HASH.encode() + b'","sequence":0}' + b" " * 400 + b"\n")  # longer than HEAD_BYTES
+    log.touch()
+    sink = FileAuditSink(log)
+    first = sink.append({"decision_id": "a"})
+    inode = head_path(log).stat().st_ino
+    assert head_path(log).stat().st_size == HEAD_BYTES and read_head(log) == (1, first.hash)
+    for i in range(12):
+        last = sink.append({"decision_id": str(i)})
+    raw = head_path(log).read_bytes()
+    assert len(raw) == HEAD_BYTES and raw.endswith(b"\n") and head_path(log).stat().st_ino == inode
+    assert read_head(log) == (13, last.hash)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["audit.jsonl", "audit.jsonl.head"]  # no temporary files left
+    assert _verify(log).ok
+
+
+def test_a_sink_rereads_the_tail_when_another_writer_appended(tmp_path):
+    """A sink skips reading the log's tail only while the log is exactly as its last batch left
+    it; another writer's append (another process, another sink) is read, and the chain holds."""
+    log = tmp_path / "audit.jsonl"
+    a, b = FileAuditSink(log), FileAuditSink(log)
+    got = [a.append({"decision_id": "a1"}).sequence, a.append({"decision_id": "a2"}).sequence,
+           b.append({"decision_id": "b1"}).sequence, a.append({"decision_id": "a3"}).sequence, b.append({"decision_id": "b2"}).sequence]
+    assert got == [1, 2, 3, 4, 5]
+    assert _verify(log).ok
+
+
 def test_writer_refuses_to_extend_a_truncated_log(tmp_path):
     log = tmp_path / "audit.jsonl"
     sink = FileAuditSink(log)
