@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgate.audit import AuditReceipt, AuditSink
-from mlgate.canonical import canonical_json, sha256_hex
+from mlgate.canonical import sha256_hex
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
 from mlgate.errors import AuditError, MlgateError, PolicyError
-from mlgate.inputdoc import Request, build_input
+from mlgate.inputdoc import Request, build_input, canonical_input
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlgate.evidence import Facts
@@ -300,7 +300,7 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
     try:
-        input_json = canonical_json(input_doc)  # serialised once: its digest, and what the engine reads
+        input_json = canonical_input(input_doc, facts)  # serialised once: its digest, and what the engine reads
     except ValueError as exc:  # a non-finite number or a value JSON cannot carry: never evaluate it
         raise PolicyError(f"the input document is not canonical JSON: {exc}") from None
     state["input_digest"] = sha256_hex(input_json)

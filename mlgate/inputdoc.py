@@ -69,3 +69,21 @@ def privacy_facts(privacy: dict[str, Any] | None) -> dict[str, Any]:
     if not deid:
         return {}
     return {"deidentification": {"method": deid.get("method"), "statement": deid.get("statement"), "source": "manifest"}}
+
+
+#: The input document's keys whose values are the collected facts themselves (shared, cached).
+FACT_KEYS = frozenset({"model", "datasets", "evidence_files", "evidence"})
+
+
+def canonical_input(doc: dict[str, Any], facts: Facts) -> bytes:
+    """``canonical_json(doc)``, byte for byte, with the facts' parts (about 90% of the bytes)
+    serialised once per Facts instead of once per decision. Any other value, and a fact the
+    document does not hold as the very object the Facts hold, is serialised here."""
+    from mlgate.canonical import canonical_json
+
+    parts = []
+    for key in sorted(doc):
+        value = doc[key]
+        text = facts.canonical(key) if key in FACT_KEYS and value is getattr(facts, key) else canonical_json(value)
+        parts.append(canonical_json(key) + b":" + text)
+    return b"{" + b",".join(parts) + b"}"

@@ -6,7 +6,7 @@ approvals' evidence binding) and handed to its reader, which never touches the d
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,18 @@ class Facts:
     evidence: dict[str, Any]
     evidence_files: dict[str, str]  # evaluated evidence (approvals excluded) -> sha256
     all_digests: dict[str, str]  # every file read, approvals and signature included (audit record)
+    _canonical: dict[str, bytes] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def canonical(self, name: str) -> bytes:
+        """Canonical JSON of one of the facts (``model``, ``datasets``, ``evidence``,
+        ``evidence_files``), serialised once per Facts: the webhook reuses cached facts for
+        every decision, and they are never changed once collected."""
+        text = self._canonical.get(name)
+        if text is None:
+            from mlgate.canonical import canonical_json
+
+            text = self._canonical[name] = canonical_json(getattr(self, name))
+        return text
 
 
 def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, Any]:
