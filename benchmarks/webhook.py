@@ -286,6 +286,7 @@ def main() -> None:
         written = 200  # the warm-up
         server_cpu = []
         for rate in [float(r) for r in args.rates.split(",")]:
+            _settled(port, ctx)  # the previous rate's backlog (requests its clients gave up on) is judged first
             cpu_before, gen_before = _cpu_s(server.pid), time.process_time()
             result = asyncio.run(_run_rate(port, ctx, rate, args.duration, args.connections, f"r{int(rate)}", args.client_timeout))
             result["cpu_ms"] = (_cpu_s(server.pid) - cpu_before) / max(result["written"], 1) * 1000
@@ -302,6 +303,7 @@ def main() -> None:
             for rate in (100.0, 50.0, 25.0, 10.0):
                 if rate >= min(float(r) for r in args.rates.split(",")):
                     continue
+                _settled(port, ctx)
                 probe = asyncio.run(_run_rate(port, ctx, rate, args.probe, args.connections, f"p{int(rate)}", args.client_timeout))
                 written += probe["written"]
                 print(f"{'probe':>8} {rate:>6.0f}/s for {args.probe:g} s: p50 {probe['p50']:.2f}  p95 {probe['p95']:.2f}  p99 {probe['p99']:.2f}  "
