@@ -6,6 +6,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from mlgate.canonical import canonical_json
 from mlgate.clock import epoch_ns, rfc3339
 from mlgate.evidence import Facts
 from mlgate.manifest import Release
@@ -79,8 +80,6 @@ def canonical_input(doc: dict[str, Any], facts: Facts) -> bytes:
     """``canonical_json(doc)``, byte for byte, with the facts' parts (about 90% of the bytes)
     serialised once per Facts instead of once per decision. Any other value, and a fact the
     document does not hold as the very object the Facts hold, is serialised here."""
-    from mlgate.canonical import canonical_json
-
     parts = []
     for key in sorted(doc):
         value = doc[key]

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgate.canonical import sha256_file, sha256_hex
+from mlgate.canonical import canonical_json, sha256_file, sha256_hex
 from mlgate.manifest import Release
 from mlgate.safeio import read_bytes
 
@@ -32,8 +32,6 @@ class Facts:
         every decision, and they are never changed once collected."""
         text = self._canonical.get(name)
         if text is None:
-            from mlgate.canonical import canonical_json
-
             text = self._canonical[name] = canonical_json(getattr(self, name))
         return text
 
