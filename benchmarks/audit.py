@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from mlgate.audit import FileAuditSink, open_sink, seal  # noqa: E402
-from mlgate.audit_verify import FileTrail, PostgresTrail, verify_trail  # noqa: E402
+from mlgate.audit.verify import FileTrail, PostgresTrail, verify_trail  # noqa: E402
 from mlgate.canonical import canonical_json  # noqa: E402
 
 

@@ -141,7 +141,7 @@ def load_cases(root: Path, folders: list[str] | None) -> list[tuple[str, dict[st
 
 def probe_missing(cases: list[tuple[str, dict[str, Any]]]) -> set[str]:
     sys.path.insert(0, str(REPO))
-    from mlgate.engine.regorus_engine import engine_has_builtin
+    from mlgate.policy.rego_ast import engine_has_builtin
 
     names = {b for _, c in cases for b in c.get("builtins_used") or []} - OPERATORS
     return {n for n in names if not engine_has_builtin(n)}

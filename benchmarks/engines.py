@@ -69,9 +69,9 @@ def example_inputs() -> list[dict]:
 def bench_policy(label: str, policy, inputs: list, warm_n: int, fresh_n: int) -> list[dict]:
     from opa_rest_server import FakeOpa
 
-    from mlgate.engine import create_engine
-    from mlgate.engine.opa import OpaSettings
-    from mlgate.engine.regopy_engine import available
+    from mlgate.policy.engine import create_engine
+    from mlgate.policy.engine.opa import OpaSettings
+    from mlgate.policy.engine.regopy_engine import available
     from mlgate.errors import PolicyError
 
     rows = []

@@ -52,13 +52,13 @@ def main() -> int:
 
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    from mlgate import keys
-    from mlgate.attestation import make_statement
+    from mlgate.signing import keys
+    from mlgate.signing.attestation import make_statement
     from mlgate.canonical import canonical_json
     from mlgate.evidence.approval import PREDICATE_TYPE, create_approval, verify_approval
     from mlgate.evidence.model_digest import compute_model_digest
     from mlgate.evidence.model_signature import verify_model_signature
-    from mlgate.trust import load_trust_policy
+    from mlgate.signing.trust import load_trust_policy
     from pki_helpers import make_pki
     from sigstore_local import LocalSigstore, model_signing_payload
 

@@ -176,7 +176,7 @@ def _with_explanation(report: str, fmt: str, decision, options) -> str:
 def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, environment, expires, comment, out):
     """Sign an approval of RELEASE's model digest and evidence (DSSE, in-toto Statement v1)."""
     try:
-        from mlgate.approve import approve_release
+        from mlgate.signing.approve import approve_release
 
         written = approve_release(
             release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, meaning=meaning,
@@ -204,7 +204,7 @@ def waive(ctx, release, rules, environment, justification, expires, ticket, key_
     """Sign a time-limited waiver: RELEASE's violations of the named rules become warnings until
     it expires, if the policy accepts the signer's role, the validity and the rules."""
     try:
-        from mlgate.approve import waive_release
+        from mlgate.signing.approve import waive_release
 
         written = waive_release(
             release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, rules=list(rules),
@@ -223,7 +223,7 @@ def waive(ctx, release, rules, environment, justification, expires, ticket, key_
 @click.option("--force", is_flag=True, help="Overwrite existing files.")
 def keygen(kind, prefix, force):
     """Generate a signing key pair for approvals or model signatures."""
-    from mlgate.keys import generate_keypair, key_id, load_public_key_pem
+    from mlgate.signing.keys import generate_keypair, key_id, load_public_key_pem
 
     private_path, public_path = Path(f"{prefix}.key"), Path(f"{prefix}.pub")
     for p in (private_path, public_path):

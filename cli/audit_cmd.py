@@ -51,7 +51,7 @@ def _filters(f):
 
 
 def _make_filter(model_digest, release, environment, result, since, until):
-    from mlgate.audit_export import RecordFilter
+    from mlgate.audit.export import RecordFilter
 
     return RecordFilter(model_digest=model_digest, release=release, environment=environment, result=result,
                         since=_time(since, "--since"), until=_time(until, "--until"))
@@ -81,8 +81,8 @@ def _default_trust() -> Path:
 def verify(audit_url, trust_path, extra_checkpoints, fmt):
     """Walk the chain and report the first broken link, then check every signed checkpoint
     against the trust policy. Exit 0 intact, 1 tampered, 2 cannot read or cannot check."""
-    from mlgate.audit_checkpoint import CheckpointPolicy
-    from mlgate.audit_verify import VerifyResult, open_trail, verify_trail
+    from mlgate.audit.checkpoint import CheckpointPolicy
+    from mlgate.audit.verify import VerifyResult, open_trail, verify_trail
 
     policy = CheckpointPolicy(trust_path=trust_path or _default_trust(), extra=tuple(extra_checkpoints))
     try:
@@ -129,10 +129,11 @@ def _checkpoint_line(cp: dict) -> str:
 def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
     """Verify the chain and sign its head (sequence, hash, time), so that a whole rewritten
     chain is detectable later. Exit 0 signed, 1 the chain is not intact, 2 error."""
-    from mlgate.audit_checkpoint import CheckpointRefused, create_checkpoint, load_checkpoint_trust
-    from mlgate.audit_verify import open_trail
+    from mlgate.audit.anchor import create_checkpoint
+    from mlgate.audit.checkpoint import CheckpointRefused, load_checkpoint_trust
+    from mlgate.audit.verify import open_trail
     from mlgate.clock import SystemClock
-    from mlgate.keys import load_private_key
+    from mlgate.signing.keys import load_private_key
 
     clock = (ctx.obj or {}).get("clock") or SystemClock()
     try:
@@ -163,8 +164,8 @@ def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def show(audit_url, model_digest, release, environment, result, since, until, fmt):
     """List recorded decisions, filtered, as a text table or JSON."""
-    from mlgate.audit_export import select, table
-    from mlgate.audit_verify import open_trail
+    from mlgate.audit.export import select, table
+    from mlgate.audit.verify import open_trail
 
     filt = _make_filter(model_digest, release, environment, result, since, until)
     try:
@@ -189,8 +190,8 @@ def show(audit_url, model_digest, release, environment, result, since, until, fm
 def export(ctx, audit_url, model_digest, release, environment, result, since, until, out):
     """Write a tar for an auditor: the whole chain, the retained evidence of the selected
     decisions, and a manifest of digests."""
-    from mlgate.audit_export import export_trail
-    from mlgate.audit_verify import open_trail
+    from mlgate.audit.export import export_trail
+    from mlgate.audit.verify import open_trail
     from mlgate.clock import SystemClock
 
     filt = _make_filter(model_digest, release, environment, result, since, until)
@@ -226,7 +227,7 @@ def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, ex
     """Write one self-contained HTML page for an auditor: datasets -> data validation -> model ->
     model card -> bias audit -> approvals -> every gate decision -> chain verification.
     Exit 0 written, 1 written but the trail did not verify, 2 error."""
-    from mlgate.audit_verify import open_trail
+    from mlgate.audit.verify import open_trail
     from mlgate.clock import SystemClock
     from mlgate.report import build_report, write_atomically
 

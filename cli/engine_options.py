@@ -3,7 +3,7 @@ both commands spell and mean them the same way.
 
 ``--engine`` picks the engine; ``--opa-url``, ``--opa-token`` (or ``--opa-token-file``),
 ``--opa-ca``, ``--opa-client-cert``, ``--opa-client-key`` and ``--opa-timeout`` say how to reach
-an OPA server (:class:`mlgate.engine.opa.OpaSettings`). Nothing heavy is imported here:
+an OPA server (:class:`mlgate.policy.engine.opa.OpaSettings`). Nothing heavy is imported here:
 ``mlgate --help`` stays fast.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-#: The same names as :data:`mlgate.engine.ENGINES` (a test keeps them equal); importing that
+#: The same names as :data:`mlgate.policy.engine.ENGINES` (a test keeps them equal); importing that
 #: module here would load the policy machinery on every ``mlgate --help``.
 ENGINE_CHOICES = ("embedded", "rego-cpp", "opa")
 
@@ -30,7 +30,7 @@ def _token_from_file(ctx: click.Context, param: click.Parameter, value: Path | N
     if value is None:
         return None
     # One reader for the flag and the settings file's engine.opa.tokenFile (a light module: no web stack).
-    from mlgate.engine.opa import read_token_file
+    from mlgate.policy.engine.opa import read_token_file
     from mlgate.errors import MlgateError
 
     try:
@@ -66,7 +66,7 @@ def engine_options(*, default: str | None = "embedded", default_help: str = "") 
 
 
 def opa_fields(params: dict[str, Any]) -> dict[str, Any]:
-    """The :class:`~mlgate.engine.opa.OpaSettings` fields the command line gave (only those)."""
+    """The :class:`~mlgate.policy.engine.opa.OpaSettings` fields the command line gave (only those)."""
     token, from_file = params.get("opa_token"), params.get("opa_token_from_file")
     if token is not None and from_file is not None:
         raise click.UsageError("--opa-token and --opa-token-file both give the OPA bearer token; give one")
@@ -78,11 +78,11 @@ def opa_fields(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def opa_settings(params: dict[str, Any]) -> Any:
-    """An :class:`~mlgate.engine.opa.OpaSettings` when any OPA option was given, else None
+    """An :class:`~mlgate.policy.engine.opa.OpaSettings` when any OPA option was given, else None
     (the engine then says what is missing: ``--engine opa`` needs ``--opa-url``, OPA options need ``--engine opa``)."""
     fields = opa_fields(params)
     if not fields:
         return None
-    from mlgate.engine.opa import OpaSettings
+    from mlgate.policy.engine.opa import OpaSettings
 
     return OpaSettings(**{"url": "", **fields})

@@ -17,7 +17,7 @@ from mlgate.errors import MlgateError
 def fetch_model_version(uri: str, workdir: Path) -> Path:
     """Download the release bundle of ``models:/NAME/VERSION`` (or ``@ALIAS``) into ``workdir``
     and return its directory; every digest is recomputed by the gate afterwards."""
-    from mlgate.mlflow_store import download_release
+    from mlgate.store.mlflow import download_release
 
     dest = Path(workdir) / "release"
     dest.mkdir()
@@ -39,7 +39,7 @@ def publish(release, to_mlflow, model_uri, tracking_uri):
     """Upload RELEASE (manifest, model, evidence) as the artifacts of its MLflow model version."""
     from mlgate.cli import EXIT_ERROR
     from mlgate.manifest import load_release
-    from mlgate.mlflow_store import publish_release
+    from mlgate.store.mlflow import publish_release
 
     try:
         loaded = load_release(release)

@@ -124,8 +124,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _sign(out: Path, key_path: Path, record: dict) -> None:
-    from mlgate.attestation import make_statement, sign_statement
-    from mlgate.keys import load_private_key
+    from mlgate.signing.attestation import make_statement, sign_statement
+    from mlgate.signing.keys import load_private_key
     from mlgate.monitor import PREDICATE_TYPE
 
     statement = make_statement([{"name": record["release"]["name"], "digest": {"sha256": record["model_digest"]}}], PREDICATE_TYPE, record)

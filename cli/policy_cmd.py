@@ -105,7 +105,7 @@ def doc_cmd(policy_dir, out, fmt):
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="Public key the bundle given to --verify must be signed with.")
 def bundle_cmd(policy_dir, out, signing_key, verify_path, key_path):
     """Build an OPA bundle of POLICY_DIR (revision = the audit records' policy revision), or --verify one. Exit 0 ok, 1 verification failed, 2 error."""
-    from mlgate.bundle import build_bundle, verify_bundle
+    from mlgate.policy.bundle import build_bundle, verify_bundle
     from mlgate.errors import SignatureError
 
     if verify_path is not None:

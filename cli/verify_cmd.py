@@ -27,8 +27,8 @@ def verify(ctx, release, trust_path, fmt):
     waiver's row names its role and rules and says when it expires or expired."""
     from mlgate.clock import SystemClock
     from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
-    from mlgate.trust import load_trust_policy
-    from mlgate.verify import render_json, render_text, verify_release
+    from mlgate.signing.trust import load_trust_policy
+    from mlgate.signing.verify import render_json, render_text, verify_release
 
     clock = (ctx.obj or {}).get("clock") or SystemClock()
     try:

@@ -85,7 +85,7 @@ def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cac
         with open_audit_sink(settings):
             pass
         if settings.opa is not None:  # the OPA URL and TLS files (nothing is sent yet)
-            from mlgate.engine.opa import OpaEngine
+            from mlgate.policy.engine.opa import OpaEngine
 
             OpaEngine(settings.opa).close()
     except MlgateError as exc:

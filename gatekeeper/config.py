@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgate.engine.opa import read_token_file  # noqa: F401 - also the settings file's reader, and the CLI's
+from mlgate.policy.engine.opa import read_token_file  # noqa: F401 - also the settings file's reader, and the CLI's
 from mlgate.errors import InputError
 
 MODES = ("enforce", "warn", "audit")
-ENGINES = ("embedded", "rego-cpp", "opa")  # mlgate.engine.ENGINES (a test keeps them equal)
+ENGINES = ("embedded", "rego-cpp", "opa")  # mlgate.policy.engine.ENGINES (a test keeps them equal)
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: The settings file's ``engine.opa`` keys and the OpaSettings fields they set.
@@ -74,7 +74,7 @@ class Settings:
     evidence_store_ca: Path | None = None  # CA bundle for an https:// evidence store (default: the system's)
     evidence_cache_dir: Path | None = None  # where an https:// store's releases are downloaded (default: a temp dir)
     engine: str = "embedded"  # embedded | rego-cpp | opa
-    opa: Any = None  # mlgate.engine.opa.OpaSettings, for engine="opa"; its timeout is cut per request to the admission deadline
+    opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"; its timeout is cut per request to the admission deadline
 
     def environment(self, name: str) -> EnvironmentSettings:
         return self.environments.get(name, EnvironmentSettings())
@@ -99,7 +99,7 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
     """Settings from a parsed settings file (``{}`` and ``name=None`` when there is none) and the flags, which win.
 
     ``flags`` are :class:`Settings` fields (None: not given); ``opa_flags`` are the
-    :class:`~mlgate.engine.opa.OpaSettings` fields the command line gave."""
+    :class:`~mlgate.policy.engine.opa.OpaSettings` fields the command line gave."""
     _expect(isinstance(doc, dict), "the settings file must be a mapping", name, "$")
     known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads", "evidenceStore", "engine"}
     _unknown(doc, known, name, "$")
@@ -244,6 +244,6 @@ def _opa_settings(engine: str, fields: dict[str, Any], name: str) -> Any:
         return None
     if not fields.get("url"):
         raise InputError("--engine opa needs the OPA server's URL: --opa-url or engine.opa.url", file=name)
-    from mlgate.engine.opa import OpaSettings
+    from mlgate.policy.engine.opa import OpaSettings
 
     return OpaSettings(**fields)

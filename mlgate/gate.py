@@ -177,8 +177,8 @@ class GateOptions:
     policy_dir: Path | None = None
     data_overrides: list[Path] = field(default_factory=list)
     trust_policy: Path | None = None
-    engine: str = "embedded"  # embedded | rego-cpp | opa (mlgate.engine.ENGINES)
-    opa: Any = None  # mlgate.engine.opa.OpaSettings, for engine="opa"
+    engine: str = "embedded"  # embedded | rego-cpp | opa (mlgate.policy.engine.ENGINES)
+    opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"
     bundle_key: Path | None = None  # public key verifying an OPA bundle given as policy_dir
     timeout_s: float = 10.0
     clock: Clock = field(default_factory=SystemClock)
@@ -205,9 +205,9 @@ class Prepared:
 
 def prepare(options: GateOptions) -> Prepared:
     """Load the policy, build its engine and load the trust policy; raise MlgateError if any fails."""
-    from mlgate.engine import create_engine
+    from mlgate.policy.engine import create_engine
     from mlgate.policy import load_policy
-    from mlgate.trust import load_trust_policy
+    from mlgate.signing.trust import load_trust_policy
 
     policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
     engine = create_engine(options.engine, policy, timeout_s=options.timeout_s, opa=options.opa)
@@ -306,7 +306,7 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     state["input_digest"] = sha256_hex(input_json)
     state["input_document"] = input_doc
 
-    from mlgate.engine import evaluate
+    from mlgate.policy.engine import evaluate
 
     raw = evaluate(prepared.engine, input_doc, state, input_json=input_json)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)

@@ -41,7 +41,7 @@ OPA_VERSION = "1.4.2"  # what the fake reports in provenance
 class FakeOpa:
     def __init__(self, policy: Any, *, include_tests: bool = False, token: str | None = None, decision_logging: bool = True,
                  bundle_revision: str | None = None, tls: ssl.SSLContext | None = None):
-        from mlgate.engine.regorus_engine import RegorusEngine
+        from mlgate.policy.engine.regorus_engine import RegorusEngine
 
         self.token = token
         self.decision_logging = decision_logging

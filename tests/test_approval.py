@@ -13,12 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlgate import keys
-from mlgate.attestation import make_statement, sign_statement
+from mlgate.signing import keys
+from mlgate.signing.attestation import make_statement, sign_statement
 from mlgate.clock import epoch_ns
 from mlgate.errors import InputError
 from mlgate.evidence.approval import PREDICATE_TYPE, create_approval, verify_approval
-from mlgate.trust import TrustPolicy, parse_trust_policy
+from mlgate.signing.trust import TrustPolicy, parse_trust_policy
 
 ASSETS = Path(__file__).parent / "assets" / "signing"
 KEYS = ASSETS / "keys"

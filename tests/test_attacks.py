@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import pytest
 
-from mlgate import keys as _keys
-from mlgate.attestation import IN_TOTO_PAYLOAD_TYPE, pae
+from mlgate.signing import keys as _keys
+from mlgate.signing.attestation import IN_TOTO_PAYLOAD_TYPE, pae
 from mlgate.audit import open_sink
 from mlgate.canonical import canonical_json, sha256_hex
 from mlgate.clock import FixedClock
@@ -25,8 +25,8 @@ from mlgate.evidence.approval import create_approval
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.gate import GateOptions, check
 from mlgate.manifest import load_release
-from mlgate.verify import verify_release
-from mlgate.trust import load_trust_policy
+from mlgate.signing.verify import verify_release
+from mlgate.signing.trust import load_trust_policy
 
 from conftest import EXAMPLES, EXAMPLES_NOW, REPO
 from pki_helpers import make_leaf, make_pki

@@ -17,12 +17,12 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlgate.attestation import make_statement
+from mlgate.signing.attestation import make_statement
 from mlgate.canonical import canonical_json
 from mlgate.evidence.approval import PREDICATE_TYPE, create_approval, verify_approval
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.model_signature import verify_model_signature
-from mlgate.trust import parse_trust_policy
+from mlgate.signing.trust import parse_trust_policy
 
 from cli_helpers import run
 from conftest import ASSETS, EXAMPLES

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlgate import attestation, keys
-from mlgate.attestation import (
+from mlgate.signing import attestation, keys
+from mlgate.signing.attestation import (
     BundleFormatError,
     SignatureMismatch,
     StatementError,

@@ -86,14 +86,14 @@ def test_long_last_line_is_found(tmp_path):
 
 
 def _verify(log):
-    from mlgate.audit_verify import FileTrail, verify_trail
+    from mlgate.audit.verify import FileTrail, verify_trail
 
     return verify_trail(FileTrail(log))
 
 
 def test_group_commit_shares_fsyncs_and_keeps_one_chain(tmp_path, monkeypatch):
     """64 concurrent appenders on one sink: one chain 1..N, and far fewer fsyncs than records."""
-    import mlgate.audit_file as audit_file
+    import mlgate.audit.file as audit_file
 
     fsyncs = []
     real_fsync = os.fsync
@@ -131,7 +131,7 @@ def test_group_commit_shares_fsyncs_and_keeps_one_chain(tmp_path, monkeypatch):
 
 
 def test_group_commit_failure_reaches_every_caller_of_the_batch(tmp_path, monkeypatch):
-    import mlgate.audit_file as audit_file
+    import mlgate.audit.file as audit_file
 
     log = tmp_path / "audit.jsonl"
     sink = FileAuditSink(log)
@@ -182,7 +182,7 @@ def test_concurrent_processes_keep_one_chain(tmp_path):
 
 
 def test_head_file_follows_the_log(tmp_path):
-    from mlgate.audit_file import read_head
+    from mlgate.audit.file import read_head
 
     log = tmp_path / "audit.jsonl"
     sink = FileAuditSink(log)
@@ -195,8 +195,8 @@ def test_head_file_is_rewritten_in_place_at_a_fixed_size(tmp_path):
     """One padded write at offset 0, no temporary file and rename per batch: the same inode,
     always HEAD_BYTES long (so a shorter record never leaves a longer one's tail behind), and an
     older, longer head is cut to size. verify reads it like the unpadded heads of before."""
-    from mlgate.audit_file import HEAD_BYTES, head_path, read_head
-    from mlgate.audit_record import GENESIS_HASH
+    from mlgate.audit.file import HEAD_BYTES, head_path, read_head
+    from mlgate.audit.record import GENESIS_HASH
 
     log = tmp_path / "audit.jsonl"
     head_path(log).write_bytes(b'{"hash":"' + GENESIS_HASH.encode() + b'","sequence":0}' + b" " * 400 + b"\n")  # longer than HEAD_BYTES

@@ -11,15 +11,15 @@ import shutil
 
 import pytest
 
-from mlgate.attestation import parse_bundle
+from mlgate.signing.attestation import parse_bundle
 from mlgate.audit import GENESIS_HASH, FileAuditSink, seal
-from mlgate.audit_checkpoint import (PREDICATE_TYPE, CheckpointPolicy, CheckpointRefused, checkpoint_dir, create_checkpoint,
-                                     load_checkpoint_trust)
-from mlgate.audit_file import head_path
-from mlgate.audit_verify import FileTrail, verify_trail
+from mlgate.audit.anchor import create_checkpoint
+from mlgate.audit.checkpoint import PREDICATE_TYPE, CheckpointPolicy, CheckpointRefused, checkpoint_dir, load_checkpoint_trust
+from mlgate.audit.file import head_path
+from mlgate.audit.verify import FileTrail, verify_trail
 from mlgate.canonical import canonical_json
 from mlgate.errors import InputError
-from mlgate.keys import generate_keypair, key_id, load_private_key_pem
+from mlgate.signing.keys import generate_keypair, key_id, load_private_key_pem
 
 from cli_helpers import run
 from conftest import EXAMPLES_NOW, REPO
@@ -303,12 +303,12 @@ def test_real_decisions_then_checkpoint_then_verify(tmp_path, keys, trust):
 
 
 def _trust_has_validity():
-    from mlgate import trust as _trust
+    from mlgate.signing import trust as _trust
 
     return "checkpoint_signers" in getattr(_trust.TrustPolicy, "__dataclass_fields__", {}) and hasattr(_trust, "Validity")
 
 
-@pytest.mark.skipif(not _trust_has_validity(), reason="this mlgate.trust has no key validity windows or revocation yet")
+@pytest.mark.skipif(not _trust_has_validity(), reason="this mlgate.signing.trust has no key validity windows or revocation yet")
 def test_checkpoint_signed_after_its_key_was_revoked_does_not_count(tmp_path, keys):
     log = _trail(tmp_path)
     assert _sign(log, keys["signer"], now=T1)[0] == 0  # signed before the revocation: still counts

@@ -10,7 +10,7 @@ import json
 import pytest
 
 from mlgate.audit import GENESIS_HASH, open_sink, seal
-from mlgate.audit_verify import PostgresTrail, verify_trail
+from mlgate.audit.verify import PostgresTrail, verify_trail
 from mlgate.canonical import canonical_json
 
 from cli_helpers import run

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlgate.audit import FileAuditSink, open_sink
-from mlgate.audit_verify import FileTrail, verify_trail
+from mlgate.audit.verify import FileTrail, verify_trail
 from mlgate.errors import AuditError
 
 from cli_helpers import run
@@ -254,7 +254,7 @@ def test_postgresql_server_stopped_and_restarted(own_server):
         assert after.sequence == 3
     finally:
         sink.close()
-    from mlgate.audit_verify import PostgresTrail
+    from mlgate.audit.verify import PostgresTrail
 
     trail = PostgresTrail(url)
     try:

@@ -17,7 +17,7 @@ import threading
 import pytest
 
 from mlgate.audit import open_sink
-from mlgate.audit_verify import PostgresTrail, verify_trail
+from mlgate.audit.verify import PostgresTrail, verify_trail
 from mlgate.canonical import canonical_json
 from mlgate.errors import AuditError
 

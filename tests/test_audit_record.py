@@ -108,8 +108,8 @@ def test_retained_evidence_is_content_addressed(tmp_path):
 
 def test_retention_refuses_evidence_changed_since_the_decision(tmp_path):
     """The copy must be the bytes the decision read; a file changed in between fails closed."""
-    from mlgate.audit_record import AuditOptions, retain
-    from mlgate.audit_file import FileEvidenceStore
+    from mlgate.audit.record import AuditOptions, retain
+    from mlgate.audit.file import FileEvidenceStore
 
     release = tmp_path / "rel"
     shutil.copytree(EXAMPLES / "readmission-risk", release)

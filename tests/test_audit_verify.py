@@ -7,7 +7,7 @@ import json
 import pytest
 
 from mlgate.audit import GENESIS_HASH, FileAuditSink, seal
-from mlgate.audit_verify import FileTrail, verify_trail
+from mlgate.audit.verify import FileTrail, verify_trail
 from mlgate.canonical import canonical_json, sha256_hex
 
 from cli_helpers import run
@@ -231,7 +231,7 @@ def test_empty_log_is_intact(tmp_path):
 
 def test_parallel_path_agrees_with_the_sequential_walk(tmp_path, monkeypatch):
     """Large files are checked in parallel chunks; the answer (and, on damage, the report) is the same."""
-    import mlgate.audit_verify as av
+    import mlgate.audit.verify as av
 
     monkeypatch.setattr(av, "PARALLEL_MIN_BYTES", 0)
     monkeypatch.setattr(av.os if hasattr(av, "os") else __import__("os"), "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)

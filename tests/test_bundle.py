@@ -14,9 +14,9 @@ import pytest
 from cli_helpers import check_json, run
 from conftest import EXAMPLES
 
-from mlgate import bundle as B
+from mlgate.policy import bundle as B
 from mlgate.errors import PolicyError, SignatureError
-from mlgate.keys import generate_keypair, key_id, load_public_key
+from mlgate.signing.keys import generate_keypair, key_id, load_public_key
 from mlgate.policy import bundled_policy_dir, load_policy
 
 

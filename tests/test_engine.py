@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from mlgate.audit import open_sink
-from mlgate.engine import create_engine
+from mlgate.policy.engine import create_engine
 from mlgate.gate import GateOptions, check, prepare
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import bundled_policy_dir, load_policy
@@ -128,7 +128,7 @@ def test_import_aliases_are_not_builtins(tmp_path):
 
 
 def test_bundled_policy_with_its_tests_loads():
-    from mlgate.engine.regorus_engine import RegorusEngine
+    from mlgate.policy.engine.regorus_engine import RegorusEngine
 
     RegorusEngine(load_policy(bundled_policy_dir()), include_tests=True)
 
@@ -143,7 +143,7 @@ def test_test_fixtures_are_not_loaded_for_decisions():
 def test_deadline_helper_passes_engine_errors_and_reports_crashes():
     import os
 
-    from mlgate.engine.deadline import evaluate_with_deadline
+    from mlgate.policy.engine.deadline import evaluate_with_deadline
 
     assert evaluate_with_deadline(lambda: "ok", 5) == "ok"
 

@@ -26,9 +26,9 @@ import pytest
 from conftest import EXAMPLES, EXAMPLES_NOW
 from opa_rest_server import FakeOpa
 
-from mlgate.engine import create_engine
-from mlgate.engine.opa import OpaSettings
-from mlgate.engine.regopy_engine import available as regopy_available
+from mlgate.policy.engine import create_engine
+from mlgate.policy.engine.opa import OpaSettings
+from mlgate.policy.engine.regopy_engine import available as regopy_available
 from mlgate.errors import PolicyError, UndefinedDecision
 from mlgate.gate import decide
 from mlgate.policy import bundled_policy_dir, load_policy
@@ -113,7 +113,7 @@ def test_examples_exercise_both_outcomes(inputs, engines):
 
 
 def _unit_tests(bundled):
-    from mlgate.policytools.rego_ast import parse
+    from mlgate.policy.rego_ast import parse
     from mlgate.policytools.testing import discover
 
     return discover(parse(bundled))
@@ -122,7 +122,7 @@ def _unit_tests(bundled):
 @pytest.mark.parametrize("kind", ["embedded", "opa", pytest.param("rego-cpp", marks=[
     NO_CPP, pytest.mark.xfail(raises=PolicyError, strict=True, reason=CPP_UNIT_TESTS)])])
 def test_policy_unit_tests_pass_on_every_engine(kind, bundled, opa_server):
-    from mlgate.engine.regorus_engine import RegorusEngine
+    from mlgate.policy.engine.regorus_engine import RegorusEngine
 
     tests = _unit_tests(bundled)
     assert len(tests) > 50
@@ -141,7 +141,7 @@ def test_policy_unit_tests_pass_on_every_engine(kind, bundled, opa_server):
 
         results = {t.id: via_opa(t.query) for t in tests}
     else:
-        from mlgate.engine.regopy_engine import RegopyEngine
+        from mlgate.policy.engine.regopy_engine import RegopyEngine
 
         engine = RegopyEngine(bundled, include_tests=True)
         results = {t.id: _safe(lambda q: engine.eval_json(q, {}), t.query) for t in tests}

@@ -22,8 +22,8 @@ from cli_helpers import check_json
 from conftest import EXAMPLES
 from opa_rest_server import FakeOpa
 
-from mlgate.engine import create_engine
-from mlgate.engine.opa import OpaSettings
+from mlgate.policy.engine import create_engine
+from mlgate.policy.engine.opa import OpaSettings
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import bundled_policy_dir, load_policy
 
@@ -121,7 +121,7 @@ def test_token_file_is_read_again_when_the_secret_rotates(tmp_path, caplog):
         (secret / "v3" / "token").write_text("   \n")  # caught half-written: not a token
         (secret / "..data_tmp").symlink_to("v3")
         (secret / "..data_tmp").replace(secret / "..data")
-        with caplog.at_level("WARNING", logger="mlgate.engine.opa"):
+        with caplog.at_level("WARNING", logger="mlgate.policy.engine.opa"):
             assert e.decide(ok)["allow"] is True
         assert opa.requests[-1]["headers"]["Authorization"] == "Bearer two"
         assert "keeping the previous token" in caplog.text and "one non-empty line" in caplog.text

@@ -8,8 +8,8 @@ import sys
 import pytest
 from cli_helpers import run
 
-from mlgate.engine import create_engine
-from mlgate.engine.regopy_engine import available
+from mlgate.policy.engine import create_engine
+from mlgate.policy.engine.regopy_engine import available
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
 from mlgate.policy import bundled_policy_dir, load_policy
 
@@ -76,7 +76,7 @@ def test_bundled_policy_loads():
 _WITH_INPUT = """
 import sys
 from pathlib import Path
-from mlgate.engine import create_engine
+from mlgate.policy.engine import create_engine
 from mlgate.errors import PolicyError
 from mlgate.policy import load_policy
 try:

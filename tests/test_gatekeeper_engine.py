@@ -283,7 +283,7 @@ def test_engine_and_opa_options_must_agree(tmp_path, doc, flags, needle):
 
 def test_engine_names_match_the_engine_registry():
     from mlgate.cli.engine_options import ENGINE_CHOICES
-    from mlgate.engine import ENGINES
+    from mlgate.policy.engine import ENGINES
     from mlgate.gatekeeper.config import ENGINES as CONFIG_ENGINES
 
     assert ENGINE_CHOICES == ENGINES == CONFIG_ENGINES

@@ -13,7 +13,7 @@ from mlgate.canonical import canonical_json
 from mlgate.inputdoc import Request, build_input, canonical_input
 from mlgate.manifest import load_release
 from mlgate.policy import load_policy
-from mlgate.trust import load_trust_policy
+from mlgate.signing.trust import load_trust_policy
 
 RELEASES = sorted(p.parent.name for p in EXAMPLES.glob("*/mlgate.yaml"))
 

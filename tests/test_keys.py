@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import keys
+from mlgate.signing import keys
 from mlgate.errors import InputError
 
 ASSETS = Path(__file__).parent / "assets" / "signing"

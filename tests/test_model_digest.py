@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlgate import keys
+from mlgate.signing import keys
 from mlgate.errors import InputError
 from mlgate.evidence import model_digest
 from mlgate.evidence.model_digest import compute_model_digest, manifest_order, root_digest

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import keys
-from mlgate.attestation import make_statement, sign_statement
+from mlgate.signing import keys
+from mlgate.signing.attestation import make_statement, sign_statement
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.model_signature import verify_model_signature
-from mlgate.trust import TrustPolicy, parse_trust_policy
+from mlgate.signing.trust import TrustPolicy, parse_trust_policy
 
 ASSETS = Path(__file__).parent / "assets" / "signing"
 REAL = ASSETS / "model-signing-key-mode"

@@ -64,8 +64,8 @@ def test_shifted_window_fails_on_recall_gap_and_drift(tmp_path):
 
 
 def test_signed_record_verifies(tmp_path):
-    from mlgate.attestation import verify_bundle
-    from mlgate.keys import load_public_key_pem
+    from mlgate.signing.attestation import verify_bundle
+    from mlgate.signing.keys import load_public_key_pem
 
     out_file = tmp_path / "record.json"
     code, _, err, _ = monitor(STABLE, tmp_path, "-o", out_file, "--key", EXAMPLES / "keys" / "ml-platform-ci.key")

@@ -16,7 +16,7 @@ from mlgate.errors import InputError
 from mlgate.evidence.approval import create_approval, verify_approval
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.model_signature import verify_model_signature
-from mlgate.trust import parse_trust_policy
+from mlgate.signing.trust import parse_trust_policy
 from pki_helpers import T0, UTC, make_ca, make_leaf, make_pki
 
 MODEL = "3736e691028c6e93fccf6329275dbca792306cca7ebaf5b993fbab9bcc8c60c2"

@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from mlgate.attestation import make_statement
+from mlgate.signing.attestation import make_statement
 from mlgate.canonical import canonical_json
 from mlgate.errors import InputError
 from mlgate.evidence.approval import PREDICATE_TYPE, verify_approval
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.model_signature import verify_model_signature
-from mlgate.trust import load_trust_policy
+from mlgate.signing.trust import load_trust_policy
 from sigstore_local import UTC, LocalSigstore, model_signing_payload
 
 AT = dt.datetime(2026, 11, 28, 9, 30, tzinfo=UTC)

@@ -13,7 +13,7 @@ from conftest import ASSETS, REPO
 from mlgate.policy import load_policy
 from mlgate.policytools.datakeys import DataKeyAnalysis, missing_in
 from mlgate.policytools.lint import CHECKS, lint
-from mlgate.policytools.rego_ast import missing_builtins, parse
+from mlgate.policy.rego_ast import missing_builtins, parse
 
 POLICIES = REPO / "policies"
 BROKEN = ASSETS / "policies" / "lint_broken"

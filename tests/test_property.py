@@ -105,7 +105,7 @@ def test_single_mutation_never_allows_and_never_crashes(tmp_path_factory, baseli
 @given(data=st.data())
 def test_input_document_field_mutation_never_allows(data):
     """The same property one level down: any single field of a denied input document, removed or retyped."""
-    from mlgate.engine import create_engine
+    from mlgate.policy.engine import create_engine
     from mlgate.gate import decide
     from mlgate.errors import PolicyError
     from mlgate.policy import load_policy
@@ -145,7 +145,7 @@ def _denied_input():
         from mlgate.inputdoc import Request, build_input
         from mlgate.manifest import load_release
         from mlgate.policy import load_policy
-        from mlgate.trust import load_trust_policy
+        from mlgate.signing.trust import load_trust_policy
 
         from conftest import EXAMPLES_NOW
 

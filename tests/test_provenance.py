@@ -324,7 +324,7 @@ def test_examples_carry_provenance():
 def test_provenance_facts_in_the_input_document(tmp_path):
     from mlgate.evidence import collect
     from mlgate.manifest import load_release
-    from mlgate.trust import load_trust_policy
+    from mlgate.signing.trust import load_trust_policy
     from conftest import REPO
 
     release = load_release(EXAMPLES / "readmission-risk")

@@ -92,7 +92,7 @@ def violation_ids(decision: dict[str, Any]) -> set[str]:
 def discover_rego_tests() -> list[tuple[str, str, str]]:
     """(file, package, rule) for every test_* rule, found as `mlgate policy test` finds them."""
     from mlgate.policy import load_policy
-    from mlgate.policytools.rego_ast import parse
+    from mlgate.policy.rego_ast import parse
     from mlgate.policytools.testing import discover
 
     return sorted((t.path, t.package, t.name) for t in discover(parse(load_policy(POLICIES))))
@@ -131,7 +131,7 @@ def metadata_blocks() -> list[tuple[Path, dict[str, Any], str]]:
     The blocks are found by the same code as `mlgate policy lint` (mlgate.policytools).
     """
     from mlgate.policy import load_policy
-    from mlgate.policytools.rego_ast import annotations, parse
+    from mlgate.policy.rego_ast import annotations, parse
 
     blocks = []
     for module in parse(load_policy(POLICIES)).modules:

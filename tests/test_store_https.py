@@ -30,7 +30,7 @@ from mlgate.store import (
     build_index,
     open_store,
 )
-from mlgate.trust import load_trust_policy
+from mlgate.signing.trust import load_trust_policy
 
 
 class _Handler(http.server.SimpleHTTPRequestHandler):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from mlgate import keys
+from mlgate.signing import keys
 from mlgate.errors import InputError
-from mlgate.trust import load_trust_policy, parse_trust_policy
+from mlgate.signing.trust import load_trust_policy, parse_trust_policy
 
 ASSETS = Path(__file__).parent / "assets" / "signing"
 KEYS = ASSETS / "keys"
@@ -185,7 +185,7 @@ def test_no_model_signers_is_allowed(trust_dir: Path) -> None:
 # --------------------------------------------------------------------------- validity windows, revocation, rotation
 import datetime as dt  # noqa: E402
 
-from mlgate.trust import Validity  # noqa: E402
+from mlgate.signing.trust import Validity  # noqa: E402
 
 UTC = dt.timezone.utc
 

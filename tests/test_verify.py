@@ -69,7 +69,7 @@ def test_unreadable_release_and_trust(tmp_path: Path) -> None:
 
 def test_help_does_not_import_crypto() -> None:
     code = ("import sys; from mlgate.cli import cli; "
-            "mods = [m for m in ('cryptography', 'sigstore', 'mlgate.pki', 'mlgate.verify', 'mlgate.signers') if m in sys.modules]; "
+            "mods = [m for m in ('cryptography', 'sigstore', 'mlgate.signing.pki', 'mlgate.signing.verify', 'mlgate.signing.signers') if m in sys.modules]; "
             "print(mods)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

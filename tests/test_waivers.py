@@ -17,13 +17,13 @@ import pytest
 from cli_helpers import check_json, run
 from conftest import EXAMPLES, EXAMPLES_NOW
 
-from mlgate.attestation import make_statement, sign_statement
+from mlgate.signing.attestation import make_statement, sign_statement
 from mlgate.errors import InputError
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.waiver import PREDICATE_TYPE, create_waiver, verify_waiver
-from mlgate.keys import load_private_key_pem
+from mlgate.signing.keys import load_private_key_pem
 from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
-from mlgate.trust import load_trust_policy
+from mlgate.signing.trust import load_trust_policy
 
 KEYS = EXAMPLES / "keys"
 TRUST = load_trust_policy(bundled_policy_dir() / TRUST_POLICY_NAME)

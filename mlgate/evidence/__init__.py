@@ -2,6 +2,10 @@
 
 Each file is read once: its bytes are hashed (for the input document, the audit record and the
 approvals' evidence binding) and handed to its reader, which never touches the disk again.
+
+May import: the manifest, :mod:`mlgate.signing` (signed evidence is verified here),
+:mod:`mlgate.provenance`, :mod:`mlgate.schemas` and the basics; never the policy engines, the
+gate, the audit trail, the stores or the doors.
 """
 
 from __future__ import annotations

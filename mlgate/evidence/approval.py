@@ -1,7 +1,7 @@
 """Signed approvals (21 CFR Part 11): create one, and verify one into an ``approvals.records[]`` fact.
 
 An approval is an in-toto Statement v1 in a DSSE envelope in a Sigstore bundle v0.3 (key mode;
-:mod:`mlgate.attestation`), with predicate type ``https://mlgate.dev/attestation/approval/v1``::
+:mod:`mlgate.signing.attestation`), with predicate type ``https://mlgate.dev/attestation/approval/v1``::
 
     subject: [{name: <release name>, digest: {sha256: <model digest>}}]     # 11.70: bound to the model
     predicate:                                                           # 11.50: who, when, meaning
@@ -19,7 +19,7 @@ validated by ``schemas/approval_predicate.schema.json``.
 
 A record is ``verified`` only when the bundle parses, its signature verifies with a credential
 the trust policy lists for an approver (a key, an organisation-PKI certificate chained to a listed
-CA with the approver's email, or a Sigstore keyless identity; :mod:`mlgate.signers`), that
+CA with the approver's email, or a Sigstore keyless identity; :mod:`mlgate.signing.signers`), that
 credential was valid at the signing time (validity window, not revoked before signing), that
 approver is the one the predicate names (a valid signature by A claiming to be B is not
 verified) with the printed name the trust policy holds, and the statement and predicate
@@ -39,12 +39,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Mapping
 
-from mlgate.attestation import AttestationError, StatementError, make_statement, parse_bundle, parse_statement, sign_statement
+from mlgate.signing.attestation import AttestationError, StatementError, make_statement, parse_bundle, parse_statement, sign_statement
 from mlgate.canonical import sha256_hex
 from mlgate.clock import epoch_ns, parse_time, rfc3339
 from mlgate.errors import InputError
-from mlgate.keys import load_private_key_pem
-from mlgate.trust import Approver, TrustPolicy, schema_errors
+from mlgate.signing.keys import load_private_key_pem
+from mlgate.signing.trust import Approver, TrustPolicy, schema_errors
 
 PREDICATE_TYPE = "https://mlgate.dev/attestation/approval/v1"
 SCHEMA_FILE = "approval_predicate.schema.json"
@@ -179,7 +179,7 @@ def verify_signed_predicate(data: bytes, name: str, *, trust: TrustPolicy, recor
     returns ``(predicate, auth, signed_at, expires_at)``, or None once ``record`` holds the
     one-line reason it is not verified. Never raises for hostile bytes.
     """
-    from mlgate.signers import authenticate
+    from mlgate.signing.signers import authenticate
 
     try:
         bundle = parse_bundle(data, name)

@@ -7,7 +7,7 @@ verify it the way model-signing's ``Verifier`` does (``model_signing/_signing/si
 
 1. the container parses (else ``valid: false``);
 2. the signature verifies with a credential of a ``modelSigners`` entry of the trust policy
-   (:mod:`mlgate.signers`): a key selected by the key-id hint (the pre-1.0 PAE quirk accepted as
+   (:mod:`mlgate.signing.signers`): a key selected by the key-id hint (the pre-1.0 PAE quirk accepted as
    model-signing accepts it); a certificate chained to a listed CA whose email is the one listed
    for the signer (model-signing checks the chain only; mlgate also pins who); or a Sigstore
    keyless bundle verified against the trust policy's TrustedRoot file for the listed OIDC
@@ -28,7 +28,7 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlgate.attestation import (
+from mlgate.signing.attestation import (
     AttestationError,
     BundleFormatError,
     StatementError,
@@ -39,7 +39,7 @@ from mlgate.canonical import sha256_hex
 from mlgate.errors import MlgateError
 from mlgate.evidence.model_digest import ModelDigest, root_digest
 from mlgate.safeio import display
-from mlgate.trust import TrustPolicy
+from mlgate.signing.trust import TrustPolicy
 
 PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 PREDICATE_TYPE_COMPAT = "https://model_signing/Digests/v0.1"
@@ -175,7 +175,7 @@ def verify_model_signature(data: bytes, name: str, *, model_path: Path, digest: 
         block["errors"] = [format_error.diagnostics()]
 
     from mlgate.clock import epoch_ns, rfc3339
-    from mlgate.signers import authenticate
+    from mlgate.signing.signers import authenticate
 
     try:
         # model-signing statements carry no signing time: key windows are judged without one

@@ -1,7 +1,7 @@
 """Signed waivers: a time-limited risk acceptance of named violations for one model.
 
 A waiver is signed with the same machinery as an approval (an in-toto Statement v1 in a DSSE
-envelope in a Sigstore bundle, :mod:`mlgate.attestation`), predicate type
+envelope in a Sigstore bundle, :mod:`mlgate.signing.attestation`), predicate type
 ``https://mlgate.dev/attestation/waiver/v1``::
 
     subject: [{name: <release name>, digest: {sha256: <model digest>}}]   # bound to the model
@@ -32,12 +32,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from mlgate.attestation import make_statement, sign_statement
+from mlgate.signing.attestation import make_statement, sign_statement
 from mlgate.clock import rfc3339
 from mlgate.errors import InputError
 from mlgate.evidence.approval import _is_hex64, _under, check_signer, signed_record, verify_signed_predicate
-from mlgate.keys import load_private_key_pem
-from mlgate.trust import TrustPolicy, schema_errors
+from mlgate.signing.keys import load_private_key_pem
+from mlgate.signing.trust import TrustPolicy, schema_errors
 
 PREDICATE_TYPE = "https://mlgate.dev/attestation/waiver/v1"
 SCHEMA_FILE = "waiver_predicate.schema.json"

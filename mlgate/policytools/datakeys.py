@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from mlgate.policytools.rego_ast import ParsedPolicy, RegoModule, ref_parts
+from mlgate.policy.rego_ast import ParsedPolicy, RegoModule, ref_parts
 
 STAR = "*"
 ENV_ROOT = ("mlgate", "environments")

@@ -19,7 +19,7 @@ from mlgate.policy import PolicySet, load_policy
 from mlgate.policytools.controls import Control, load_catalogue
 from mlgate.policytools.datakeys import ENV_ROOT, INPUT_ROOT, STAR, DataKeyAnalysis
 from mlgate.policytools.lint import all_annotations, finding_objects, producer_rules
-from mlgate.policytools.rego_ast import parse, referenced_rules, rule_lines
+from mlgate.policy.rego_ast import parse, referenced_rules, rule_lines
 from mlgate.safeio import display
 
 

@@ -46,7 +46,7 @@ from typing import Any
 from mlgate.policy import PolicySet, load_policy
 from mlgate.policytools.controls import load_catalogue
 from mlgate.policytools.datakeys import ENV_ROOT, DataKeyAnalysis, missing_in
-from mlgate.policytools.rego_ast import (Annotation, ParsedPolicy, RegoModule, Rule, annotations, builtin_calls, calls, line_of, missing_builtins, parse,
+from mlgate.policy.rego_ast import (Annotation, ParsedPolicy, RegoModule, Rule, annotations, builtin_calls, calls, line_of, missing_builtins, parse,
                                          ref_parts, walk)
 from mlgate.safeio import display
 
@@ -244,10 +244,10 @@ def check_deny_boolean(parsed: ParsedPolicy) -> list[Finding]:
 
 
 def check_builtins(parsed: ParsedPolicy, engine: str = "embedded") -> list[Finding]:
-    from mlgate.engine.regorus_engine import engine_version
+    from mlgate.policy.engine.regorus_engine import engine_version
 
     if engine == "rego-cpp":
-        from mlgate.engine import regopy_engine
+        from mlgate.policy.engine import regopy_engine
 
         regopy_engine._regopy()  # PolicyError naming the extra when regopy is not installed
         found = sorted({(m.display, line, name) for m, line, name in builtin_calls(parsed)

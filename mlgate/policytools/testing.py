@@ -21,7 +21,7 @@ from typing import Any
 
 from mlgate.errors import PolicyError
 from mlgate.policy import PolicySet, load_policy
-from mlgate.policytools.rego_ast import ParsedPolicy, parse, new_raw_engine
+from mlgate.policy.rego_ast import ParsedPolicy, parse, new_raw_engine
 from mlgate.safeio import display
 
 PASS, FAIL, ERROR = "pass", "fail", "error"
@@ -123,7 +123,7 @@ def discover(parsed: ParsedPolicy) -> list[RegoTest]:
 
 
 def _run_one(engine: Any, test: RegoTest, shown: dict[str, str]) -> TestResult:
-    from mlgate.engine.regorus_engine import one_line_error
+    from mlgate.policy.engine.regorus_engine import one_line_error
 
     started = time.perf_counter()
     try:

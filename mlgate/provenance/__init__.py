@@ -10,6 +10,9 @@ that is not there (no git repository, no DVC files) is recorded as absent with i
 source the user asked for (MLflow) that fails is an error, and nothing is written. DVC files
 that do not parse are recorded with their errors: the block is then not valid and the policy
 denies. The block is spelled in snake_case, exactly as the facts the policy sees.
+
+May import :mod:`mlgate.schemas` and the basics only (GitPython and the MLflow REST client are
+imported where used).
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""One renderer per output format (conftest's Outputter habit): ``render(decision) -> str``."""
+"""One renderer per output format (conftest's Outputter habit): ``render(decision) -> str``.
+
+May import the gate's :class:`~mlgate.gate.Decision` and the basics; nothing below reads a renderer.
+"""
 
 from __future__ import annotations
 

@@ -2,6 +2,9 @@
 
 :func:`build_report` gathers (:mod:`mlgate.report.gather`) and renders
 (:mod:`mlgate.report.page`); :mod:`mlgate.report.chromium` prints it to PDF.
+
+May import the audit trail (it reads one), the evidence readers, signing, the manifest and the
+policy loader; never the gate's evaluation path or the doors.
 """
 
 from __future__ import annotations

@@ -71,7 +71,7 @@ class ReportData:
     approvals: list[dict[str, Any]] = field(default_factory=list)
     waivers: list[dict[str, Any]] = field(default_factory=list)
     trust_source: str = ""
-    verification: Any = None  # mlgate.audit_verify.VerifyResult
+    verification: Any = None  # mlgate.audit.verify.VerifyResult
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -186,8 +186,8 @@ def _roles_from_manifest(release: Any) -> tuple[dict[str, str], dict[str, str]]:
 def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None = None, policy_dir: Path | None = None,
            trust_path: Path | None = None, checkpoint_extra: tuple[Path, ...] = ()) -> ReportData:
     from mlgate import __version__
-    from mlgate.audit_checkpoint import CheckpointPolicy
-    from mlgate.audit_verify import iter_records, verify_trail
+    from mlgate.audit.checkpoint import CheckpointPolicy
+    from mlgate.audit.verify import iter_records, verify_trail
     from mlgate.clock import rfc3339
     from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
 
@@ -315,7 +315,7 @@ def _model(data: ReportData, release: Any, trust: Any) -> None:
         return
     info: dict[str, Any] = {"path": sig.rel, "digest": sig.digest, "source": sig.source, "problem": sig.problem, "key_id": None, "signer": None}
     if sig.data is not None:
-        from mlgate.attestation import parse_bundle
+        from mlgate.signing.attestation import parse_bundle
 
         try:
             info["key_id"] = parse_bundle(sig.data, sig.rel).hint
@@ -331,7 +331,7 @@ def _model(data: ReportData, release: Any, trust: Any) -> None:
 
 def _load_trust(trust_file: Path, data: ReportData):
     """The trust policy (approvers, model signers) of the report, or None with a note."""
-    from mlgate.audit_checkpoint import load_trust_with_checkpoints
+    from mlgate.audit.checkpoint import load_trust_with_checkpoints
 
     try:
         trust = load_trust_with_checkpoints(trust_file)[0]

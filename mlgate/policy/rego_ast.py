@@ -9,27 +9,62 @@ METADATA comments, which the parse tree does not keep.
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Iterator
 
 import yaml
 
 from mlgate.errors import PolicyError
-from mlgate.policy import PolicySet
+from mlgate.policy.policyset import PolicySet
 from mlgate.safeio import display
 
 # The engine's own names (not builtins, not user rules).
 _KEYWORD_ROOTS = {"data", "input"}
 
 
+_LOCATION = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
+_MESSAGE = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
+_MISSING = "could not find function"
+
+
+def load_regorus():
+    os.environ.pop("RUST_BACKTRACE", None)
+    os.environ.pop("RUST_LIB_BACKTRACE", None)
+    import regorus
+
+    return regorus
+
+
+def one_line_error(exc: BaseException) -> str:
+    """regorus errors are multi-line source snippets; keep ``file:line:col: message``."""
+    text = str(exc).split("Stack backtrace:")[0]
+    loc, msg = _LOCATION.search(text), _MESSAGE.search(text)
+    message = msg.group("msg").strip() if msg else " ".join(text.split())
+    if loc:
+        return f"{loc.group('file')}:{loc.group('line')}:{loc.group('col')}: {message}"
+    return message or type(exc).__name__
+
+
+@lru_cache(maxsize=None)
+def engine_has_builtin(name: str) -> bool:
+    """Ask the engine itself: compile and run a call with a wrong argument, read the error kind."""
+    regorus = load_regorus()
+    probe = regorus.Engine()
+    probe.add_policy("probe.rego", f"package mlgate_probe\nimport rego.v1\nx if {{ {name}(null) }}\n")
+    try:
+        probe.eval_query_as_json("data.mlgate_probe.x")
+    except Exception as exc:  # noqa: BLE001 - regorus raises RuntimeError/ValueError alike
+        return _MISSING not in str(exc)
+    return True
+
+
 def new_raw_engine(policy: PolicySet, *, coverage: bool = False, include_tests: bool = True) -> Any:
     """A regorus engine with the modules (tests included by default) and the data of ``policy``."""
-    from mlgate.engine.regorus_engine import _regorus, one_line_error
-
-    engine = _regorus().Engine()
+    engine = load_regorus().Engine()
     if coverage:
         engine.set_enable_coverage(True)
     for module in policy.modules:
@@ -248,8 +283,6 @@ def missing_builtins(parsed: ParsedPolicy) -> list[tuple[str, int, str]]:
     ``mlgate policy lint``. It resolves ``import ... as x`` aliases (regorus keeps only the
     alias's span), so modules that call ``td.f(...)`` on an aliased import are not reported.
     """
-    from mlgate.engine.regorus_engine import engine_has_builtin
-
     found = {(m.display, line, name) for m, line, name in builtin_calls(parsed) if not engine_has_builtin(name)}
     return sorted(found)
 

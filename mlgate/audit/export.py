@@ -71,7 +71,7 @@ class RecordFilter:
 
 
 def select(trail, filt: RecordFilter) -> list[dict[str, Any]]:
-    from mlgate.audit_verify import iter_records
+    from mlgate.audit.verify import iter_records
 
     return [rec for _where, _raw, rec in iter_records(trail) if filt.matches(rec)]
 
@@ -102,7 +102,7 @@ def export_trail(trail, out: Path, filt: RecordFilter, *, now: dt.datetime) -> d
     """Write the export tar to ``out`` (atomically) and return its manifest."""
     import tarfile
 
-    from mlgate.audit_verify import iter_records, verify_trail
+    from mlgate.audit.verify import iter_records, verify_trail
     from mlgate.canonical import canonical_json
     from mlgate.clock import rfc3339, epoch_ns
 

@@ -29,7 +29,7 @@ from typing import Any
 from mlgate.canonical import sha256_hex
 from mlgate.clock import epoch_ns, rfc3339
 from mlgate.errors import InputError
-from mlgate.trust import TrustPolicy
+from mlgate.signing.trust import TrustPolicy
 
 STATUSES = ("verified", "warning", "failed")
 

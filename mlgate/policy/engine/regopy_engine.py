@@ -42,10 +42,10 @@ from functools import cache
 from typing import Any
 
 from mlgate.canonical import canonical_json
-from mlgate.engine import DECISION_PATH
-from mlgate.engine.deadline import evaluate_with_deadline
+from mlgate.policy.engine.protocol import DECISION_PATH
+from mlgate.policy.engine.deadline import evaluate_with_deadline
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
-from mlgate.policy import Module, PolicySet
+from mlgate.policy.policyset import Module, PolicySet
 
 NAME = "rego-cpp"
 _ERROR_AT = re.compile(r"\(error \d+:(?P<file>[^|\s)]+)\|(?P<offset>\d+)\|")
@@ -125,7 +125,7 @@ class RegopyEngine:
             self._interp.add_data_json(json.dumps(policy.data))
         except regopy.RegoError as exc:
             raise PolicyError(f"cannot load policy data in the rego-cpp engine: {one_line_error(str(exc))}") from None
-        from mlgate.policytools.rego_ast import builtin_calls, parse
+        from mlgate.policy.rego_ast import builtin_calls, parse
 
         missing = sorted({(m.display, line, name) for m, line, name in builtin_calls(parse(policy)) if not engine_has_builtin(name)})
         if missing:

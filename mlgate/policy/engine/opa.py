@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 from mlgate.errors import EngineError, InputError, PolicyError, UndefinedDecision
 
-log = logging.getLogger("mlgate.engine.opa")
+log = logging.getLogger("mlgate.policy.engine.opa")
 
 DECISION_ENDPOINT = "/v1/data/mlgate/decision"
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024

@@ -1,4 +1,4 @@
-"""Loading a policy directory: Rego modules, OPA-style data documents, the trust policy.
+"""A policy set, and loading one from a directory: Rego modules, OPA-style data documents, the trust policy.
 
 Layout (the same as an OPA bundle, so issue #8 can ship it as one):
 ``**/*.rego`` are modules (``*_test.rego`` are unit tests, not loaded for decisions);
@@ -60,16 +60,9 @@ def _nest(parts: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def load_policy(root: Path | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None) -> PolicySet:
-    """Load a policy directory (default: the policy library shipped with mlgate), or an OPA
-    bundle (``*.tar.gz``, see :mod:`mlgate.bundle`), verified with ``bundle_key`` when given."""
+def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | None = None) -> PolicySet:
+    """Load a policy directory (default: the policy library shipped with mlgate)."""
     root = Path(root) if root is not None else bundled_policy_dir()
-    if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
-        from mlgate.bundle import load_bundle_policy
-
-        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides)
-    if bundle_key is not None:
-        raise PolicyError("--bundle-key verifies an OPA bundle (*.tar.gz); this is not one", file=display(root))
     if not root.is_dir():
         raise PolicyError("policy directory not found", file=display(root))
     modules: list[Module] = []

@@ -58,7 +58,7 @@ from typing import Any, Literal
 from mlgate import schemas
 from mlgate.clock import parse_time, rfc3339
 from mlgate.errors import InputError
-from mlgate.keys import MAX_KEY_FILE_BYTES, key_id, key_kind, load_public_key_pem
+from mlgate.signing.keys import MAX_KEY_FILE_BYTES, key_id, key_kind, load_public_key_pem
 from mlgate.safeio import decode_text, display, parse_yaml, read_bytes, resolve_inside
 
 API_VERSION = "mlgate.dev/v1"
@@ -192,7 +192,7 @@ class TrustPolicy:
     certificate_authorities: tuple[CertificateAuthority, ...] = ()
     sigstore_trusted_root: bytes | None = field(default=None, repr=False)  # TrustedRoot JSON bytes
     sigstore_trusted_root_source: str | None = None
-    checkpoint_signers: tuple[Signer, ...] = ()  # audit-trail checkpoints (mlgate.audit_checkpoint)
+    checkpoint_signers: tuple[Signer, ...] = ()  # audit-trail checkpoints (mlgate.audit.checkpoint)
 
     def approver(self, approver_id: str) -> Approver | None:
         return next((a for a in self.approvers if a.id == approver_id), None)

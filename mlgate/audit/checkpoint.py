@@ -5,7 +5,7 @@ it cannot prove that the chain is the one that was written: someone who can writ
 recompute every hash from an edited record onwards (and the head file or head row with them),
 and the rewritten chain verifies. A checkpoint closes that gap. ``mlgate audit checkpoint
 --key KEY`` verifies the chain, then signs its head: an in-toto Statement v1 in a DSSE envelope
-in a Sigstore bundle (:mod:`mlgate.attestation`, the same container as approvals)::
+in a Sigstore bundle (:mod:`mlgate.signing.attestation`, the same container as approvals)::
 
     subject:  [{name: mlgate-audit-head, digest: {sha256: <hash of record N>}}]
     predicateType: https://mlgate.dev/attestation/audit-checkpoint/v1
@@ -23,7 +23,7 @@ the signed hash. A chain that verifies internally but contradicts a signed check
 rewritten; a trail shorter than a checkpoint's sequence was cut (and its head rewritten).
 
 Who may sign checkpoints: ``checkpointSigners`` in the trust policy, read by
-:func:`mlgate.trust.parse_trust_policy` with the rest of the file (schema, key files, validity
+:func:`mlgate.signing.trust.parse_trust_policy` with the rest of the file (schema, key files, validity
 windows and revocation; one key, one identity)::
 
     checkpointSigners:
@@ -69,7 +69,7 @@ class CheckpointTrust:
     source: str
     signers: tuple[CheckpointSigner, ...]
     keys: dict[str, Any] = field(compare=False, repr=False)  # key id -> public key
-    validity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # key id -> mlgate.trust.Validity
+    validity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # key id -> mlgate.signing.trust.Validity
 
     def signer_for_key(self, kid: str) -> CheckpointSigner | None:
         return next((s for s in self.signers if kid in s.key_ids), None)
@@ -81,7 +81,7 @@ def load_checkpoint_trust(path: Path) -> CheckpointTrust:
 
 
 def load_trust_with_checkpoints(path: Path):
-    """(the :class:`mlgate.trust.TrustPolicy`, its :class:`CheckpointTrust`) of one trust file."""
+    """(the :class:`mlgate.signing.trust.TrustPolicy`, its :class:`CheckpointTrust`) of one trust file."""
     from mlgate.safeio import display, read_bytes
 
     name = display(path)
@@ -94,7 +94,7 @@ def parse_checkpoint_trust(data: bytes, name: str, *, base_dir: Path) -> Checkpo
 
 
 def parse_trust_with_checkpoints(data: bytes, name: str, *, base_dir: Path):
-    from mlgate.trust import parse_trust_policy
+    from mlgate.signing.trust import parse_trust_policy
 
     policy = parse_trust_policy(data, name, base_dir=base_dir)
     signers = tuple(CheckpointSigner(id=s.id, name=s.name, key_ids=tuple(k.key_id for k in s.keys)) for s in policy.checkpoint_signers)
@@ -121,7 +121,7 @@ class FileCheckpointStore:
         self.dir = checkpoint_dir(log)
 
     def list(self) -> list[StoredCheckpoint]:
-        from mlgate.attestation import MAX_BUNDLE_BYTES
+        from mlgate.signing.attestation import MAX_BUNDLE_BYTES
         from mlgate.safeio import read_bytes
 
         try:
@@ -189,13 +189,13 @@ class PostgresCheckpointStore:
     """
 
     def __init__(self, sink: Any):
-        self.sink = sink  # a mlgate.audit_pg.PostgresAuditSink (its pool, its schema)
+        self.sink = sink  # a mlgate.audit.postgres.PostgresAuditSink (its pool, its schema)
         self._ready = False
 
     def _ensure(self) -> None:
         if self._ready:
             return
-        from mlgate.audit_pg import _SCHEMA_LOCK
+        from mlgate.audit.postgres import _SCHEMA_LOCK
 
         self.sink.head()  # creates the trail's own schema (and the append-only function) if needed
 
@@ -228,7 +228,7 @@ class PostgresCheckpointStore:
 
 
 def checkpoint_store(trail: Any):
-    """The checkpoint store beside an open trail (:func:`mlgate.audit_verify.open_trail`)."""
+    """The checkpoint store beside an open trail (:func:`mlgate.audit.verify.open_trail`)."""
     if trail.kind == "file":
         return FileCheckpointStore(trail.path)
     return PostgresCheckpointStore(trail.sink)
@@ -237,7 +237,7 @@ def checkpoint_store(trail: Any):
 # --------------------------------------------------------------------------- reading a checkpoint
 def _claims(data: bytes) -> dict[str, Any]:
     """The predicate of a bundle WITHOUT verifying it (to refuse signing a contradicted chain)."""
-    from mlgate.attestation import parse_bundle
+    from mlgate.signing.attestation import parse_bundle
 
     try:
         bundle = parse_bundle(data, "<checkpoint>")
@@ -296,7 +296,7 @@ class CheckpointResult:
 
 def read_checkpoint(item: StoredCheckpoint, trust: CheckpointTrust) -> CheckpointResult:
     """Verify one checkpoint's signature and statement (not yet its claim about the trail)."""
-    from mlgate.attestation import AttestationError, SignatureMismatch, verify_bundle
+    from mlgate.signing.attestation import AttestationError, SignatureMismatch, verify_bundle
 
     out = CheckpointResult(where=item.where, status="invalid")
     try:
@@ -344,7 +344,7 @@ class CheckpointPolicy:
 
 
 def gather(trail: Any, extra: Iterable[Path] = ()) -> list[StoredCheckpoint]:
-    from mlgate.attestation import MAX_BUNDLE_BYTES
+    from mlgate.signing.attestation import MAX_BUNDLE_BYTES
     from mlgate.safeio import display, read_bytes
 
     items = checkpoint_store(trail).list()
@@ -361,7 +361,7 @@ def hashes_at(trail: Any, sequences: set[int]) -> dict[int, str]:
 
     Only called for sequences within the prefix that verified, where the k-th record holds
     sequence k; only those lines are parsed, and reading stops after the last one wanted."""
-    from mlgate.audit_verify import parse_record
+    from mlgate.audit.trail import parse_record
 
     out: dict[int, str] = {}
     if not sequences:
@@ -379,10 +379,10 @@ def hashes_at(trail: Any, sequences: set[int]) -> dict[int, str]:
 
 def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None:
     """Check every checkpoint of ``trail`` (and ``policy.extra``) against the verified chain in
-    ``result`` (a :class:`mlgate.audit_verify.VerifyResult`), recording each in
+    ``result`` (a :class:`mlgate.audit.verify.VerifyResult`), recording each in
     ``result.checkpoints`` and, when the chain itself verified, failing ``result`` on the first
     checkpoint that does not hold (fail closed: an unverifiable checkpoint is not ignored)."""
-    from mlgate.audit_verify import _fail
+    from mlgate.audit.trail import _fail
 
     try:
         items = gather(trail, policy.extra)
@@ -451,60 +451,3 @@ def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None
             what = "is not signed by a checkpoint signer of the trust policy" if status == "untrusted" else "is not a valid checkpoint"
             _fail(result, verdict, f"checkpoint {bad.where} {what}: {bad.reason}", where=bad.where, field="checkpoint")
         return
-
-
-# --------------------------------------------------------------------------- signing
-@dataclass(frozen=True)
-class SignedCheckpoint:
-    location: str
-    sequence: int
-    hash: str
-    time: str
-    key_id: str
-    signer_id: str | None
-
-
-def create_checkpoint(trail: Any, private_key: Any, *, now: dt.datetime, trust: CheckpointTrust | None = None) -> SignedCheckpoint:
-    """Verify the chain and sign its head. Refuses (:class:`CheckpointRefused`) a chain that is
-    not intact or that contradicts a stored checkpoint, and an empty trail; with ``trust``, also
-    a key that is not a checkpoint signer's and a stored checkpoint that does not verify."""
-    from mlgate import __version__
-    from mlgate.attestation import make_statement, sign_statement
-    from mlgate.audit_verify import verify_trail
-    from mlgate.clock import rfc3339
-    from mlgate.keys import key_id as _key_id
-
-    kid = _key_id(private_key.public_key())
-    signer = None
-    if trust is not None:
-        signer = trust.signer_for_key(kid)
-        if signer is None:
-            raise CheckpointRefused(f"key {kid} is not a checkpoint signer in the trust policy {trust.source}", field="--key")
-    result = verify_trail(trail, checkpoints=CheckpointPolicy(trust=trust) if trust is not None else None)
-    if result.status == "unreadable":
-        raise AuditError(result.problem or "cannot read the audit trail", file=trail.location)
-    if not result.ok:
-        raise CheckpointRefused(f"the chain is not intact, refusing to sign it: {result.status}: {result.problem}", file=trail.location)
-    if result.records == 0:
-        raise AuditError("the audit trail has no records; nothing to checkpoint", file=trail.location)
-    if trust is None:
-        # Unverified claims of the stored checkpoints still must not contradict the chain:
-        # signing a new head over a rewritten chain would look like an endorsement of it.
-        claims = [(item.where, _claims(item.data)) for item in checkpoint_store(trail).list()]
-        wanted = {c["sequence"] for _w, c in claims if type(c.get("sequence")) is int and 1 <= c["sequence"] <= result.records}
-        found = hashes_at(trail, wanted)
-        for where, c in claims:
-            seq = c.get("sequence")
-            if type(seq) is not int or not isinstance(c.get("hash"), str):
-                continue
-            if seq > result.records or found.get(seq) != c["hash"]:
-                raise CheckpointRefused(f"checkpoint {where} attests sequence {seq} with hash {c['hash']}, which the chain contradicts; "
-                                        f"refusing to sign (run mlgate audit verify --trust FILE)", file=trail.location)
-    time = now.astimezone(dt.timezone.utc)
-    predicate = {"trail": trail.location, "sequence": result.head_sequence, "hash": result.head_hash, "time": rfc3339(time),
-                 "mlgate_version": __version__}
-    statement = make_statement([{"name": SUBJECT_NAME, "digest": {"sha256": result.head_hash}}], PREDICATE_TYPE, predicate)
-    data = sign_statement(statement, private_key)
-    location = checkpoint_store(trail).put(data, sequence=result.head_sequence, time=time, key_id=kid)
-    return SignedCheckpoint(location=location, sequence=result.head_sequence, hash=result.head_hash, time=predicate["time"],
-                            key_id=kid, signer_id=signer.id if signer else None)

@@ -169,7 +169,7 @@ def _roots(policy: Any) -> list[str]:
 
 
 def _signing_algorithm(key: Any) -> str:
-    from mlgate.keys import key_kind
+    from mlgate.signing.keys import key_kind
 
     kind = key_kind(key)
     if kind not in _ALGORITHMS:  # pragma: no cover - keys.py accepts only these
@@ -181,7 +181,7 @@ def sign_files(contents: dict[str, bytes], signing_key: Path) -> bytes:
     """The ``.signatures.json`` for ``contents`` (every bundle file but the signatures)."""
     import jwt
 
-    from mlgate.keys import key_id, load_private_key
+    from mlgate.signing.keys import key_id, load_private_key
 
     private = load_private_key(signing_key)
     files = [{"name": name, "hash": file_hash(name, data), "algorithm": "SHA-256"} for name, data in sorted(contents.items())]
@@ -205,10 +205,10 @@ def _tar_bytes(contents: dict[str, bytes]) -> bytes:
 
 def build_bundle(policy_dir: Path | None, out: Path, *, signing_key: Path | None = None) -> BundleInfo:
     """Write the OPA bundle of ``policy_dir`` (default: the bundled library) to ``out``."""
-    from mlgate.policy import load_policy
+    from mlgate.policy.policyset import load_policy_dir
     from mlgate.safeio import read_bytes
 
-    policy = load_policy(policy_dir)
+    policy = load_policy_dir(policy_dir)
     contents = {rel: read_bytes(policy.root / rel) for rel in sorted(policy.files)}
     roots = _roots(policy)
     manifest = {"revision": policy.revision, "roots": roots}
@@ -319,7 +319,7 @@ def verify_bundle(path: Path, key: Path) -> BundleInfo:
     """Verify a signed bundle with the PEM public key ``key``; return it, or raise SignatureError."""
     import jwt
 
-    from mlgate.keys import key_id, load_public_key
+    from mlgate.signing.keys import key_id, load_public_key
 
     info = read_bundle(path)
     where = info.path
@@ -376,7 +376,7 @@ def is_bundle_path(path: Path) -> bool:
 def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: list[Path] | None = None) -> Any:
     """The PolicySet of a bundle: verified with ``key`` when given (a signed bundle needs one),
     unpacked into a private temporary directory, its revision checked against the manifest."""
-    from mlgate.policy import load_policy
+    from mlgate.policy.policyset import load_policy_dir
 
     info = verify_bundle(path, key) if key is not None else read_bundle(path)
     if key is None and info.signed:
@@ -393,7 +393,7 @@ def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: l
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-    policy = load_policy(root, data_overrides=data_overrides)
+    policy = load_policy_dir(root, data_overrides=data_overrides)
     own = digest_json({k: v for k, v in policy.files.items() if not k.startswith("override:")})
     if own != info.revision:
         raise PolicyError(f".manifest revision {info.revision[:16]}… does not match the bundle's files (revision {own[:16]}…)", file=info.path)

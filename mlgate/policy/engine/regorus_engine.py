@@ -15,38 +15,16 @@ from __future__ import annotations
 
 import json
 import os
-import re
-from functools import lru_cache
 from typing import Any
 
 from mlgate.canonical import canonical_json
-from mlgate.engine import DECISION_PATH
-from mlgate.engine.deadline import evaluate_with_deadline
+from mlgate.policy.engine.protocol import DECISION_PATH
+from mlgate.policy.engine.deadline import evaluate_with_deadline
 from mlgate.errors import EngineError, PolicyError, UndefinedDecision
-from mlgate.policy import Module, PolicySet
+from mlgate.policy.policyset import Module, PolicySet
+from mlgate.policy.rego_ast import load_regorus, one_line_error
 
-_LOCATION = re.compile(r"-->\s*(?P<file>[^\s:]+):(?P<line>\d+):(?P<col>\d+)")
-_MESSAGE = re.compile(r"^error:\s*(?P<msg>.+)$", re.MULTILINE)
-_MISSING = "could not find function"
 _UNDEFINED = "<undefined>"  # what eval_rule_as_json gives for an undefined rule
-
-
-def _regorus():
-    os.environ.pop("RUST_BACKTRACE", None)
-    os.environ.pop("RUST_LIB_BACKTRACE", None)
-    import regorus
-
-    return regorus
-
-
-def one_line_error(exc: BaseException) -> str:
-    """regorus errors are multi-line source snippets; keep ``file:line:col: message``."""
-    text = str(exc).split("Stack backtrace:")[0]
-    loc, msg = _LOCATION.search(text), _MESSAGE.search(text)
-    message = msg.group("msg").strip() if msg else " ".join(text.split())
-    if loc:
-        return f"{loc.group('file')}:{loc.group('line')}:{loc.group('col')}: {message}"
-    return message or type(exc).__name__
 
 
 def engine_version() -> str:
@@ -58,24 +36,11 @@ def engine_version() -> str:
         return "unknown"
 
 
-@lru_cache(maxsize=None)
-def engine_has_builtin(name: str) -> bool:
-    """Ask the engine itself: compile and run a call with a wrong argument, read the error kind."""
-    regorus = _regorus()
-    probe = regorus.Engine()
-    probe.add_policy("probe.rego", f"package mlgate_probe\nimport rego.v1\nx if {{ {name}(null) }}\n")
-    try:
-        probe.eval_query_as_json("data.mlgate_probe.x")
-    except Exception as exc:  # noqa: BLE001 - regorus raises RuntimeError/ValueError alike
-        return _MISSING not in str(exc)
-    return True
-
-
 class RegorusEngine:
     name = "regorus"
 
     def __init__(self, policy: PolicySet, *, timeout_s: float = 10.0, include_tests: bool = False):
-        regorus = _regorus()
+        regorus = load_regorus()
         self.version = engine_version()
         self.timeout_s = timeout_s
         self._engine = regorus.Engine()
@@ -89,7 +54,7 @@ class RegorusEngine:
             self._engine.add_data_json(json.dumps(policy.data))
         except Exception as exc:  # noqa: BLE001
             raise PolicyError(f"cannot load policy data: {one_line_error(exc)}") from None
-        from mlgate.policytools.rego_ast import missing_builtins, parse
+        from mlgate.policy.rego_ast import missing_builtins, parse
 
         missing = missing_builtins(parse(policy, self._engine))
         if missing:

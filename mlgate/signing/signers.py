@@ -1,8 +1,8 @@
 """Who signed a bundle: one check shared by approvals and model signatures.
 
-:func:`authenticate` takes a parsed bundle (:mod:`mlgate.attestation`) and the trust policy and
+:func:`authenticate` takes a parsed bundle (:mod:`mlgate.signing.attestation`) and the trust policy and
 answers with the listed signer and the credential that verified, or raises a
-:class:`~mlgate.attestation.SignatureMismatch` / :class:`~mlgate.pki.CertificateError` with a
+:class:`~mlgate.signing.attestation.SignatureMismatch` / :class:`~mlgate.signing.pki.CertificateError` with a
 specific one-line reason. Three identity sources:
 
 * ``key``: the key-id hint names a key the trust policy lists for this purpose (approver or model
@@ -14,7 +14,7 @@ specific one-line reason. Three identity sources:
   TrustedRoot for the (OIDC issuer, subject) listed for a signer of this purpose.
 
 Then the credential's validity window and revocation are judged at the signing time
-(:meth:`mlgate.trust.Validity.judge`): a signature made after revocation does not count, one made
+(:meth:`mlgate.signing.trust.Validity.judge`): a signature made after revocation does not count, one made
 before still does and says so (``status: revoked_after_signing``).
 """
 
@@ -24,8 +24,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from mlgate.attestation import Bundle, SignatureMismatch, pae, pae_legacy, verify_signature
-from mlgate.trust import Purpose, Signer, TrustPolicy, Validity
+from mlgate.signing.attestation import Bundle, SignatureMismatch, pae, pae_legacy, verify_signature
+from mlgate.signing.trust import Purpose, Signer, TrustPolicy, Validity
 
 _WHAT = {"approver": "approver", "model_signer": "model signer"}
 _OTHER: dict[str, Purpose] = {"approver": "model_signer", "model_signer": "approver"}
@@ -81,7 +81,7 @@ def _by_key(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.
 
 
 def _by_certificate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.datetime | None, legacy_pae: bool) -> Authenticated:
-    from mlgate import pki
+    from mlgate.signing import pki
 
     name = bundle.name
     field = "verificationMaterial"
@@ -145,7 +145,7 @@ def _rfc(at: dt.datetime) -> str:
 
 
 def _by_keyless(bundle: Bundle, trust: TrustPolicy, purpose: Purpose) -> Authenticated:
-    from mlgate import pki
+    from mlgate.signing import pki
 
     name = bundle.name
     if trust.sigstore_trusted_root is None:

@@ -17,9 +17,9 @@ COMMITTED re-reads the locked row's newest version). A writer that fails rolls b
 no record without the head moving, no head moving without its records, so no gaps. The table
 constraints are a second line of defence: ``sequence`` is the primary key and ``prev_hash`` is
 unique, so even a writer that skipped the lock could not insert a fork. Sealing happens in
-Python (the same :func:`mlgate.audit_record.seal` as the file backend), so one ``verify``
+Python (the same :func:`mlgate.audit.record.seal` as the file backend), so one ``verify``
 serves both. Within a process, concurrent appends share one transaction
-(:class:`~mlgate.audit_group.GroupCommit`), which keeps the lock's hold time per record low.
+(:class:`~mlgate.audit.group.GroupCommit`), which keeps the lock's hold time per record low.
 
 Each record is stored as the exact canonical-JSON text that was hashed (``record``; a jsonb
 column would normalise it), plus a few columns copied out of it for ``audit show`` filters.
@@ -40,8 +40,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from mlgate.audit_group import GroupCommit
-from mlgate.audit_record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
+from mlgate.audit.group import GroupCommit
+from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
 from mlgate.canonical import canonical_json
 from mlgate.errors import AuditError
 
@@ -126,7 +126,7 @@ class PostgresEvidenceStore:
 
 class PostgresAuditSink:
     def __init__(self, dsn: str, options: AuditOptions | None = None, *, timeout: float = 5.0, max_pool: int = 4):
-        from mlgate.audit import redact_url
+        from mlgate.audit.url import redact_url
 
         self.dsn = dsn
         self.options = options or AuditOptions()

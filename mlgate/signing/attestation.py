@@ -3,8 +3,8 @@
 Three verification materials are parsed: ``publicKey`` (key mode, below), ``x509CertificateChain``
 or ``certificate`` without transparency-log entries (certificate mode: organisation PKI, as
 model-signing's ``sign certificate`` writes it) and a ``certificate`` with ``tlogEntries``
-(Sigstore keyless). This module verifies key mode; :mod:`mlgate.signers` dispatches the other two
-to :mod:`mlgate.pki`.
+(Sigstore keyless). This module verifies key mode; :mod:`mlgate.signing.signers` dispatches the other two
+to :mod:`mlgate.signing.pki`.
 
 The container is byte-compatible with what OpenSSF model-signing writes in key mode::
 
@@ -39,7 +39,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from mlgate import keys as _keys
+from mlgate.signing import keys as _keys
 from mlgate.errors import InputError, SignatureError
 from mlgate.safeio import parse_json
 

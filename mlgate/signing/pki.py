@@ -26,7 +26,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from mlgate.attestation import AttestationError, SignatureMismatch
+from mlgate.signing.attestation import AttestationError, SignatureMismatch
 from mlgate.clock import rfc3339
 
 #: extendedKeyUsage values that mean "may sign": codeSigning, emailProtection, documentSigning
@@ -155,7 +155,7 @@ def check_signing_usage(leaf: Any, name: str) -> None:
 
 
 def certificate_signature_ok(leaf: Any, signature: bytes, message: bytes) -> bool:
-    from mlgate import keys as _keys
+    from mlgate.signing import keys as _keys
 
     try:
         public = leaf.public_key()

@@ -5,7 +5,7 @@ One chain across processes and threads:
 * Across processes, writers serialise on an exclusive ``flock`` of the log file; under the lock
   they read the tail (the last line: its ``sequence`` and ``hash``), seal, append, fsync, and
   only then release it. Two CI jobs on one runner cannot fork the chain.
-* Within a process, appends go through :class:`~mlgate.audit_group.GroupCommit`: concurrent
+* Within a process, appends go through :class:`~mlgate.audit.group.GroupCommit`: concurrent
   callers' records are sealed as one batch under one lock, written with one ``write`` and made
   durable with one ``fsync``. Every caller still returns only after its record is on disk.
 
@@ -36,8 +36,8 @@ import threading
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
-from mlgate.audit_group import GroupCommit
-from mlgate.audit_record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
+from mlgate.audit.group import GroupCommit
+from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
 from mlgate.canonical import canonical_json
 from mlgate.errors import AuditError
 

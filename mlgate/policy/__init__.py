@@ -1,0 +1,39 @@
+"""The policy side: what a policy set is, where it comes from, and the engines that evaluate it.
+
+- :mod:`~mlgate.policy.policyset`: :class:`PolicySet` (modules, data, trust policy, revision) and
+  loading one from a directory (the bundled library by default);
+- :mod:`~mlgate.policy.bundle`: OPA bundles (``*.tar.gz``), built, signed, read and verified;
+- :mod:`~mlgate.policy.rego_ast`: the policy set as the embedded engine parses it (modules, rule
+  heads, builtin calls); the builtin check the engines run at load lives here, below both the
+  engines and the authoring tools (:mod:`mlgate.policytools`);
+- :mod:`~mlgate.policy.engine`: the :class:`~mlgate.policy.engine.PolicyEngine` seam and its
+  engines (regorus, rego-cpp, a remote OPA).
+
+May import: :mod:`mlgate.errors`, :mod:`mlgate.canonical`, :mod:`mlgate.safeio`, :mod:`mlgate.clock`
+and :mod:`mlgate.signing` (bundle signatures). Never the gate, the stores, the audit trail, the
+authoring tools or the front doors. Modules inside this package import each other directly,
+never through this ``__init__``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlgate.errors import PolicyError
+from mlgate.policy.policyset import DATA_NAMES, TRUST_POLICY_NAME, Module, PolicySet, bundled_policy_dir, load_policy_dir
+from mlgate.safeio import display
+
+__all__ = ["DATA_NAMES", "TRUST_POLICY_NAME", "Module", "PolicySet", "bundled_policy_dir", "load_policy", "load_policy_dir"]
+
+
+def load_policy(root: Path | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None) -> PolicySet:
+    """Load a policy directory (default: the policy library shipped with mlgate), or an OPA
+    bundle (``*.tar.gz``, see :mod:`mlgate.policy.bundle`), verified with ``bundle_key`` when given."""
+    root = Path(root) if root is not None else bundled_policy_dir()
+    if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
+        from mlgate.policy.bundle import load_bundle_policy
+
+        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides)
+    if bundle_key is not None:
+        raise PolicyError("--bundle-key verifies an OPA bundle (*.tar.gz); this is not one", file=display(root))
+    return load_policy_dir(root, data_overrides=data_overrides)
