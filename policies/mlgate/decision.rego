@@ -44,6 +44,9 @@ rule_warnings := [
 ]
 
 # With no input document at all, the rules above cannot name what is missing.
+# (Negated as a rule: OPA reads `not is_object(input)` as undefined when there
+# is no input, and MLG-CFG-000 would never fire there.)
+input_is_object if is_object(input)
 
 # METADATA
 # title: Input document missing
@@ -55,7 +58,7 @@ rule_warnings := [
 #   remediation: Evaluate the policy with an mlgate.dev/input/v1 input document.
 #   expected: The policy is evaluated with an input document, a JSON object of apiVersion mlgate.dev/input/v1.
 input_violations contains v if {
-	not is_object(input)
+	not input_is_object
 	v := {
 		"id": "MLG-CFG-000",
 		"severity": "critical",

@@ -60,7 +60,7 @@ violation contains v if {
 #     below monitoring.psi_max.
 violation contains v if {
 	some f in drift
-	not below(object.get(f, "psi", null), t.psi_max)
+	not below(object.get(f, "psi", null), object.get(t, "psi_max", null))
 	v := {
 		"id": "MLG-MON-001",
 		"severity": "high",

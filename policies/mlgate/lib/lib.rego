@@ -13,11 +13,22 @@ import rego.v1
 # denies, whatever the other rules say.
 env := data.mlgate.environments[input.environment]
 
+# The environment is one the library has thresholds for (an object of them).
+#
+# Portability: inside `not`, never pass a value that may be undefined to a
+# function, builtin or comparison other than `==` (`not is_object(env)`,
+# `not count(xs) >= m`, `not x in s`). OPA (the reference) makes the whole
+# expression undefined when an argument is, so the rule silently does not fire;
+# regorus and rego-cpp read it as true. Test the positive form in a helper rule
+# and negate the rule (`not env_known`), or pass `object.get(obj, key, null)`.
+# tests/test_opa_reference.py runs the Rego tests and decisions on OPA itself.
+env_known if is_object(env)
+
 # One block of the environment's thresholds ("bias", "approvals", ...), or an
 # empty object when the environment or the block is unknown.
-thresholds(kind) := object.get(env, kind, {}) if is_object(env)
+thresholds(kind) := object.get(env, kind, {}) if env_known
 
-thresholds(kind) := {} if not is_object(env)
+thresholds(kind) := {} if not env_known
 
 # Evaluation time in nanoseconds since the epoch; undefined when the input has
 # none, so every freshness check (`not fresh(t)`) fires.
@@ -170,6 +181,6 @@ age_text(t) := sprintf("is %v days old", [round((now_ns - t) / ns_per_day * 10) 
 	t <= now_ns
 }
 
-max_age_text := sprintf("%v days", [env.evidence.max_age_days]) if is_number(env.evidence.max_age_days)
+default max_age_text := "<missing>"
 
-max_age_text := "<missing>" if not is_number(env.evidence.max_age_days)
+max_age_text := sprintf("%v days", [env.evidence.max_age_days]) if is_number(env.evidence.max_age_days)

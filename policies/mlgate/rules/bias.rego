@@ -32,7 +32,12 @@ sufficient(c) if c.insufficient == false
 # "95% CI" for messages
 ci_label := sprintf("%v%% CI", [round(audit.confidence * 100)]) if is_number(audit.confidence)
 
-ci_label := "CI (confidence <missing>)" if not is_number(audit.confidence)
+ci_label := "CI (confidence <missing>)" if not has_confidence
+
+has_confidence if is_number(audit.confidence)
+
+# (positive forms, negated in the rules: see lib.env_known)
+confident_enough if audit.confidence >= (1 - cfg.alpha) - 0.000000001
 
 # The comparison passes the significance test: the gap is below delta, or the
 # difference is not significant. A missing gap or p-value passes neither.
@@ -180,7 +185,10 @@ denominator_name := object.get(denominator_names, metric, "trials")
 
 insufficient_group(g) if not g.insufficient == false
 
-insufficient_group(g) if not object.get(g, "trials", null) >= cfg.n_min
+insufficient_group(g) if not enough_trials(g)
+
+# (a positive rule: `not x >= cfg.n_min` is undefined on OPA when n_min is missing)
+enough_trials(g) if object.get(g, "trials", null) >= cfg.n_min
 
 # METADATA
 # title: Insufficient evidence for a subgroup
@@ -369,7 +377,7 @@ violation contains v if {
 #     of 0.05).
 violation contains v if {
 	audit.present == true
-	not audit.confidence >= (1 - cfg.alpha) - 0.000000001
+	not confident_enough
 	v := {
 		"id": "MLG-BIAS-010",
 		"severity": "medium",

@@ -8,6 +8,12 @@ import rego.v1
 
 import data.mlgate.lib
 
+# Positive forms, negated in the rules below: `not is_number(input.x)` is
+# undefined on OPA when input.x is missing (see lib.env_known).
+has_evaluation_time if is_number(input.evaluated_at_ns)
+
+evidence_is_object if is_object(input.evidence)
+
 # The environments the library has thresholds for, for messages.
 known := sort(object.keys(data.mlgate.environments)) if {
 	is_object(data.mlgate.environments)
@@ -28,7 +34,7 @@ known := sort(object.keys(data.mlgate.environments)) if {
 #     The input names an environment for which the policy library holds a
 #     thresholds object (a data file under policies/mlgate/environments/).
 violation contains v if {
-	not is_object(data.mlgate.environments[input.environment])
+	not lib.env_known
 	v := {
 		"id": "MLG-CFG-001",
 		"severity": "critical",
@@ -75,7 +81,7 @@ violation contains v if {
 #     The input carries evaluated_at_ns, the evaluation time as a number of
 #     nanoseconds since the epoch.
 violation contains v if {
-	not is_number(input.evaluated_at_ns)
+	not has_evaluation_time
 	v := {
 		"id": "MLG-CFG-003",
 		"severity": "critical",
@@ -198,7 +204,7 @@ violation contains v if {
 #   remediation: Evaluate the policy with the input document mlgate builds (mlgate.dev/input/v1, docs/input-document.md).
 #   expected: input.evidence is an object, and each evidence block in it (model_card, bias_audit, approvals, ...) is an object.
 violation contains v if {
-	not is_object(input.evidence)
+	not evidence_is_object
 	v := {
 		"id": "MLG-CFG-006",
 		"severity": "critical",
