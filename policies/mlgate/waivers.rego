@@ -44,12 +44,19 @@ waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
 } else := sprintf("the trust policy does not let %s act in %s", [lib.s(r, "signer_id"), lib.s(input, "environment")]) if {
 	not r.environment_authorised == true
 } else := "signed after the evaluation time" if {
-	not r.signed_at_ns <= lib.now_ns
+	not signed_by_now(r)
 } else := sprintf("expired at %s", [lib.s(r, "expires_at")]) if {
-	not lib.now_ns < r.expires_at_ns
+	not unexpired_now(r)
 } else := sprintf("valid for %v days, more than waivers.max_days %v", [round((r.expires_at_ns - r.signed_at_ns) / lib.ns_per_day * 10) / 10, waiver_cfg.max_days]) if {
 	r.expires_at_ns - r.signed_at_ns > waiver_max_ns
 } else := ""
+
+# Positive forms, negated in waiver_problem: `not r.signed_at_ns <= lib.now_ns`
+# is undefined on OPA when a time is missing (see lib.env_known), and such a
+# waiver would apply there.
+signed_by_now(r) if r.signed_at_ns <= lib.now_ns
+
+unexpired_now(r) if lib.now_ns < r.expires_at_ns
 
 # A rule id no waiver can touch in this environment.
 not_waivable(id) if startswith(id, "MLG-CFG-")

@@ -735,9 +735,15 @@ violation contains v if {
 	}
 }
 
-too_few_disciplines if not count(effective_roles) >= min_disciplines
+too_few_disciplines if not enough_roles
 
 too_few_disciplines if {
 	distinct_required
-	not count(effective_people) >= min_disciplines
+	not enough_people
 }
+
+# Positive forms, negated above: `not count(xs) >= min_disciplines` is undefined
+# on OPA when min_disciplines is (see lib.env_known), and would never fire.
+enough_roles if count(effective_roles) >= min_disciplines
+
+enough_people if count(effective_people) >= min_disciplines
