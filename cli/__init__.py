@@ -56,10 +56,10 @@ def cli() -> None:
 @click.option("--env", "environment", required=True, help="Target environment (e.g. staging, production).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True)
 @click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here instead of stdout.")
-@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
-@click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
-@click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
-@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", help="Audit trail: file:PATH (default file:.mlgate/audit.jsonl) or postgresql://... (env MLGATE_AUDIT).")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory or OPA bundle (default: `policy` in .mlgate.yaml, else the bundled library).")
+@click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Data document merged over the policy's environment data (repeatable; may set mlgate.environments.<tier>.<key> only).")
+@click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: `trust` in .mlgate.yaml; none is trusted by default).")
+@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", cls=AuditOption, callback=check_audit_url, help="Audit trail: file:PATH (default: `audit` in .mlgate.yaml, else file:.mlgate/audit.jsonl) or postgresql://... (env MLGATE_AUDIT).")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Shorthand for --audit file:PATH.")
 @click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
 @click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
@@ -84,7 +84,15 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     from mlgate.inputdoc import Request
     from mlgate.render import renderer
 
+    from mlgate.settings import find_settings
+
+    try:
+        settings = find_settings()  # .mlgate.yaml in the working directory; the flags win over it
+    except MlgateError as exc:
+        _fail(exc)
+    policy_dir = policy_dir if policy_dir is not None else settings.policy
     options = GateOptions(
+        settings=settings,
         environment=environment,
         policy_dir=policy_dir,
         data_overrides=list(data_files),
@@ -106,7 +114,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     if audit_log is not None:
         audit_url = f"file:{audit_log}"
     try:
-        sink = open_sink(audit_url or f"file:{DEFAULT_AUDIT_LOG}", AuditOptions(
+        sink = open_sink(audit_url or settings.audit or f"file:{DEFAULT_AUDIT_LOG}", AuditOptions(
             policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
     except MlgateError as exc:
         _fail(exc)

@@ -56,6 +56,9 @@ class Decision:
     error: str | None = None
     input_digest: str | None = None
     policy_revision: str | None = None
+    # What the policy revision digests (policy, data overrides, trust policy and its files,
+    # settings file, engine): the audit record shows an auditor which of them were used.
+    revision_inputs: dict[str, Any] | None = field(default=None, compare=False)
     engine: str | None = None
     engine_version: str | None = None
     engine_decision_id: str | None = None  # the engine's own id for this decision (OPA's decision_id)
@@ -180,6 +183,7 @@ class GateOptions:
     engine: str = "embedded"  # embedded | rego-cpp | opa (mlgate.policy.engine.ENGINES)
     opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"
     bundle_key: Path | None = None  # public key verifying an OPA bundle given as policy_dir
+    settings: Any = None  # mlgate.settings.Settings; None: read .mlgate.yaml in the working directory
     timeout_s: float = 10.0
     clock: Clock = field(default_factory=SystemClock)
     ids: IdFactory = uuid4_ids
@@ -192,29 +196,65 @@ class Prepared:
 
     The engine is bound to the thread that built it (a regorus ``Engine`` is unsendable): a
     server builds and uses its :class:`Prepared` from one dedicated thread.
+
+    ``revision`` is the policy revision recorded with every decision (design.md section 10,
+    invariant 2): the sha256 over every input to the decision other than the release, namely the
+    policy's own files, each data override, the trust policy used and every file it names, the
+    settings file, and the engine with its version. ``inputs`` says what those were, for the record.
     """
 
     policy: Any
     engine: Any
     trust: Any
+    revision: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict, compare=False)
 
-    @property
-    def revision(self) -> str:
-        return self.policy.revision
+
+def decision_revision(policy: Any, trust: Any, engine: Any, settings: Any, *, trust_from: str, policy_source: str) -> tuple[str, dict[str, Any]]:
+    """(revision, inputs): the revision digests content only (never where a file lies), so the
+    same inputs give the same revision from any working directory."""
+    from mlgate.canonical import digest_json
+
+    expected = getattr(engine, "expected_revision", None)  # the remote OPA: the bundle it must serve
+    engine_facts = {"name": engine.name, "version": engine.version, **({"bundle_revision": expected} if expected else {})}
+    revision = digest_json({
+        "policy": policy.bundle_revision,
+        "data_overrides": [digest for _name, digest in policy.overrides],
+        "trust_policy": trust.revision,
+        "settings": settings.digest,
+        "engine": engine_facts,
+    })
+    inputs = {
+        "policy": {"path": policy_source, "revision": policy.bundle_revision},
+        "data_overrides": [{"path": name, "digest": digest} for name, digest in policy.overrides],
+        "trust_policy": {**trust.as_record(), "from": trust_from},
+        "settings": settings.as_record(),
+        "engine": engine_facts,
+    }
+    return revision, inputs
 
 
 def prepare(options: GateOptions) -> Prepared:
-    """Load the policy, build its engine and load the trust policy; raise MlgateError if any fails."""
+    """Load the policy, build its engine and load the trust policy; raise MlgateError if any fails.
+
+    The settings file (``options.settings``, else ``.mlgate.yaml`` in the working directory) gives
+    the policy and the trust policy when the options do not. There is no default trust policy:
+    without one the decision is an error (mlgate trusts no signer it was not told to)."""
     from mlgate.policy.engine import create_engine
     from mlgate.policy import load_policy
+    from mlgate.safeio import display
+    from mlgate.settings import find_settings, trust_policy_path
     from mlgate.signing.trust import load_trust_policy
 
-    policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
+    settings = options.settings if options.settings is not None else find_settings()
+    policy_dir = options.policy_dir if options.policy_dir is not None else settings.policy
+    policy = load_policy(policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
     engine = create_engine(options.engine, policy, timeout_s=options.timeout_s, opa=options.opa)
-    trust_path = options.trust_policy or policy.trust_policy_path
-    if trust_path is None:
-        raise PolicyError("no trust policy: add trust.yaml beside the policies or pass --trust", file=str(policy.root))
-    return Prepared(policy=policy, engine=engine, trust=load_trust_policy(trust_path))
+    trust_path, trust_from = trust_policy_path(options.trust_policy, settings, policy.trust_policy_path)
+    trust = load_trust_policy(trust_path)
+    revision, inputs = decision_revision(policy, trust, engine, settings, trust_from=trust_from,
+                                         policy_source="bundled" if policy_dir is None else display(policy_dir))
+    return Prepared(policy=policy, engine=engine, trust=trust, revision=revision, inputs=inputs)
 
 
 # A loader turns the prepared gate into (release, facts); the CLI loads a directory, the
@@ -267,6 +307,7 @@ def exempt(reason: str, options: GateOptions, sink: AuditSink, *, prepared: Prep
         decision_id=options.ids(), result="allow" if allowed else "deny", environment=options.environment, evaluated_at=now,
         violations=violations, warnings=warnings, exempt=reason,
         policy_revision=prepared.revision if prepared is not None else None,
+        revision_inputs=prepared.inputs if prepared is not None else None,
     )
     return _record(decision, options, sink)
 
@@ -277,6 +318,7 @@ def refuse(finding: Finding, options: GateOptions, sink: AuditSink, *, prepared:
     decision = Decision(
         decision_id=options.ids(), result="deny", environment=options.environment, evaluated_at=options.clock.now(),
         violations=(finding,), policy_revision=prepared.revision if prepared is not None else None,
+        revision_inputs=prepared.inputs if prepared is not None else None,
     )
     return _record(decision, options, sink)
 
@@ -285,7 +327,8 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
               prepared: Prepared | None) -> Decision:
     if prepared is None:
         prepared = prepare(options)
-    state["policy_revision"] = prepared.policy.revision
+    state["policy_revision"] = prepared.revision
+    state["revision_inputs"] = prepared.inputs
     state["engine"], state["engine_version"] = prepared.engine.name, prepared.engine.version
 
     release, facts = load(prepared)

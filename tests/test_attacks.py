@@ -45,7 +45,7 @@ PKI = make_pki()
 def release(tmp_path: Path) -> Path:
     dst = tmp_path / "release"
     shutil.copytree(EXAMPLES / "readmission-risk", dst)
-    shutil.copy(REPO / "policies" / "trust.yaml", tmp_path / "trust.yaml")
+    shutil.copy(REPO / "examples" / "trust.yaml", tmp_path / "trust.yaml")
     return dst
 
 

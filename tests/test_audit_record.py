@@ -19,7 +19,8 @@ from conftest import EXAMPLES
 
 FIELDS = {"apiVersion", "decision_id", "sequence", "timestamp", "actor", "action", "source", "namespace", "dry_run", "release",
           "subject_digest", "environment", "policy_revision", "policy_git", "engine", "engine_version", "mlgate_version", "input_digest",
-          "erased", "evidence_digests", "evidence_retained", "result", "violations", "warnings", "error", "exempt", "admission", "prev_hash", "hash"}
+          "erased", "evidence_digests", "evidence_retained", "result", "violations", "warnings", "error", "exempt", "admission", "prev_hash", "hash",
+          "trust_policy", "revision_inputs"}
 
 
 def _check(tmp_path, example, env, *extra, log=None):

@@ -102,7 +102,7 @@ def _resigned_with(tmp_path, source, change):
     (lambda f: f.__setitem__("mlgate/decision.rego", f["mlgate/decision.rego"].replace(b"allow", b"allOw", 1)), "mlgate/decision.rego: digest mismatch"),
     (lambda f: f.__setitem__("mlgate/environments/production/data.json", f["mlgate/environments/production/data.json"].replace(b"0.", b"0.9", 1)), "data.json: digest mismatch"),
     (lambda f: f.__setitem__("mlgate/extra.rego", b"package mlgate.extra\n"), "present but not signed: mlgate/extra.rego"),
-    (lambda f: f.pop("trust.yaml"), "signed but absent: trust.yaml"),
+    (lambda f: f.pop("mlgate/lib/lib.rego"), "signed but absent: mlgate/lib/lib.rego"),
     (lambda f: f.__setitem__(".manifest", b'{"revision": "x", "roots": ["mlgate"]}'), ".manifest: digest mismatch"),
 ])
 def test_tampering_is_detected(tmp_path, keys, change, match):
@@ -210,7 +210,10 @@ def test_cli_bundle_verify_and_check(tmp_path, keys):
     log = tmp_path / "a.jsonl"
     code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", log, "--policy", out, "--bundle-key", public)
     assert code == 0, decision["error"]
-    assert decision["policy_revision"] == load_policy(bundled_policy_dir()).revision
+    # The bundle's own revision is what it carries; the recorded revision digests it with the trust policy, settings, engine.
+    record = json.loads(log.read_text().splitlines()[0])
+    assert record["revision_inputs"]["policy"]["revision"] == load_policy(bundled_policy_dir()).bundle_revision
+    assert decision["policy_revision"] == record["policy_revision"] != load_policy(bundled_policy_dir()).bundle_revision
     code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", log, "--policy", out)
     assert code == 2 and "bundle is signed" in decision["error"]
     code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", log, "--policy", out, "--bundle-key", keys["ed25519"][1])

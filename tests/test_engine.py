@@ -117,7 +117,7 @@ def test_data_override_merges(tmp_path):
 
 def test_bundled_policy_loads_without_missing_builtins():
     policy = load_policy(bundled_policy_dir())
-    assert policy.trust_policy_path is not None
+    assert policy.trust_policy_path is None  # the bundled library trusts no one (examples/trust.yaml is the examples')
     create_engine("embedded", policy)
 
 

@@ -12,7 +12,6 @@ from mlgate import evidence
 from mlgate.canonical import canonical_json
 from mlgate.inputdoc import Request, build_input, canonical_input
 from mlgate.manifest import load_release
-from mlgate.policy import load_policy
 from mlgate.signing.trust import load_trust_policy
 
 RELEASES = sorted(p.parent.name for p in EXAMPLES.glob("*/mlgate.yaml"))
@@ -20,7 +19,7 @@ RELEASES = sorted(p.parent.name for p in EXAMPLES.glob("*/mlgate.yaml"))
 
 @pytest.fixture(scope="module")
 def trust():
-    return load_trust_policy(load_policy(None).trust_policy_path)
+    return load_trust_policy(EXAMPLES / "trust.yaml")
 
 
 @pytest.mark.parametrize("name", RELEASES)

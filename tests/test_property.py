@@ -150,7 +150,7 @@ def _denied_input():
         from conftest import EXAMPLES_NOW
 
         release = load_release(EXAMPLES / "triage-acuity")
-        trust = load_trust_policy(load_policy().trust_policy_path)
+        trust = load_trust_policy(EXAMPLES / "trust.yaml")
         facts = evidence.collect(release, trust)
         _CACHE["input"] = build_input(release=release, facts=facts, environment="production",
                                       now=FixedClock(EXAMPLES_NOW).now(), request=Request())

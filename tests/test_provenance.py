@@ -328,7 +328,7 @@ def test_provenance_facts_in_the_input_document(tmp_path):
     from conftest import REPO
 
     release = load_release(EXAMPLES / "readmission-risk")
-    facts = collect(release, load_trust_policy(REPO / "policies" / "trust.yaml")).evidence["provenance"]
+    facts = collect(release, load_trust_policy(REPO / "examples" / "trust.yaml")).evidence["provenance"]
     assert facts["present"] and facts["valid"] and facts["authenticated"] is False and facts["errors"] == []
     assert facts["collected_at_ns"] > 0 and facts["git"]["training_commit_in_repo"] is True
     assert facts["dvc"] == {

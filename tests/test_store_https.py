@@ -88,9 +88,7 @@ def published(tmp_path):
 
 @pytest.fixture(scope="module")
 def trust():
-    from mlgate.policy import bundled_policy_dir
-
-    return load_trust_policy(bundled_policy_dir() / "trust.yaml")
+    return load_trust_policy(EXAMPLES / "trust.yaml")
 
 
 def _store(server, tmp_path, **kw):

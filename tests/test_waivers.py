@@ -22,11 +22,10 @@ from mlgate.errors import InputError
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.waiver import PREDICATE_TYPE, create_waiver, verify_waiver
 from mlgate.signing.keys import load_private_key_pem
-from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
 from mlgate.signing.trust import load_trust_policy
 
 KEYS = EXAMPLES / "keys"
-TRUST = load_trust_policy(bundled_policy_dir() / TRUST_POLICY_NAME)
+TRUST = load_trust_policy(EXAMPLES / "trust.yaml")
 BIAS_RULES = ["MLG-BIAS-002", "MLG-BIAS-006"]
 JUSTIFICATION = "Charge nurse double-checks every high-acuity score for Black patients until v2 ships (CAPA-2026-114)."
 JANE = {"printed_name": "Dr. Jane Roe", "signer_id": "jane.roe@hospital.example", "role": "clinical-safety-officer"}

@@ -7,8 +7,16 @@ A record is one object of canonical JSON (sorted keys, no spaces, UTF-8). :func:
 
 Fields (design.md section 8, after OPA's decision log): decision_id, sequence, timestamp (UTC,
 the injected clock's), actor, action, source, namespace, dry_run, release {name, version,
-owner}, subject_digest (the model digest), environment, policy_revision (digest over the
-policy files, data and trust policy) and policy_git (the commit of the policy directory when
+owner}, subject_digest (the model digest), environment, policy_revision (sha256 over every input
+to the decision but the release: the policy's files, each data override, the trust policy used and
+every file it names, the settings file ``.mlgate.yaml``, the engine and its version;
+:func:`mlgate.gate.prepare`), trust_policy ``{path, digest, files, from}`` (the trust policy used:
+its sha256, the sha256 of each key/CA/trusted-root file it names, and whether ``--trust``, the
+settings file or the policy named it), revision_inputs (everything the revision digests:
+``policy {path, revision}``, ``data_overrides [{path, digest}]``, ``trust_policy``, ``settings
+{path, digest}`` or null, ``engine {name, version[, bundle_revision]}``; trust_policy and
+revision_inputs are null on a decision made without a policy, and absent from records written
+before they were added), policy_git (the commit of the policy directory when
 it is a git checkout), engine and engine_version, mlgate_version, input_digest, the input
 document itself (``input``) or ``erased: ["/input"]`` (OPA's erased idea), evidence_digests
 (every file read, by sha256) and evidence_retained, result, violations and warnings (ids and
@@ -77,6 +85,9 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
         environment=decision.environment,
         policy_revision=decision.policy_revision,
         policy_git=None,
+        # What the policy revision digests, so an auditor sees --trust/--policy/--data and the settings file at work.
+        trust_policy=(getattr(decision, "revision_inputs", None) or {}).get("trust_policy"),
+        revision_inputs=getattr(decision, "revision_inputs", None),
         engine=decision.engine,
         engine_version=decision.engine_version,
         **({"engine_decision_id": decision.engine_decision_id} if getattr(decision, "engine_decision_id", None) else {}),  # OPA's decision_id

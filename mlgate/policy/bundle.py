@@ -2,10 +2,12 @@
 
 The format is OPA's (docs/content/management-bundles.md): a gzipped tarball holding the
 ``.rego`` modules, the ``data.json``/``data.yaml`` documents at their data paths, and a
-``.manifest`` with ``revision`` and ``roots``. mlgate also ships ``trust.yaml`` in it (OPA loads
-only Rego and data files, and ignores it). The manifest's revision is the policy revision that
-mlgate records in every audit record (:attr:`mlgate.policy.PolicySet.revision`), so a decision
-made from the bundle, here or by an OPA server running it, names the same revision.
+``.manifest`` with ``revision`` and ``roots``. mlgate also ships ``trust.yaml`` in it when the
+policy directory has one (OPA loads only Rego and data files, and ignores it). The manifest's
+revision is the policy's own revision (:attr:`mlgate.policy.PolicySet.bundle_revision`): the
+remote OPA engine requires OPA to report it (``provenance=true``), and the revision mlgate
+records with each decision digests it together with the overrides, the trust policy, the
+settings file and the engine (:func:`mlgate.gate.prepare`).
 
 Signing follows OPA's bundle signing: ``.signatures.json`` is ``{"signatures": [JWT]}``; the
 JWT's header carries ``alg`` and ``kid`` (the mlgate key id of the public key), its payload
@@ -40,7 +42,6 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mlgate.canonical import digest_json
 from mlgate.errors import PolicyError, SignatureError
 from mlgate.safeio import display
 
@@ -211,7 +212,7 @@ def build_bundle(policy_dir: Path | None, out: Path, *, signing_key: Path | None
     policy = load_policy_dir(policy_dir)
     contents = {rel: read_bytes(policy.root / rel) for rel in sorted(policy.files)}
     roots = _roots(policy)
-    manifest = {"revision": policy.revision, "roots": roots}
+    manifest = {"revision": policy.bundle_revision, "roots": roots}
     contents[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
     if signing_key is not None:
         contents[SIGNATURES] = sign_files({k: v for k, v in contents.items() if k != SIGNATURES}, signing_key)
@@ -224,7 +225,7 @@ def build_bundle(policy_dir: Path | None, out: Path, *, signing_key: Path | None
     except OSError as exc:
         raise PolicyError(f"cannot write the bundle: {exc.strerror or exc}", file=display(out)) from None
     info = read_bundle(out)
-    return BundleInfo(display(out), policy.revision, tuple(roots), info.files, signing_key is not None, info.key_id)
+    return BundleInfo(display(out), policy.bundle_revision, tuple(roots), info.files, signing_key is not None, info.key_id)
 
 
 # --- read and verify ------------------------------------------------------------------------------
@@ -394,7 +395,7 @@ def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: l
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     policy = load_policy_dir(root, data_overrides=data_overrides)
-    own = digest_json({k: v for k, v in policy.files.items() if not k.startswith("override:")})
+    own = policy.bundle_revision  # the bundle's own files; overrides join policy.revision, not this
     if own != info.revision:
         raise PolicyError(f".manifest revision {info.revision[:16]}… does not match the bundle's files (revision {own[:16]}…)", file=info.path)
     return policy

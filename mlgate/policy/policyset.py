@@ -4,11 +4,25 @@ Layout (the same as an OPA bundle, so issue #8 can ship it as one):
 ``**/*.rego`` are modules (``*_test.rego`` are unit tests, not loaded for decisions);
 ``**/data.json`` / ``**/data.yaml`` land at the data path of their directory
 (``mlgate/environments/production/data.json`` -> ``data.mlgate.environments.production``);
-``trust.yaml`` at the root is the trust policy (approvers and model signers).
+``trust.yaml`` at the root, when a policy ships one (an OPA bundle may), is a trust policy
+(approvers and model signers); the bundled library ships none (mlgate trusts no one by default).
+
+**Revisions.** :attr:`PolicySet.bundle_revision` digests the policy's own files (modules, data,
+``trust.yaml``): an OPA bundle's ``.manifest`` carries it. :attr:`PolicySet.revision` adds every
+data override. The revision recorded with a decision adds more still (the trust policy actually
+used and the files it names, the settings file, the engine): :func:`mlgate.gate.prepare`.
+
+**Overrides set data, never rules** (design.md section 10, invariant 2). An override may only set
+paths ``mlgate.environments.<tier>.<key>...`` where ``<key>`` is a key the policy's own
+environment data defines (the keys ``policies/README.md`` documents); a path a rule defines
+(any package's rule, ``mlgate.decision`` included), or anything else, is a one-line
+:class:`~mlgate.errors.InputError` at load, whatever the engine.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -35,8 +49,10 @@ class PolicySet:
     modules: tuple[Module, ...]
     data: dict[str, Any] = field(hash=False)
     trust_policy_path: Path | None
-    revision: str  # sha256 over every file that can change a decision
-    files: dict[str, str] = field(hash=False)  # relpath -> sha256
+    revision: str  # sha256 over the policy's files and every data override
+    files: dict[str, str] = field(hash=False)  # relpath -> sha256 (overrides as "override:NAME")
+    bundle_revision: str = ""  # sha256 over the policy's own files only: an OPA bundle's .manifest revision
+    overrides: tuple[tuple[str, str], ...] = ()  # (override as given, sha256), in the order merged
 
     def decision_modules(self) -> tuple[Module, ...]:
         return tuple(m for m in self.modules if not m.is_test)
@@ -87,23 +103,72 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
             files[rel] = sha256_hex(raw)
         elif rel == TRUST_POLICY_NAME:
             files[rel] = sha256_hex(read_bytes(path))
-    for override in data_overrides or []:
-        raw = read_bytes(override)
-        name = display(override)
-        doc = parse_json(raw, name) if override.suffix == ".json" else parse_yaml(decode_text(raw, name), name)
-        if not isinstance(doc, dict):
-            raise InputError("a data override must be an object at the root of `data`", file=name)
-        _merge(data, doc, name)
-        files[f"override:{name}"] = sha256_hex(raw)
     if not any(not m.is_test for m in modules):
         # conftest's habit: no policy is an error, never a pass.
         raise PolicyError("no Rego policy found (expected *.rego files)", file=display(root))
     trust = root / TRUST_POLICY_NAME
-    return PolicySet(
+    base = PolicySet(
         root=root,
         modules=tuple(modules),
         data=data,
         trust_policy_path=trust if trust.is_file() else None,
         revision=digest_json(files),
-        files=files,
+        files=dict(files),
+        bundle_revision=digest_json(files),
     )
+    if not data_overrides:
+        return base
+    rules = _rule_paths(base)
+    tiers = (data.get("mlgate") or {}).get("environments") if isinstance(data.get("mlgate"), dict) else None
+    known = sorted({k for tier in (tiers or {}).values() if isinstance(tier, dict) for k in tier})
+    merged = copy.deepcopy(data)
+    overrides: list[tuple[str, str]] = []
+    for override in data_overrides:
+        raw = read_bytes(override)
+        name = display(override)
+        doc = parse_json(raw, name) if override.suffix == ".json" else parse_yaml(decode_text(raw, name), name)
+        if not isinstance(doc, dict):
+            raise InputError("a data override must be an object at the root of `data`", file=name)
+        check_override(doc, name, rules=rules, known_keys=known)
+        _merge(merged, doc, name)
+        files[f"override:{name}"] = sha256_hex(raw)
+        overrides.append((name, sha256_hex(raw)))
+    return dataclasses.replace(base, data=merged, revision=digest_json(files), files=files, overrides=tuple(overrides))
+
+
+def _rule_paths(policy: PolicySet) -> dict[tuple[str, ...], str]:
+    """Every path a rule defines, ``package + rule name`` -> where (file), from the engine's own parse."""
+    from mlgate.policy.rego_ast import parse  # the parse needs the engine: only when there are overrides
+
+    out: dict[tuple[str, ...], str] = {}
+    for module in parse(policy).modules:
+        package = tuple(module.package.split(".")) if module.package else ()
+        for rule in module.rules:
+            out.setdefault((*package, rule.name), module.display)
+    return out
+
+
+def _set_paths(doc: dict[str, Any], name: str, prefix: tuple[str, ...] = ()):
+    """The paths an override sets: its leaves (a non-object, or an empty object, replaces what is there)."""
+    for key, value in doc.items():
+        if not isinstance(key, str):
+            raise InputError(f"data keys must be strings, got {key!r}", file=name, field=".".join(prefix) or None)
+        path = (*prefix, key)
+        if isinstance(value, dict) and value:
+            yield from _set_paths(value, name, path)
+        else:
+            yield path
+
+
+def check_override(doc: dict[str, Any], name: str, *, rules: dict[tuple[str, ...], str], known_keys: list[str]) -> None:
+    """Refuse an override that touches a rule's path or anything but documented environment data."""
+    for path in _set_paths(doc, name):
+        dotted = ".".join(path)
+        for rule, where in rules.items():
+            if path[: len(rule)] == rule or rule[: len(path)] == path:
+                raise InputError(f"a data override may not set a path a rule defines (data.{'.'.join(rule)}, "
+                                 f"rule {rule[-1]!r} in {where}); overrides set policy data only", file=name, field=dotted)
+        if not (len(path) >= 4 and path[:2] == ("mlgate", "environments") and path[3] in known_keys):
+            raise InputError("not a policy data path: an override may set mlgate.environments.<tier>.<key> with a key the "
+                             f"policy's environment data defines ({', '.join(known_keys) or 'none'}; see policies/README.md)",
+                             file=name, field=dotted)

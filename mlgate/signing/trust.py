@@ -193,6 +193,18 @@ class TrustPolicy:
     sigstore_trusted_root: bytes | None = field(default=None, repr=False)  # TrustedRoot JSON bytes
     sigstore_trusted_root_source: str | None = None
     checkpoint_signers: tuple[Signer, ...] = ()  # audit-trail checkpoints (mlgate.audit.checkpoint)
+    files: dict[str, str] = field(default_factory=dict, compare=False)  # every file it names (keys, CAs, trusted root): path as written -> sha256
+
+    @property
+    def revision(self) -> str:
+        """sha256 over this file and every file it names: what the decision's policy revision takes from it."""
+        from mlgate.canonical import digest_json
+
+        return digest_json({"trust_policy": self.digest, "files": self.files})
+
+    def as_record(self) -> dict[str, Any]:
+        """What the audit record says of the trust policy used: where, its own digest, the files it names."""
+        return {"path": self.source, "digest": self.digest, "files": dict(sorted(self.files.items()))}
 
     def approver(self, approver_id: str) -> Approver | None:
         return next((a for a in self.approvers if a.id == approver_id), None)
@@ -293,7 +305,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
         source=name, digest=hashlib.sha256(data).hexdigest(), name=meta.get("name"), version=meta.get("version"),
         approvers=tuple(approvers), model_signers=tuple(signers), certificate_authorities=cas,
         sigstore_trusted_root=trusted_root, sigstore_trusted_root_source=trusted_root_source,
-        checkpoint_signers=tuple(checkpointers),
+        checkpoint_signers=tuple(checkpointers), files=dict(loader.files),
     )
 
 
@@ -305,13 +317,16 @@ class _Loader:
         self.base_dir = base_dir
         self.seen_keys: dict[str, str] = {}
         self.seen_identities: dict[tuple, str] = {}
+        self.files: dict[str, str] = {}  # every file read, as the policy names it -> sha256 (for the revision)
 
     def _file(self, relative: str, field_path: str, limit: int, what: str = "file") -> tuple[bytes, str]:
         path = resolve_inside(self.base_dir, relative, file=self.name, field=field_path)
         try:
-            return read_bytes(path, limit=limit), display(path)
+            data = read_bytes(path, limit=limit)
         except InputError as exc:
             raise InputError(f"{what} {relative!r}: {exc.message}", file=self.name, field=field_path) from None
+        self.files[relative] = hashlib.sha256(data).hexdigest()
+        return data, display(path)
 
     def validity(self, entry: dict, field_path: str) -> Validity:
         def t(key: str) -> dt.datetime | None:
