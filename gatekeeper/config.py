@@ -2,9 +2,17 @@
 
 ```yaml
 environments:
-  production: {mode: enforce, requireModelReference: true}
+  production:
+    mode: enforce
+    requireModelReference: true  # the default: every object sent must name its model
+    exemptions:                  # objects that need not name one; each is recorded with its rule
+      - rule: ingress-controllers
+        namespaceSelector:       # the webhook sees a namespace's name only: kubernetes.io/metadata.name
+          matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [ingress-nginx]}]
+      - rule: feature-store-jobs
+        objectSelector: {matchLabels: {mlgate.dev/no-model: "true"}}
   staging:    {mode: warn}
-  research:   {mode: audit}
+  research:   {mode: audit, requireModelReference: false}
 maxBodyBytes: 4194304          # larger bodies get 413 before they are read
 defaultTimeoutSeconds: 10      # when the apiserver sends no ?timeout=
 cache: {maxEntries: 256, ttlSeconds: 300}
@@ -25,7 +33,10 @@ engine:
     timeoutSeconds: 2          # per decision; always cut to fit each request's admission deadline
 ```
 
-An environment that the policy data defines but the file does not name runs in ``enforce``.
+An environment that the policy data defines but the file does not name runs in ``enforce``
+and requires a model reference (so does every environment, with no settings file at all). An
+exemption waives only that requirement, for the objects its selectors match (both, when both are
+given; Kubernetes label-selector semantics): an object that names a model is judged all the same.
 Relative paths in the file are relative to the file's directory. Flags override the file, key
 by key (``--opa-url`` replaces ``engine.opa.url`` and keeps the file's ``tokenFile``); an
 ``--engine`` other than ``opa`` on the command line drops the file's ``engine.opa``.
@@ -50,10 +61,73 @@ OPA_KEYS = {"url": "url", "tokenFile": "token", "ca": "ca_file", "clientCert": "
             "timeoutSeconds": "timeout_s"}
 
 
+#: A namespace's labels as the webhook knows them: an AdmissionReview carries the name, not the labels.
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+SELECTOR_OPERATORS = ("In", "NotIn", "Exists", "DoesNotExist")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A Kubernetes label selector (``matchLabels`` and ``matchExpressions``, ANDed); empty matches everything."""
+
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    def matches(self, labels: dict[str, str]) -> bool:
+        if any(labels.get(k) != v for k, v in self.match_labels):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            ok = {"In": present and labels[key] in values, "NotIn": not present or labels[key] not in values,
+                  "Exists": present, "DoesNotExist": not present}[op]
+            if not ok:
+                return False
+        return True
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.match_labels:
+            out["matchLabels"] = dict(self.match_labels)
+        if self.match_expressions:
+            out["matchExpressions"] = [{"key": k, "operator": op, **({"values": list(v)} if op in ("In", "NotIn") else {})}
+                                       for k, op, v in self.match_expressions]
+        return out
+
+
+@dataclass(frozen=True)
+class Exemption:
+    """Objects that need not name a model (``requireModelReference``), by namespace and object labels."""
+
+    rule: str
+    namespace_selector: LabelSelector | None = None
+    object_selector: LabelSelector | None = None
+
+    def matches(self, namespace: str | None, labels: dict[str, str]) -> bool:
+        if self.namespace_selector is not None and not self.namespace_selector.matches({NAMESPACE_NAME_LABEL: namespace} if namespace else {}):
+            return False
+        return self.object_selector is None or self.object_selector.matches(labels)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"rule": self.rule}
+        if self.namespace_selector is not None:
+            out["namespaceSelector"] = self.namespace_selector.as_dict()
+        if self.object_selector is not None:
+            out["objectSelector"] = self.object_selector.as_dict()
+        return out
+
+
 @dataclass(frozen=True)
 class EnvironmentSettings:
     mode: str = "enforce"
-    require_model_reference: bool = False
+    #: Safe default: every object sent must name its model (issue 15); a settings file may turn it off.
+    require_model_reference: bool = True
+    exemptions: tuple[Exemption, ...] = ()
+
+    def exemption_for(self, namespace: str | None, labels: dict[str, str]) -> Exemption | None:
+        """The first exemption whose selectors match the object, or None."""
+        return next((e for e in self.exemptions if e.matches(namespace, labels)), None)
 
 
 @dataclass(frozen=True)
@@ -185,13 +259,68 @@ def _environments(doc: dict, name: str) -> dict[str, EnvironmentSettings]:
         _expect(isinstance(env, str) and bool(ENVIRONMENT_NAME.match(env)), "environment names are DNS labels", name, where)
         body = body or {}
         _expect(isinstance(body, dict), "must be a mapping", name, where)
-        _unknown(body, {"mode", "requireModelReference"}, name, where)
+        _unknown(body, {"mode", "requireModelReference", "exemptions"}, name, where)
         mode = body.get("mode", "enforce")
         _expect(mode in MODES, f"mode must be one of {', '.join(MODES)}, got {mode!r}", name, where + ".mode")
-        require = body.get("requireModelReference", False)
+        require = body.get("requireModelReference", True)
         _expect(isinstance(require, bool), "must be true or false", name, where + ".requireModelReference")
-        envs[env] = EnvironmentSettings(mode=mode, require_model_reference=require)
+        envs[env] = EnvironmentSettings(mode=mode, require_model_reference=require,
+                                        exemptions=_exemptions(body.get("exemptions"), name, where + ".exemptions"))
     return envs
+
+
+def _exemptions(raw: Any, name: str, where: str) -> tuple[Exemption, ...]:
+    if raw is None:
+        return ()
+    _expect(isinstance(raw, list), "must be a list of {rule, namespaceSelector, objectSelector}", name, where)
+    out: list[Exemption] = []
+    for i, item in enumerate(raw):
+        at = f"{where}[{i}]"
+        _expect(isinstance(item, dict), "must be a mapping", name, at)
+        _unknown(item, {"rule", "namespaceSelector", "objectSelector"}, name, at)
+        rule = _string(item.get("rule"), name, at + ".rule")
+        _expect(rule not in {e.rule for e in out}, f"rule {rule!r} given twice", name, at + ".rule")
+        _expect("namespaceSelector" in item or "objectSelector" in item,
+                "needs a namespaceSelector or an objectSelector (an exemption of everything is requireModelReference: false)", name, at)
+        ns = _selector(item["namespaceSelector"], name, at + ".namespaceSelector") if "namespaceSelector" in item else None
+        if ns is not None:
+            keys = {k for k, _ in ns.match_labels} | {k for k, _, _ in ns.match_expressions}
+            _expect(keys <= {NAMESPACE_NAME_LABEL}, f"the webhook sees a namespace's name, not its labels: only {NAMESPACE_NAME_LABEL} "
+                    "can be matched here (other namespace labels belong in the webhook's namespaceSelector: "
+                    "mlgate webhook manifests --exempt-namespace-label)", name, at + ".namespaceSelector")
+        obj = _selector(item["objectSelector"], name, at + ".objectSelector") if "objectSelector" in item else None
+        out.append(Exemption(rule, ns, obj))
+    return tuple(out)
+
+
+def _selector(raw: Any, name: str, where: str) -> LabelSelector:
+    _expect(isinstance(raw, dict) and bool(raw), "must be a label selector (matchLabels and/or matchExpressions)", name, where)
+    _unknown(raw, {"matchLabels", "matchExpressions"}, name, where)
+    labels = raw.get("matchLabels") or {}
+    _expect(isinstance(labels, dict), "must be a mapping of label to value", name, where + ".matchLabels")
+    pairs = []
+    for key, value in labels.items():
+        _expect(isinstance(key, str) and bool(_LABEL_KEY.match(key)), f"invalid label key {key!r}", name, where + ".matchLabels")
+        _expect(isinstance(value, str) and bool(_LABEL_VALUE.match(value)), f"invalid label value {value!r} (a string; quote true/false/numbers)",
+                name, f"{where}.matchLabels.{key}")
+        pairs.append((key, value))
+    exprs = raw.get("matchExpressions") or []
+    _expect(isinstance(exprs, list), "must be a list", name, where + ".matchExpressions")
+    out = []
+    for i, expr in enumerate(exprs):
+        at = f"{where}.matchExpressions[{i}]"
+        _expect(isinstance(expr, dict), "must be a mapping", name, at)
+        _unknown(expr, {"key", "operator", "values"}, name, at)
+        key, op, values = expr.get("key"), expr.get("operator"), expr.get("values")
+        _expect(isinstance(key, str) and bool(_LABEL_KEY.match(key)), f"invalid label key {key!r}", name, at + ".key")
+        _expect(op in SELECTOR_OPERATORS, f"operator must be one of {', '.join(SELECTOR_OPERATORS)}, got {op!r}", name, at + ".operator")
+        if op in ("In", "NotIn"):
+            _expect(isinstance(values, list) and bool(values) and all(isinstance(v, str) and _LABEL_VALUE.match(v) for v in values),
+                    f"{op} needs a non-empty list of label values", name, at + ".values")
+        else:
+            _expect(not values, f"{op} takes no values", name, at + ".values")
+        out.append((key, op, tuple(values or ())))
+    return LabelSelector(tuple(pairs), tuple(out))
 
 
 def _evidence_store(doc: dict, name: str, base: Path | None) -> dict[str, Any]:

@@ -14,13 +14,14 @@ record. The admission outcome follows the environment's mode:
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from mlgate.gatekeeper.config import Settings
-from mlgate.gatekeeper.refs import find_refs, is_scale_only
+from mlgate.gatekeeper.refs import Unresolved, find_refs, is_scale_only
 from mlgate.gatekeeper.review import MAX_MESSAGE_CHARS, Review, one_line, response
 
 from mlgate.clock import Clock, IdFactory, SystemClock, uuid4_ids
@@ -58,6 +59,125 @@ class Outcome:
     result: str  # allow | deny | error | exempt (what the gate recorded; several references: the worst)
     model_kind: str
     decisions: list[Decision] = field(default_factory=list)
+
+
+class Delivery:
+    """Who answers one request, shared by the event loop and the gate thread judging it (issue 15, part 4).
+
+    The gate thread asks :meth:`past` before each record: once the deadline has passed (or the
+    event loop gave up), its records are ``late``. The event loop calls :meth:`give_up` when the
+    deadline passes or the apiserver closes the connection; it answers the gate's outcome only when
+    that returns False (the gate finished, in time). Whoever comes first decides, under one lock, so
+    the trail and the answer agree; a record written in time whose answer still lost the race is
+    named by a later ``late`` record (:meth:`Gatekeeper.admit`)."""
+
+    def __init__(self, deadline: float | None, monotonic: Callable[[], float] = time.monotonic):
+        self.deadline, self._now = deadline, monotonic
+        self._lock = threading.Lock()
+        self.given_up: str | None = None  # deadline | disconnected
+        self.done = False
+
+    def past(self) -> bool:
+        with self._lock:
+            if self.given_up is None and self.deadline is not None and self._now() > self.deadline:
+                self.given_up = "deadline"
+            return self.given_up is not None
+
+    def finish(self) -> str | None:
+        """The gate thread has written its last record: the reason its answer will not be delivered, or None."""
+        with self._lock:
+            self.done = True
+            return self.given_up
+
+    def give_up(self, why: str) -> bool:
+        """True: the event loop answers (or, disconnected, cannot): the gate's outcome is not delivered."""
+        with self._lock:
+            if self.given_up is None and not self.done:
+                self.given_up = why
+            return self.given_up is not None
+
+
+class RequestSink:
+    """The audit sink as one admission request writes to it: each record's ``admission`` block names
+    the object (group, version, kind, namespace, name), the AdmissionReview uid, operation and user,
+    what the record judged (``reference``, ``exemption``...) and, under a :class:`Delivery`,
+    whether it was decided in time (``delivery: in-time``) or not (``late``: result ``late``, the
+    gate's own verdict kept as ``decided``; never an allow the cluster acted on)."""
+
+    def __init__(self, inner: Any, facts: dict[str, Any], delivery: Delivery | None):
+        self.inner, self.facts, self.delivery = inner, facts, delivery
+        self._note: dict[str, Any] = {}
+        self.in_time: list[str] = []  # decision ids recorded as decided in time
+
+    def note(self, **items: Any) -> RequestSink:
+        """What the next records are about (replaces the previous note)."""
+        self._note = items
+        return self
+
+    def append(self, record: dict[str, Any]) -> Any:
+        block = {**(record.get("admission") or {}), **self.facts, **self._note}
+        late = self.delivery is not None and self.delivery.past()
+        if late:
+            block.update(delivery="late", decided=record.get("result"), deny_admitted=False)
+            record["result"] = "late"
+        elif self.delivery is not None:
+            block["delivery"] = "in-time"
+        record["admission"] = block
+        receipt = self.inner.append(record)
+        if block.get("delivery") == "in-time":
+            self.in_time.append(record["decision_id"])
+        return receipt
+
+
+def object_name(review: Review) -> str | None:
+    meta = review.obj.get("metadata") if isinstance(review.obj, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    name = review.name or (meta.get("name") if isinstance(meta.get("name"), str) else None)
+    if not name and isinstance(meta.get("generateName"), str):
+        name = meta["generateName"] + "*"  # named by the apiserver after admission
+    return name
+
+
+def object_labels(obj: Any) -> dict[str, str]:
+    labels = obj.get("metadata", {}).get("labels") if isinstance(obj, dict) and isinstance(obj.get("metadata"), dict) else None
+    return {k: v for k, v in labels.items() if isinstance(k, str) and isinstance(v, str)} if isinstance(labels, dict) else {}
+
+
+def admission_facts(review: Review) -> dict[str, Any]:
+    """What the audit record says about the request: the object, the review's uid, operation and user."""
+    facts: dict[str, Any] = {
+        "uid": review.uid, "operation": review.operation, "user": review.user,
+        "object": {"group": review.kind["group"], "version": review.kind["version"], "kind": review.kind["kind"],
+                   "namespace": review.namespace, "name": object_name(review)},
+    }
+    if review.sub_resource:
+        facts["object"]["subresource"] = review.sub_resource
+    return facts
+
+
+def _disagreement(refs: tuple[ModelRef, ...] | list[ModelRef], decisions: list[Decision]) -> str | None:
+    """A release annotation, a digest annotation and every URI of one workload must name the same
+    model; a URI must be one the annotated release declares. None when they agree (or when no
+    annotation names the model: then each URI is a model of its own, each judged)."""
+    resolved = [(r, d) for r, d in zip(refs, decisions) if d.model_digest]
+    annotated = [(r, d) for r, d in resolved if r.kind in ("release", "digest")]
+    if not annotated:
+        return None
+
+    def show(r: ModelRef, d: Decision) -> str:
+        release = f"{d.release['name']}@{d.release['version']}" if d.release else "?"
+        return f"{r.source} = {r.value} -> {release} (sha256:{d.model_digest[:12]}...)"
+
+    digests = {d.model_digest for _, d in resolved}
+    if len(digests) > 1:
+        return ("the model references disagree: " + "; ".join(show(r, d) for r, d in resolved)
+                + ". The annotations and every storage URI of one workload must name the same model")
+    releases = {f"{d.release['name']}@{d.release['version']}" for r, d in annotated if r.kind == "release" and d.release}
+    for r, d in resolved:
+        if r.kind == "storage_uri" and releases and d.release and f"{d.release['name']}@{d.release['version']}" not in releases:
+            return (f"{r.source} = {r.value} is declared by {d.release['name']}@{d.release['version']}, not by the annotated "
+                    f"{', '.join(sorted(releases))}: a storage URI admitted must be one the release declares")
+    return None
 
 
 def open_audit_sink(settings: Settings):
@@ -143,19 +263,67 @@ class Gatekeeper:
         return problems
 
     # ------------------------------------------------------------------ one review
-    def admit(self, review: Review, environment: str, *, deadline: float | None = None) -> Outcome:
+    def admit(self, review: Review, environment: str, *, deadline: float | None = None, delivery: Delivery | None = None) -> Outcome:
+        """Judge ``review``; every record names the object (and, with ``delivery``, whether it was decided in time)."""
+        sink = RequestSink(self.sink, admission_facts(review), delivery)
         if environment not in self.environments:
-            raise UnknownEnvironment(f"unknown environment {environment!r} (known: {', '.join(sorted(self.environments)) or 'none'})")
+            # A webhook registered under a path no environment has: a recorded deny, whatever the object.
+            known = ", ".join(sorted(self.environments)) or "none"
+            finding = Finding("MLG-ADM-002", f"unknown environment {environment!r} in the webhook's path (known: {known}); denied", "high")
+            decision = refuse(finding, self._options(review, environment), sink, prepared=self.prepared)
+            if delivery is not None:
+                delivery.finish()
+            return self._answer(review, "enforce", environment, [decision], "other", denial_code=403)
+        try:
+            return self._admit(review, environment, sink, deadline, delivery)
+        finally:
+            if delivery is not None and delivery.finish() is not None and sink.in_time:
+                # Decided in time, but the webhook had already answered by its deadline path (or the
+                # apiserver had gone) when the last record was written: say so in the trail.
+                self._record_failure(review, environment, sink.note(supersedes=list(sink.in_time)),
+                                     f"decision(s) {', '.join(sink.in_time)} were recorded before the deadline, but the webhook answered "
+                                     f"by its deadline path ({delivery.given_up}) first: the apiserver never received them")
+
+    def _options(self, review: Review, environment: str) -> GateOptions:
         env = self.settings.environment(environment)
         request = Request(source="admission", user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run,
                           mode=env.mode, groups=review.groups)
-        options = GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0)
-        kind = review.kind["kind"]
+        return GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0)
 
+    def _record_failure(self, review: Review, environment: str, sink: RequestSink, message: str) -> Decision:
+        """An error decision (recorded) that needs no policy evaluation."""
+
+        def fail(_: Prepared):
+            raise MlgateError(message)
+
+        return check_loaded(fail, self._options(review, environment), sink, prepared=self.prepared)
+
+    def record_unanswered(self, review: Review, environment: str, *, why: str, queued: bool, timeout_s: float) -> Decision:
+        """The record of a request the event loop answered itself (``why``: ``deadline``) or could not
+        answer (``disconnected``). Any thread: it evaluates nothing."""
+        if why == "disconnected":
+            message = "the apiserver closed the connection before a decision; nothing was delivered"
+        else:
+            message = (f"no decision within the request's deadline ({timeout_s:g} s): the webhook answered allowed: false itself"
+                       + ("; the request was still queued and was never judged" if queued else "; its decision, if one is recorded, is marked late"))
+        sink = RequestSink(self.sink, admission_facts(review), None).note(delivery=why, queued=queued)
+        return self._record_failure(review, environment, sink, message)
+
+    def _admit(self, review: Review, environment: str, sink: RequestSink, deadline: float | None, delivery: Delivery | None) -> Outcome:
+        env = self.settings.environment(environment)
+        options = self._options(review, environment)
+        kind = review.kind["kind"]
+        what = f"{kind} {review.namespace + '/' if review.namespace else ''}{object_name(review) or ''}".strip()
+
+        if delivery is not None and delivery.past():
+            decision = self._record_failure(review, environment, sink.note(queued=True),
+                                            "the request's deadline passed before a gate thread took it; not judged")
+            return self._answer(review, env.mode, environment, [decision], "other", denial_code=500)
         if review.operation in ("DELETE", "CONNECT"):
-            return self._exempt(review, env.mode, f"{review.operation} of {kind} {review.name or ''}: nothing is promoted", options, "other")
+            return self._exempt(review, env.mode, f"{review.operation} of {what}: nothing is promoted", options, "other", sink,
+                                {"rule": f"builtin:{review.operation.lower()}"})
         if is_scale_only(kind, review.sub_resource, review.operation, review.obj, review.old_obj):
-            return self._exempt(review, env.mode, f"scale of {kind} {review.name or ''}: the model is unchanged", options, "other")
+            return self._exempt(review, env.mode, f"scale of {what}: the model is unchanged", options, "other", sink, {"rule": "builtin:scale"})
 
         try:
             found = find_refs(review.kind["group"], kind, review.obj)
@@ -165,27 +333,51 @@ class Gatekeeper:
             def bad_reference(_: Prepared):
                 raise error
 
-            decision = check_loaded(bad_reference, options, self.sink, prepared=self.prepared)
+            decision = check_loaded(bad_reference, options, sink.note(), prepared=self.prepared)
             return self._answer(review, env.mode, environment, [decision], "other", denial_code=403)
 
-        if not found.refs:
-            if env.require_model_reference and found.model_kind != "other":
-                finding = Finding("MLG-ADM-001", f"{kind} {review.name or ''} names no model (annotation mlgate.dev/release or "
-                                  f"mlgate.dev/model-digest, or a storage URI), and {environment} requires every workload to name one", "high")
-                decision = refuse(finding, options, self.sink, prepared=self.prepared)
-                return self._answer(review, env.mode, environment, [decision], found.model_kind, denial_code=403)
-            return self._exempt(review, env.mode, f"{kind} {review.name or ''} names no model", options, found.model_kind)
+        if not found.names_a_model:
+            exemption = env.exemption_for(review.namespace, object_labels(review.obj))
+            if exemption is not None:
+                return self._exempt(review, env.mode, f"{what} names no model; exempted by rule {exemption.rule!r}", options,
+                                    found.model_kind, sink, {**exemption.as_dict(), "source": "settings"})
+            if not env.require_model_reference:
+                return self._exempt(review, env.mode, f"{what} names no model", options, found.model_kind, sink,
+                                    {"rule": "requireModelReference: false", "source": "settings"})
+            if found.model_kind == "other":
+                text = (f"{what}: mlgate reads no model reference from a {review.kind['group'] or 'core'}/{kind}, and {environment} requires "
+                        "every object it is sent to name its model (exempt it in the settings file, or leave it out of the webhook's rules)")
+            else:
+                text = (f"{what} names no model (annotation mlgate.dev/release or mlgate.dev/model-digest, or a storage URI), and "
+                        f"{environment} requires every workload to name one")
+            decision = refuse(Finding("MLG-ADM-001", text, "high"), options, sink.note(), prepared=self.prepared)
+            return self._answer(review, env.mode, environment, [decision], found.model_kind, denial_code=403)
 
         decisions, codes = [], []
         for ref in found.refs:
-            decision, failure = self._judge(ref, options, deadline)
+            decision, failure = self._judge(ref, options, deadline, sink)
             decisions.append(decision)
             codes.append(failure)
+        for item in found.unresolved:
+            decisions.append(self._unresolved(item, options, sink))
+            codes.append(403)
+        disagreement = _disagreement(found.refs, decisions[: len(found.refs)])
+        if disagreement is not None:
+            sink.note(references=[{"field": r.source, "kind": r.kind, "value": r.value} for r in found.refs])
+            decisions.append(refuse(Finding("MLG-ADM-004", disagreement, "high"), options, sink, prepared=self.prepared))
+            codes.append(403)
         # A reference the store cannot resolve is a deny (no evidence), not an internal failure.
         internal = any(d.result == "error" and code == 500 for d, code in zip(decisions, codes))
         return self._answer(review, env.mode, environment, decisions, found.model_kind, denial_code=500 if internal else 403)
 
-    def _judge(self, ref: ModelRef, options: GateOptions, deadline: float | None) -> tuple[Decision, int]:
+    def _unresolved(self, item: Unresolved, options: GateOptions, sink: RequestSink) -> Decision:
+        def cannot(_: Prepared):
+            raise StoreError(item.describe())
+
+        sink.note(reference={"field": item.source, "kind": "unresolved", "value": item.value})
+        return check_loaded(cannot, options, sink, prepared=self.prepared)
+
+    def _judge(self, ref: ModelRef, options: GateOptions, deadline: float | None, sink: RequestSink) -> tuple[Decision, int]:
         failure = {"code": 500}
         revision = self.prepared.revision if self.prepared else ""
 
@@ -203,11 +395,15 @@ class Gatekeeper:
         engine = self.prepared.engine if self.prepared else None
         if isinstance(engine, DeadlineBoundEngine):
             engine.deadline = deadline
-        return check_loaded(load, options, self.sink, prepared=self.prepared), failure["code"]
+        sink.note(reference={"field": ref.source, "kind": ref.kind, "value": ref.value})
+        return check_loaded(load, options, sink, prepared=self.prepared), failure["code"]
 
     # ------------------------------------------------------------------ answers
-    def _exempt(self, review: Review, mode: str, reason: str, options: GateOptions, model_kind: str) -> Outcome:
-        decision = exempt(" ".join(reason.split()), options, self.sink, prepared=self.prepared)
+    def _exempt(self, review: Review, mode: str, reason: str, options: GateOptions, model_kind: str, sink: RequestSink,
+                rule: dict[str, Any]) -> Outcome:
+        """Recorded with the rule that exempted the object (a built-in one, or the settings file's)."""
+        sink.note(exemption=rule)
+        decision = exempt(" ".join(reason.split()), options, sink, prepared=self.prepared)
         outcome = self._answer(review, mode, options.environment, [decision], model_kind, denial_code=500)
         if decision.allowed:
             outcome.result = "exempt"
