@@ -319,10 +319,12 @@ def write_release(
     manifest(release, name=manifest_name, version=version, description=description, datasets=list(frames), storage=storage,
              lineage=lineage)
 
+    # Provenance first: approvals sign the finished manifest (its provenance block included), so
+    # anything written into it after signing would make them not count (MLG-APPR-020).
+    record_provenance(release, name=name, version=version, datasets=list(frames), when=dates["bias"])
     for person, env, meaning, role, when, expires, comment in approvals:
         mlgate(["approve", release, "--key", KEYS / f"{person}.key", "--name", PEOPLE[person]["name"], "--id", PEOPLE[person]["id"],
                 "--role", role, "--meaning", meaning, "--env", env, "--expires", expires, "--comment", comment], when)
-    record_provenance(release, name=name, version=version, datasets=list(frames), when=dates["bias"])
 
 
 # Issue 5: every example declares its lineage (GMLP 10 / PCCP) and how its data were de-identified (HIPAA).

@@ -2,6 +2,15 @@
 
 A :class:`Release` that exists is valid: its schema was checked and every path it names
 resolves inside the release directory.
+
+**What a signature binds** (:func:`release_binding`): approvals and waivers sign the release's
+identity (name, version, every storage URI it declares for its model) and the sha256 of the
+*bound manifest*: the parsed manifest as canonical JSON, less ``spec.evidence.approvals`` and
+``spec.evidence.waivers`` (the signed statements cannot sign their own listing). So ``owner``,
+the datasets and their digests, each validation record's ``validatedAt``, the lineage, privacy
+and provenance blocks are all covered. Beside the digest the signature carries one digest per
+manifest field, so a change after signing is reported by field (:func:`binding_changes`:
+``metadata.name: approved 'readmission-risk', now 'sepsis-alert'``), not just as "changed".
 """
 
 from __future__ import annotations
@@ -11,11 +20,13 @@ from pathlib import Path
 from typing import Any
 
 from mlgate import schemas
-from mlgate.canonical import sha256_hex
+from mlgate.canonical import canonical_json, escape_surrogates, sha256_hex
 from mlgate.errors import InputError
 from mlgate.safeio import decode_text, display, parse_yaml, read_bytes, resolve_inside
 
 MANIFEST_NAME = "mlgate.yaml"
+# The listings of signed statements: not part of what those statements sign.
+_UNBOUND_EVIDENCE = ("approvals", "waivers")
 
 
 @dataclass(frozen=True)
@@ -24,6 +35,7 @@ class Dataset:
     uri: str
     declared_sha256: str
     local_path: Path | None  # the file, when the uri is a path inside the release
+    missing: bool = False  # the uri is a path inside the release and nothing is there: a deny, like a changed file
 
 
 @dataclass(frozen=True)
@@ -59,6 +71,7 @@ class Release:
     provenance: dict[str, Any] | None = None  # spec.provenance as written by `mlgate evidence collect`
     lineage: dict[str, Any] | None = None  # spec.lineage: initial or retrain (predecessor, PCCP modification)
     privacy: dict[str, Any] | None = None  # spec.privacy: the HIPAA de-identification declaration
+    binding: dict[str, Any] | None = None  # what an approval or waiver of this release signs (release_binding)
 
     def evaluated_evidence(self) -> tuple[tuple[Path, str], ...]:
         """The evidence an approval signs for: model card, data validation, bias audit (not approvals)."""
@@ -117,12 +130,13 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         if ds["name"] in seen:
             raise InputError(f"duplicate dataset name {ds['name']!r}", file=name, field=field + ".name")
         seen.add(ds["name"])
-        local = None
+        local, missing = None, False
         if _is_local_uri(ds["uri"]):
             local = resolve_inside(root, ds["uri"], file=name, field=field + ".uri")
+            missing = not local.exists()  # declared inside the release, and gone: the evidence facts say so
             if not local.is_file():
-                local = None  # declared but not shipped with the release: digest not checkable here
-        datasets.append(Dataset(ds["name"], ds["uri"], ds["digest"]["sha256"], local))
+                local = None
+        datasets.append(Dataset(ds["name"], ds["uri"], ds["digest"]["sha256"], local, missing))
 
     evidence = spec.get("evidence", {})
     card = evidence.get("modelCard")
@@ -191,4 +205,78 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         provenance=spec.get("provenance"),
         lineage=spec.get("lineage"),
         privacy=spec.get("privacy"),
+        binding=release_binding(doc),
     )
+
+
+# --------------------------------------------------------------------------- binding
+def _field_digest(value: Any) -> str:
+    return "sha256:" + sha256_hex(canonical_json(escape_surrogates(value)))
+
+
+def release_binding(doc: dict[str, Any]) -> dict[str, Any]:
+    """What an approval or waiver of the release described by the parsed manifest ``doc``
+    signs: ``{name, version, storageUris, manifestDigest, fields}`` (see the module docstring).
+
+    ``fields`` maps each manifest field (``metadata.owner``, ``spec.datasets``,
+    ``spec.evidence.dataValidation``, ``spec.provenance``...) to the sha256 of its canonical
+    JSON; ``manifestDigest`` is the sha256 of the whole bound manifest."""
+    bound = {k: v for k, v in doc.items()}
+    spec = dict(doc.get("spec") or {})
+    evidence = {k: v for k, v in (spec.get("evidence") or {}).items() if k not in _UNBOUND_EVIDENCE}
+    spec["evidence"] = evidence
+    bound["spec"] = spec
+    fields: dict[str, str] = {}
+    for key, value in bound.items():
+        if key in ("metadata", "spec") and isinstance(value, dict):
+            for sub, subvalue in value.items():
+                if key == "spec" and sub in ("model", "evidence") and isinstance(subvalue, dict):
+                    for leaf, leafvalue in subvalue.items():
+                        fields[f"spec.{sub}.{leaf}"] = _field_digest(leafvalue)
+                else:
+                    fields[f"{key}.{sub}"] = _field_digest(subvalue)
+        else:
+            fields[key] = _field_digest(value)
+    model = spec.get("model") or {}
+    uri = model.get("storageUri")
+    meta = doc.get("metadata") or {}
+    return {
+        "name": meta.get("name"),
+        "version": meta.get("version"),
+        "owner": meta.get("owner"),
+        "storageUris": [uri] if isinstance(uri, str) else [],
+        "manifestDigest": sha256_hex(canonical_json(escape_surrogates(bound))),
+        "fields": dict(sorted(fields.items())),
+    }
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def binding_changes(signed: Any, current: dict[str, Any], *, verb: str = "approved") -> list[str]:
+    """What differs between the binding a statement signed and the release now, one line per
+    field, identity first (``metadata.name: approved 'a', now 'b'``); empty when nothing did."""
+    if not isinstance(signed, dict):
+        return ["release: the statement binds no release identity"]
+    changes: list[str] = []
+    identity = (("name", "metadata.name"), ("version", "metadata.version"), ("owner", "metadata.owner"),
+                ("storageUris", "spec.model.storageUri"))
+    for key, label in identity:
+        if signed.get(key) != current.get(key):
+            changes.append(f"{label}: {verb} {_show(signed.get(key))}, now {_show(current.get(key))}")
+    then, now = signed.get("fields"), current.get("fields") or {}
+    if isinstance(then, dict):
+        for field in sorted(set(then) | set(now)):
+            if field in {label for _key, label in identity}:
+                continue
+            if field not in now:
+                changes.append(f"{field}: removed since it was signed")
+            elif field not in then:
+                changes.append(f"{field}: added since it was signed")
+            elif then[field] != now[field]:
+                changes.append(f"{field}: changed since it was signed")
+    if not changes and signed.get("manifestDigest") != current.get("manifestDigest"):
+        changes.append(f"manifest: signed digest {str(signed.get('manifestDigest'))[:16]}..., now {str(current.get('manifestDigest'))[:16]}...")
+    return changes

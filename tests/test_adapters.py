@@ -139,10 +139,12 @@ def test_pandera_real_error_report_unchanged():
     ]
 
 
-def test_pandera_success_is_an_empty_report_named_as_pandera():
-    r = read(b"{}", format="pandera", validated_at="2026-11-20T09:00:00Z")
-    assert r["format"] == "pandera" and r["valid"] is True and r["success"] is True
-    # without the manifest saying which tool wrote it, {} is not a pass
+@pytest.mark.parametrize("fmt", ["pandera", "tfdv"])
+def test_an_empty_report_is_refused_even_when_named(fmt):
+    """Issue 14: `{}` declared `format: pandera` passed production; no check ran, so it proves nothing."""
+    r = read(b"{}", format=fmt, validated_at="2026-11-20T09:00:00Z")
+    assert r["format"] == fmt and r["valid"] is False and r["success"] is False
+    assert "no expectation was evaluated" in r["errors"][0]
     r = read(b"{}")
     assert r["success"] is False and r["valid"] is False
 

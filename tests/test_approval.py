@@ -108,11 +108,13 @@ def test_round_trip_ecdsa_full_record() -> None:
         "identity_source": "key", "identity": kid("approver-ecdsa"), "key_id": kid("approver-ecdsa"), "certificate": None,
         "key_status": "valid", "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
         "signed_at": "2026-11-28T09:30:00.250000Z", "signed_at_ns": 1795858200250000000, "signed_at_source": "signer",
+        "time_authority": None, "claimed_signed_at": "2026-11-28T09:30:00.250000Z", "key_valid_until": None, "key_valid_until_ns": None,
         "expires_at": "2027-02-28T09:30:00Z", "expires_at_ns": epoch_ns(GOLDEN_ARGS["expires_at"]),
         "environment": "production", "subject_digest": MODEL,
         "statement_digest": hashlib.sha256(base64.b64decode(json.loads(jane())["dsseEnvelope"]["payload"])).hexdigest(),
         "evidence_digests": GOLDEN_ARGS["evidence_digests"], "authored": [],
         "comment": "Reviewed bias audit and model card; approved for production.",
+        "release": None,  # made without a release binding: legacy (the gate judges it, see test_release_binding)
     }
     assert record["signed_at_ns"] == epoch_ns(GOLDEN_ARGS["signed_at"])
 

@@ -324,9 +324,11 @@ def test_describe_shape_with_several_validation_results_is_aggregated():
     assert r["success"] is False
 
 
-def test_zero_expectations_is_reported_as_zero_evaluated():
+def test_zero_expectations_is_refused():
+    """A suite in which no expectation ran proves nothing about the data (issue 14)."""
     d = doc(PASSING)
     d["results"] = []
     d["statistics"].update(evaluated_expectations=0, successful_expectations=0, success_percent=None)
     r = read(d)
-    assert r["valid"] is True and r["evaluated"] == 0  # the policy decides whether an empty suite counts
+    assert r["evaluated"] == 0 and r["valid"] is False and r["success"] is False
+    assert "no expectation was evaluated" in r["errors"][0]

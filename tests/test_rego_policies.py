@@ -409,7 +409,7 @@ INFORMATIONAL = re.compile(
     # identity and revocation facts, the 11.50 line, and what only separation-of-duties and
     # duplicate checks read (absent, they have nothing to compare)
     r"|manifestation|identity_source|identity|certificate|key_status|key_revoked_at(_ns)?|key_revocation_reason"
-    r"|signed_at_source|statement_digest|authored)"
+    r"|signed_at_source|statement_digest|authored|release_changes)"
     r"|evidence/model_signature/(reason|signer_id|signer_name|key_id|identity_source|identity|certificate|key_status"
     r"|key_revoked_at(_ns)?|key_revocation_reason|signed_at(_ns)?))$"
 )

@@ -22,6 +22,7 @@ from mlgate.errors import InputError
 from mlgate.evidence.model_digest import compute_model_digest
 from mlgate.evidence.waiver import PREDICATE_TYPE, create_waiver, verify_waiver
 from mlgate.signing.keys import load_private_key_pem
+from mlgate.manifest import load_release
 from mlgate.signing.trust import load_trust_policy
 
 KEYS = EXAMPLES / "keys"
@@ -54,11 +55,11 @@ def digest_of(release: Path) -> str:
 
 
 def sign(release: Path, *, signer=JANE, key_name="jane.roe", rules=BIAS_RULES, env="production", days=20.0,
-         signed_at=EXAMPLES_NOW - dt.timedelta(days=1), model_digest=None, name="w.sigstore.json") -> Path:
+         signed_at=EXAMPLES_NOW - dt.timedelta(days=1), model_digest=None, name="w.sigstore.json", bind=True) -> Path:
     bundle = create_waiver(
         key(key_name), release_name="triage-acuity", model_digest=model_digest or digest_of(release), rules=list(rules),
         environment=env, justification=JUSTIFICATION, signed_at=signed_at, expires_at=signed_at + dt.timedelta(days=days),
-        ticket="CAPA-2026-114", **signer,
+        ticket="CAPA-2026-114", release=load_release(release).binding if bind else None, **signer,
     )
     path = release / "evidence" / "waivers" / name
     path.write_bytes(bundle)

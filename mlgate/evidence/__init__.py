@@ -53,6 +53,27 @@ def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, A
     }
 
 
+def _bind(record: dict[str, Any], release: Release, verb: str) -> dict[str, Any]:
+    """The signed statement's release binding judged against the release as it is now:
+    ``release_binding`` is ``bound`` (identity and every manifest field as signed), ``changed``
+    (``release_changes`` names each field), ``legacy`` (a statement made before bindings
+    existed: identity not bound), or None when the signature did not verify. The signed
+    binding itself is not passed on (the policy needs only the verdict)."""
+    from mlgate.manifest import binding_changes
+
+    signed = record.pop("release", None)
+    out = {**record, "release_binding": None, "release_changes": []}
+    if record.get("verified") is not True:
+        return out
+    if signed is None:
+        out["release_binding"] = "legacy"
+        return out
+    changes = binding_changes(signed, release.binding or {}, verb=verb)
+    out["release_binding"] = "changed" if changes else "bound"
+    out["release_changes"] = changes
+    return out
+
+
 def collect(release: Release, trust: Any) -> Facts:
     from mlgate.evidence import approval, bias, data_validation, model_card, model_digest, model_signature, waiver
 
@@ -83,7 +104,8 @@ def collect(release: Release, trust: Any) -> Facts:
             "uri": ds.uri,
             "declared_digest": ds.declared_sha256,
             "actual_digest": actual,
-            "digest_matches": None if actual is None else actual == ds.declared_sha256,
+            # A local file that is missing does not match (MLG-DATA-006); only a remote uri is uncheckable (MLG-DATA-009).
+            "digest_matches": False if getattr(ds, "missing", False) else None if actual is None else actual == ds.declared_sha256,
         })
         if actual is not None:
             all_digests[ds.uri] = actual
@@ -117,13 +139,13 @@ def collect(release: Release, trust: Any) -> Facts:
     approvals = []
     for path, rel in release.approvals:
         record = approval.verify_approval(read(path, rel, evaluated=False), rel, trust=trust)
-        approvals.append({**record, "path": rel, "digest": all_digests[rel]})
+        approvals.append({**_bind(record, release, "approved"), "path": rel, "digest": all_digests[rel]})
     evidence["approvals"] = _block(approvals, authenticated=True)
 
     waivers = []
     for path, rel in release.waivers:
         record = waiver.verify_waiver(read(path, rel, evaluated=False), rel, trust=trust)
-        waivers.append({**record, "path": rel, "digest": all_digests[rel]})
+        waivers.append({**_bind(record, release, "waived"), "path": rel, "digest": all_digests[rel]})
     evidence["waivers"] = _block(waivers, authenticated=True)
 
     if release.signature_path is not None:

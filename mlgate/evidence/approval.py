@@ -37,7 +37,7 @@ true only for a verified record.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from mlgate.signing.attestation import AttestationError, StatementError, make_statement, parse_bundle, parse_statement, sign_statement
 from mlgate.canonical import sha256_hex
@@ -73,11 +73,15 @@ def create_approval(
     key_name: str = "<private key>",
     authored: list[str] | None = None,
     certificate_chain_pem: bytes | None = None,
+    release: Mapping[str, Any] | None = None,
+    timestamper: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """Sign an approval and return the bundle JSON bytes (deterministic for a fixed key and time).
 
     ``certificate_chain_pem`` (the signer's certificate, then intermediates) signs in certificate
-    mode (organisation PKI) instead of key mode. Raises :class:`InputError` for an unusable key
+    mode (organisation PKI) instead of key mode. ``release`` is the release binding the signer
+    approves (:func:`mlgate.manifest.release_binding`; ``mlgate approve`` always gives it; without
+    it the approval is a legacy one, identity not bound). Raises :class:`InputError` for an unusable key
     (named ``key_name``) or an argument the verifier would refuse.
     """
     key = load_private_key_pem(private_key_pem, key_name)
@@ -99,6 +103,8 @@ def create_approval(
         "evidenceDigests": {k: evidence_digests[k] for k in sorted(evidence_digests)},
         "comment": comment,
     }
+    if release is not None:
+        predicate["release"] = dict(release)
     if authored is not None:
         predicate["authored"] = sorted(authored)
         unknown = [a for a in authored if a not in evidence_digests]
@@ -118,7 +124,7 @@ def create_approval(
         except ValueError:
             raise InputError("not a PEM certificate chain", field="certificate") from None
     statement = make_statement([{"name": release_name, "digest": {"sha256": model_digest}}], PREDICATE_TYPE, predicate)
-    return sign_statement(statement, key, certificates=certificates)
+    return sign_statement(statement, key, certificates=certificates, timestamper=timestamper)
 
 
 # --------------------------------------------------------------------------- verify
@@ -132,7 +138,8 @@ def signed_record(name: str, data: bytes, **specific: Any) -> dict[str, Any]:
         "role_authorised": False, "environment_authorised": False,
         "identity_source": None, "identity": None, "key_id": None, "certificate": None,
         "key_status": None, "key_revoked_at": None, "key_revoked_at_ns": None, "key_revocation_reason": None,
-        "signed_at": None, "signed_at_ns": None, "signed_at_source": None,
+        "signed_at": None, "signed_at_ns": None, "signed_at_source": None, "time_authority": None, "claimed_signed_at": None,
+        "key_valid_until": None, "key_valid_until_ns": None,
         "expires_at": None, "expires_at_ns": None,
         "environment": None, "subject_digest": None, "statement_digest": None,
         **specific,
@@ -231,16 +238,24 @@ def verify_signed_predicate(data: bytes, name: str, *, trust: TrustPolicy, recor
     if expires_at is not None and expires_at <= signed_at:
         _fail(record, name, f"expiresAt {rfc3339(expires_at)} is not after signedAt {rfc3339(signed_at)}", f"{_PREDICATE}.expiresAt")
         return None
-    if auth.verified_time is not None:  # keyless: the transparency log's time, not the signer's clock
+    claimed_at = signed_at
+    if auth.verified_time is not None:  # a TSA's or the transparency log's time, not the signer's clock
         signed_at = auth.verified_time
     record.update({
         "signer_id": predicate["signer"]["id"],
         "printed_name": predicate["signer"]["printedName"],
         "role": predicate["role"],
         "signed_at": rfc3339(signed_at), "signed_at_ns": epoch_ns(signed_at),
-        # The signer's own clock for key and certificate signatures; keyless ones are checked
-        # against the transparency-log time.
-        "signed_at_source": "signer" if auth.verified_time is None else "transparency_log",
+        # The trusted time when there is one (an RFC 3161 timestamp of a listed TSA, or a keyless
+        # bundle's transparency-log time), else the signer's own clock ("signer"); the time the
+        # signer wrote is kept as claimed_signed_at. Only a trusted time can show
+        # a signature predates a revocation or a key's notAfter: without one, key_valid_until is
+        # when the signature stops counting (the policy compares it with the evaluation time).
+        "signed_at_source": auth.time.source if auth.time else "signer",
+        "time_authority": auth.time.authority if auth.time else None,
+        "claimed_signed_at": rfc3339(claimed_at),
+        "key_valid_until": rfc3339(auth.valid_until) if auth.valid_until else None,
+        "key_valid_until_ns": epoch_ns(auth.valid_until) if auth.valid_until else None,
         "expires_at": rfc3339(expires_at) if expires_at else None,
         "expires_at_ns": epoch_ns(expires_at) if expires_at else None,
         "environment": predicate["environment"],
@@ -281,6 +296,7 @@ def verify_approval(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, 
         "evidence_digests": dict(predicate["evidenceDigests"]),
         "authored": authored,
         "comment": predicate["comment"],
+        "release": predicate.get("release"),
     })
     unknown = [a for a in authored if a not in predicate["evidenceDigests"]]
     if unknown:

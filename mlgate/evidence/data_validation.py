@@ -228,6 +228,7 @@ def read_validation_result(
     if record["validated_at"] is None and validated_at is not None:
         _read_given_time(record, name, validated_at, errors)
     _link_dataset(record, name, asset_name, datasets, dataset)
+    _require_checks(record, name, errors)
 
     record["valid"] = not errors
     # Fail closed: a document that does not conform or contradicts itself never reports success.
@@ -274,9 +275,18 @@ def _read_adapter(
     elif validated_at is not None:
         _read_given_time(record, name, validated_at, errors)
     _link_dataset(record, name, None, datasets, dataset)
+    _require_checks(record, name, errors)
     record["valid"] = not errors
     record["success"] = bool(record["valid"] and verdict is not False and record["unsuccessful"] == 0)
     return record
+
+
+def _require_checks(record: dict, name: str, errors: list[str]) -> None:
+    """A result in which no check ran proves nothing about the data: refused (fail closed). This
+    covers an empty GX suite and the empty pandera or TFDV report (``{}``), which those tools
+    cannot tell apart from a validation that never happened."""
+    if not errors and record["evaluated"] == 0:
+        errors.append(f"{name}: $: no expectation was evaluated; a result with no checks cannot show that the data was validated")
 
 
 def _read_given_time(record: dict, name: str, raw: str, errors: list[str], *, field: str = "validatedAt (manifest)") -> None:

@@ -2,11 +2,15 @@
 
 Read unchanged: ``SchemaErrors.message`` after ``schema.validate(df, lazy=True)``, a JSON object
 ``{"SCHEMA" | "DATA": {ERROR_TYPE: [{"schema", "column", "check", "error"}]}}``. Every entry is one
-failed check. pandera writes nothing when validation passes; mlgate cannot tell a missing file
-from a validation that never ran, so a pass is an *empty* report, ``{}``, named in the manifest
-with ``format: pandera`` (a missing file stays an input error). pandera's report has no counts of
-the checks that passed, no time and no dataset identity: ``evaluated`` is the number of failures,
-the dataset comes from the manifest's ``dataset:`` and the time from its ``validatedAt:``.
+failed check. pandera's report has no counts of the checks that passed, no time and no dataset
+identity: ``evaluated`` is the number of failures, the dataset comes from the manifest's
+``dataset:`` and the time from its ``validatedAt:``.
+
+pandera writes nothing when validation passes, and an *empty* report, ``{}``, cannot be told
+apart from a validation that never ran (anyone can write ``{}``): it is refused like any result
+in which no check ran (issue 14). A pandera report can show that data failed validation, never
+that it passed; record passes with a format that lists the checks that ran (Great Expectations,
+Evidently, TFDV with its baseline schema).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ violation. A waiver that fails any of these changes nothing.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Callable, Mapping
 
 from mlgate.signing.attestation import make_statement, sign_statement
 from mlgate.clock import rfc3339
@@ -58,6 +58,8 @@ def create_waiver(
     expires_at: dt.datetime,
     ticket: str | None = None,
     key_name: str = "<private key>",
+    release: Mapping[str, Any] | None = None,
+    timestamper: Callable[[bytes], bytes] | None = None,
 ) -> bytes:
     """Sign a waiver and return the bundle JSON bytes (deterministic for a fixed key and time).
 
@@ -81,12 +83,14 @@ def create_waiver(
         "expiresAt": rfc3339(expires_at),
         "ticket": ticket,
     }
+    if release is not None:
+        predicate["release"] = dict(release)
     errors = schema_errors(predicate, SCHEMA_FILE)
     if errors:
         where, message = errors[0]
         raise InputError(message, field=_under("predicate", where))
     statement = make_statement([{"name": release_name, "digest": {"sha256": model_digest}}], PREDICATE_TYPE, predicate)
-    return sign_statement(statement, key)
+    return sign_statement(statement, key, timestamper=timestamper)
 
 
 def _record(name: str, data: bytes) -> dict[str, Any]:
@@ -104,6 +108,7 @@ def verify_waiver(data: bytes, name: str, *, trust: TrustPolicy) -> dict[str, An
         "rules": list(predicate["rules"]),
         "justification": predicate["justification"],
         "ticket": predicate.get("ticket"),
+        "release": predicate.get("release"),
         "manifestation": f"{predicate['signer']['printedName']}, risk acceptance of {', '.join(predicate['rules'])} "
                          f"as {predicate['role']}, signed {rfc3339(signed_at)}",
     })

@@ -298,6 +298,7 @@ def provenance_facts(release: Any) -> dict[str, Any]:
         mlflow_facts.update({
             "tracking_uri": mlflow.get("tracking_uri"), "run_id": run.get("id"), "run_status": run.get("status"),
             "git_commit": run.get("git_commit"), "params": run.get("params", {}), "metrics": run.get("metrics", {}),
+            "run_user": run.get("user"),
             "model_name": mv.get("name"), "model_version": mv.get("version"), "model_aliases": mv.get("aliases", []),
             "model_run_id": mv.get("run_id"), "model_source": mv.get("source"), "model_status": mv.get("status"),
         })

@@ -33,6 +33,8 @@ waiver(rules) := {
 	"rules": rules,
 	"justification": "Audit re-run scheduled; every prediction is reviewed by a clinician meanwhile (CAPA-7).",
 	"ticket": "CAPA-7",
+	"release_binding": "bound",
+	"release_changes": [],
 }
 
 good := waiver(["MLG-BIAS-001"])
@@ -88,6 +90,20 @@ test_expired_waiver_changes_nothing if {
 	w := json.patch(good, [{"op": "replace", "path": "/expires_at_ns", "value": td.evaluated_at_ns}])
 	changes_nothing(no_audit, w)
 	startswith(reason(no_audit, w), "expired at ")
+}
+
+test_waiver_by_an_ended_credential_with_claimed_time_changes_nothing if {
+	w := json.patch(good, [
+		{"op": "add", "path": "/key_valid_until", "value": "2026-11-28T12:00:00Z"},
+		{"op": "add", "path": "/key_valid_until_ns", "value": td.evaluated_at_ns - td.day_ns},
+	])
+	changes_nothing(no_audit, w)
+	contains(reason(no_audit, w), "valid only until 2026-11-28T12:00:00Z, and its signing time is the signer's claim (no trusted timestamp)")
+}
+
+test_waiver_by_a_credential_valid_until_later_applies if {
+	w := json.patch(good, [{"op": "add", "path": "/key_valid_until_ns", "value": td.evaluated_at_ns + td.day_ns}])
+	decision_of(with_waivers(no_audit, [w])).allow == true
 }
 
 test_waiver_signed_after_evaluation_changes_nothing if {
@@ -208,4 +224,52 @@ test_first_applicable_waiver_is_named if {
 	w.id == "MLG-BIAS-001"
 	w.waiver.path == good.path
 	[r.applied | some r in d.waivers] == [true, true]
+}
+
+# --- release binding and separation of duties (issue 14) ---------------------
+
+test_legacy_waiver_changes_nothing if {
+	w := object.remove(good, ["release_binding"])
+	changes_nothing(no_audit, w)
+	contains(reason(no_audit, w), "legacy waiver")
+}
+
+test_waiver_of_another_release_state_changes_nothing if {
+	w := object.union(good, {"release_binding": "changed", "release_changes": ["metadata.owner: waived 'a', now 'b'"]})
+	changes_nothing(no_audit, w)
+	reason(no_audit, w) == "no longer matches the release: metadata.owner: waived 'a', now 'b'"
+}
+
+test_owner_cannot_waive_own_release if {
+	inp := json.patch(no_audit, [{"op": "replace", "path": "/release/owner", "value": "Jane.Roe@hospital.example"}])
+	changes_nothing(inp, good)
+	contains(reason(inp, good), "the release owner")
+}
+
+test_model_signer_cannot_waive if {
+	inp := json.patch(no_audit, [{"op": "replace", "path": "/evidence/model_signature/signer_id", "value": "jane.roe@hospital.example"}])
+	changes_nothing(inp, good)
+	contains(reason(inp, good), "also signed the model")
+}
+
+test_trainer_cannot_waive if {
+	inp := json.patch(no_audit, [{"op": "add", "path": "/evidence/provenance/mlflow", "value": {"present": true, "run_user": "jane.roe@hospital.example"}}])
+	changes_nothing(inp, good)
+	contains(reason(inp, good), "trained the model")
+}
+
+two_person_data := {"mlgate": {"environments": {"production": object.union(data.mlgate.environments.production, {"waivers": object.union(data.mlgate.environments.production.waivers, {"two_person": ["MLG-BIAS-"]})})}}}
+
+test_two_person_rule_needs_two_signers if {
+	d := data.mlgate.decision with input as with_waivers(no_audit, [good]) with data.mlgate.environments as two_person_data.mlgate.environments
+	d.allow == false
+	d.waivers[0].applied == false
+	contains(d.waivers[0].reason, "two distinct people")
+}
+
+test_two_person_rule_waived_by_two_signers if {
+	second := object.union(good, {"path": "evidence/waivers/lee.waiver.sigstore.json", "signer_id": "lee.chan@hospital.example", "printed_name": "Dr. Lee Chan"})
+	d := data.mlgate.decision with input as with_waivers(no_audit, [good, second]) with data.mlgate.environments as two_person_data.mlgate.environments
+	d.allow == true
+	d.waivers[0].applied == true
 }

@@ -388,6 +388,98 @@ violation contains v if {
 	}
 }
 
+# An approval made before approvals bound the release identity (no `release`
+# block in its predicate) counts only where the environment accepts it
+# (approvals.accept_unbound_identity: true); by default it does not.
+accept_unbound if cfg.accept_unbound_identity == true
+
+# A verified approval that binds no release identity: a legacy one, or (failing
+# closed) one whose binding verdict is missing or not understood.
+unbound(r) if {
+	not r.release_binding == "bound"
+	not r.release_binding == "changed"
+}
+
+# METADATA
+# title: Approval is for another state of the release
+# description: >-
+#   A verified approval for this environment signed the release's identity and
+#   manifest, and the release has changed since: its name, version, owner,
+#   storage URI, datasets, validation records, provenance or another manifest
+#   field differs from what the approver signed.
+# custom:
+#   id: MLG-APPR-020
+#   severity: critical
+#   controls: [21CFR11.70, 21CFR11.10(e)]
+#   remediation: >-
+#     Undo the change, or have the approvers review the release as it is now and
+#     sign again (finish the manifest, run mlgate evidence collect, then sign).
+#   expected: >-
+#     Every verified approval for this environment signed this release's name,
+#     version, owner, storage URIs and manifest exactly as they are now.
+violation contains v if {
+	some r in relevant
+	r.verified == true
+	r.release_binding == "changed"
+	v := {
+		"id": "MLG-APPR-020",
+		"severity": "critical",
+		"controls": ["21CFR11.70", "21CFR11.10(e)"],
+		"remediation": "Undo the change, or have the approvers review the release as it is now and sign again (finish the manifest, run mlgate evidence collect, then sign).",
+		"message": sprintf("approval %s by %s no longer matches the release: %s", [lib.s(r, "path"), lib.s(r, "signer_id"), concat("; ", lib.list_of(r, "release_changes"))]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# METADATA
+# title: Approval does not bind the release identity
+# description: >-
+#   A verified approval for this environment was made before approvals signed
+#   the release identity and manifest (a legacy approval): nothing it signs
+#   names the release or where its model lives. Refused unless the environment
+#   accepts such approvals (approvals.accept_unbound_identity).
+# custom:
+#   id: MLG-APPR-021
+#   severity: high
+#   controls: [21CFR11.70]
+#   remediation: Have the approver sign again with this version of mlgate approve, which binds the release.
+#   expected: >-
+#     Every verified approval for this environment binds the release identity
+#     and manifest (or the environment accepts legacy approvals).
+violation contains v if {
+	some r in relevant
+	r.verified == true
+	unbound(r)
+	not accept_unbound
+	v := {
+		"id": "MLG-APPR-021",
+		"severity": "high",
+		"controls": ["21CFR11.70"],
+		"remediation": "Have the approver sign again with this version of mlgate approve, which binds the release.",
+		"message": unbound_message(r),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# MLG-APPR-021 as a warning where the environment still accepts legacy
+# approvals (approvals.accept_unbound_identity: true).
+warning contains v if {
+	some r in relevant
+	r.verified == true
+	unbound(r)
+	accept_unbound
+	v := {
+		"id": "MLG-APPR-021",
+		"severity": "high",
+		"controls": ["21CFR11.70"],
+		"remediation": "Have the approver sign again with this version of mlgate approve, which binds the release.",
+		"message": unbound_message(r),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+unbound_message(r) := sprintf("approval %s by %s is a legacy approval: it does not sign the release identity (name, version, owner, storage URIs, manifest), so it could be copied to another release", [lib.s(r, "path"), lib.s(r, "signer_id")])
+
 # METADATA
 # title: Approver not authorised for the environment
 # description: >-
@@ -695,6 +787,51 @@ warning contains v if {
 		"controls": ["21CFR11.10(d)", "21CFR11.70"],
 		"remediation": "If the revocation reason is keyCompromise, have the approver sign again with their new credential.",
 		"message": sprintf("approval %s (%s) was signed with %s %s, revoked later at %s (%s); counted, since it was signed before the revocation", [lib.s(r, "path"), manifest(r), lib.s(r, "identity_source"), lib.s(r, "identity"), lib.s(r, "key_revoked_at"), lib.s(r, "key_revocation_reason")]),
+		"subject": lib.s(r, "path"),
+	}
+}
+
+# The credential stopped vouching for the approval: its signing time is only
+# the signer's claim (no trusted timestamp), and the credential's validity
+# ended (a key's notAfter, a certificate's expiry, a revocation for a reason
+# other than compromise) at key_valid_until, at or before the evaluation.
+credential_ended(r) if {
+	is_number(r.key_valid_until_ns)
+	r.key_valid_until_ns <= lib.now_ns
+}
+
+ended_how(r) := sprintf("revoked, %s", [lib.s(r, "key_revocation_reason")]) if {
+	r.key_revoked_at_ns == r.key_valid_until_ns
+} else := "end of its validity period"
+
+# METADATA
+# title: Approval credential ended and its signing time is only claimed
+# description: >-
+#   The approval was signed with a key, certificate or identity whose validity
+#   has ended (notAfter, certificate expiry) or that was revoked for a reason
+#   other than compromise, and no trusted time (an RFC 3161 timestamp of a
+#   timestamping authority the trust policy lists, or a keyless bundle's
+#   transparency-log time) shows that it was signed before. The signing time
+#   it carries is the signer's claim, so it no longer counts.
+# custom:
+#   id: MLG-APPR-022
+#   severity: high
+#   controls: [21CFR11.10(d), 21CFR11.70]
+#   remediation: Have the approver sign again with a valid credential, with `mlgate approve --tsa URL` so that a later revocation or expiry does not void the signature.
+#   expected: >-
+#     Every verified approval for this environment carries a trusted signing
+#     time, or was signed with a credential still valid at the evaluation
+#     time.
+violation contains v if {
+	some r in relevant
+	r.verified == true
+	credential_ended(r)
+	v := {
+		"id": "MLG-APPR-022",
+		"severity": "high",
+		"controls": ["21CFR11.10(d)", "21CFR11.70"],
+		"remediation": "Have the approver sign again with a valid credential, with `mlgate approve --tsa URL` so that a later revocation or expiry does not void the signature.",
+		"message": sprintf("approval %s by %s was signed with %s %s, valid only until %s (%s); its signing time %s is the signer's claim, with no trusted timestamp; expected a timestamp of a listed timestamping authority showing it was signed before, or a credential valid at the evaluation time %s", [lib.s(r, "path"), lib.s(r, "signer_id"), lib.s(r, "identity_source"), lib.s(r, "identity"), lib.s(r, "key_valid_until"), ended_how(r), lib.s(r, "signed_at"), lib.s(input, "evaluated_at")]),
 		"subject": lib.s(r, "path"),
 	}
 }

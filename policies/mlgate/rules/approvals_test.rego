@@ -351,3 +351,60 @@ test_missing_min_disciplines_fails_closed if {
 	vs := approvals.violation with input as with_records([qa, cso]) with data.mlgate.environments as envs
 	"MLG-APPR-019" in td.ids(vs)
 }
+
+# --- release binding (issue 14) ------------------------------------------------
+
+test_approval_of_another_release_state_denies if {
+	changed := object.union(cso, {"release_binding": "changed", "release_changes": ["metadata.name: approved 'readmission-risk', now 'sepsis-alert'"]})
+	vs := violations(with_records([qa, changed]))
+	td.ids(vs) == {"MLG-APPR-020"}
+	some v in vs
+	v.message == "approval evidence/approvals/jane.roe.sigstore.json by jane.roe@hospital.example no longer matches the release: metadata.name: approved 'readmission-risk', now 'sepsis-alert'"
+}
+
+test_legacy_approval_denies_where_not_accepted if {
+	legacy := object.union(cso, {"release_binding": "legacy"})
+	td.ids(violations(with_records([qa, legacy]))) == {"MLG-APPR-021"}
+}
+
+test_legacy_approval_is_a_warning_where_accepted if {
+	legacy := object.union(cso, {"release_binding": "legacy"})
+	accepting := json.patch(td.environments, [{"op": "add", "path": "/production/approvals/accept_unbound_identity", "value": true}])
+	inp := with_records([qa, legacy])
+	count(approvals.violation) == 0 with input as inp with data.mlgate.environments as accepting
+	ws := approvals.warning with input as inp with data.mlgate.environments as accepting
+	some w in ws
+	w.id == "MLG-APPR-021"
+	w.severity == "high"
+}
+
+test_unverified_approval_binding_not_judged if {
+	bad := object.union(cso, {"verified": false, "reason": "x", "release_binding": null})
+	not "MLG-APPR-021" in ids(with_records([qa, bad]))
+	not "MLG-APPR-020" in ids(with_records([qa, bad]))
+}
+
+test_credential_ended_with_claimed_time_denies if {
+	# Jane's key expired on 2026-11-25; the approval claims 2026-11-20, no trusted time.
+	ended := object.union(cso, {"key_valid_until": "2026-11-25T00:00:00Z", "key_valid_until_ns": td.evaluated_at_ns - (4 * td.day_ns)})
+	some v in violations(with_records([qa, ended]))
+	v.id == "MLG-APPR-022"
+	contains(v.message, "valid only until 2026-11-25T00:00:00Z (end of its validity period)")
+	contains(v.message, "is the signer's claim, with no trusted timestamp")
+}
+
+test_credential_revoked_not_for_compromise_with_claimed_time_denies if {
+	ended := object.union(cso, {"key_valid_until": "2026-11-25T00:00:00Z", "key_valid_until_ns": td.evaluated_at_ns - (4 * td.day_ns), "key_revoked_at": "2026-11-25T00:00:00Z", "key_revoked_at_ns": td.evaluated_at_ns - (4 * td.day_ns), "key_revocation_reason": "superseded"})
+	some v in violations(with_records([qa, ended]))
+	v.id == "MLG-APPR-022"
+	contains(v.message, "(revoked, superseded)")
+}
+
+test_credential_still_valid_with_claimed_time_passes if {
+	later := object.union(cso, {"key_valid_until": "2026-12-25T00:00:00Z", "key_valid_until_ns": td.evaluated_at_ns + td.day_ns})
+	count(violations(with_records([qa, later]))) == 0
+}
+
+test_credential_ends_exactly_at_evaluation_denies if {
+	"MLG-APPR-022" in ids(with_records([qa, object.union(cso, {"key_valid_until_ns": td.evaluated_at_ns})]))
+}

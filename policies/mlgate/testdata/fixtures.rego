@@ -66,6 +66,8 @@ approval(path, signer, name, role, meaning, env) := {
 	"key_revocation_reason": null,
 	"signed_at_source": "signer",
 	"statement_digest": concat("", ["statement of ", path]),
+	"release_binding": "bound",
+	"release_changes": [],
 	"authored": [],
 	"signed_at": "2026-11-20T09:30:00Z",
 	"signed_at_ns": 1795167000000000000,
