@@ -39,7 +39,8 @@ def _need(*modules: str) -> None:
 @click.option("--evidence-store", help="Where releases live: file://DIR (or a path), or https://HOST/PREFIX serving index.json (or evidenceStore.url in --config).")
 @click.option("--evidence-store-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA bundle (PEM) to verify an https:// evidence store.")
 @click.option("--evidence-cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Local cache for releases downloaded from an https:// store.")
-@click.option("--audit", "audit_url", required=True, help="Audit trail: file:PATH, file:///abs/path, a path, or postgresql://... (several replicas).")
+@click.option("--audit", "audit_url", required=True, envvar="MLGATE_AUDIT", show_envvar=True,
+              help="Audit trail: file:PATH, file:///abs/path, a path, or postgresql://... (several replicas).")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
@@ -48,9 +49,11 @@ def _need(*modules: str) -> None:
 @click.option("--gate-threads", type=click.IntRange(1, 64), help="Gate threads per worker, each with its own policy engine (default: 1, or 4 with an https:// store or OPA).")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="Worker processes sharing the port (one policy engine each; /metrics adds them all up).")
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
+              help="json: every log line one JSON object, one line per admission (uid, kind, namespace, name, environment, mode, result, latency, rule ids).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
 def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file,
-          engine, gate_threads, workers, log_level, access_log, **opa_params):
+          engine, gate_threads, workers, log_level, log_format, access_log, **opa_params):
     """Run the Kubernetes validating admission webhook over TLS: POST /v1/admit/ENVIRONMENT."""
     import os
     import ssl
@@ -96,7 +99,8 @@ def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cac
     def run_one(sockets=None) -> bool:
         app = WebhookApp(settings)
         try:
-            server = build_server(app, host=host, port=port, cert=cert, key=key, reload_s=settings.cert_reload_s, log_level=log_level, access_log=access_log)
+            server = build_server(app, host=host, port=port, cert=cert, key=key, reload_s=settings.cert_reload_s, log_level=log_level, access_log=access_log,
+                                  log_format=log_format)
         except (ssl.SSLError, OSError) as exc:
             _fail(f"{cert}: cannot load the serving certificate and key: {exc}")
         server.run(sockets=sockets)
@@ -267,31 +271,54 @@ def index(directory, output):
 
 
 @webhook.command("manifests")
-@click.option("--namespace", default="mlgate", show_default=True)
+@click.option("--namespace", default="mlgate", show_default=True, help="Namespace of the webhook (created by the manifests).")
 @click.option("--image", required=True, help="Container image of mlgate.")
 @click.option("--environments", default="staging,production", show_default=True, help="Comma-separated environments; one webhook each.")
+@click.option("--mode", "modes", multiple=True, metavar="ENV=MODE", help="Mode of an environment in the settings file: enforce (default), warn or audit (repeatable).")
 @click.option("--name", default="mlgate", show_default=True, help="Name of the Service, Deployment and webhook configuration.")
-@click.option("--replicas", default=3, show_default=True, type=click.IntRange(1, 50))
+@click.option("--kube-version", default="1.25", show_default=True, help="Kubernetes version of the target cluster (1.25 or later): matchConditions from 1.28.")
+@click.option("--replicas", type=click.IntRange(1, 50), help="Webhook pods [default: 1 with a file trail, 3 with PostgreSQL]; more than one needs a PostgreSQL trail.")
+@click.option("--audit-url-secret", metavar="SECRET", help="Existing Secret whose key 'url' holds the postgresql:// URL of a shared audit trail.")
+@click.option("--audit-url", metavar="URL", help="postgresql:// URL of a shared audit trail, put in a Secret NAME-audit-db by the manifests.")
+@click.option("--audit-size", default="5Gi", show_default=True, help="Size of the file trail's PersistentVolumeClaim.")
+@click.option("--evidence-store", default="file:///evidence", show_default=True, help="file:///DIR (a PersistentVolumeClaim mounted there) or https://HOST/PREFIX.")
+@click.option("--evidence-size", default="1Gi", show_default=True, help="Size of a file:// evidence store's PersistentVolumeClaim.")
+@click.option("--storage-class", help="storageClassName of the PersistentVolumeClaims (default: the cluster's).")
+@click.option("--exempt-namespace-label", "exempt_ns", multiple=True, metavar="KEY[=VALUE]", help="Namespaces with this label are never sent to the webhook (repeatable).")
+@click.option("--exempt-object-label", "exempt_obj", multiple=True, metavar="KEY[=VALUE]", help="Objects with this label are never sent to the webhook (repeatable).")
 @click.option("--timeout", "timeout_s", default=5, show_default=True, type=click.IntRange(1, 30), help="timeoutSeconds of each webhook.")
 @click.option("--cert-manager", is_flag=True, help="Emit a cert-manager Issuer and Certificate and inject the CA with its annotation.")
-@click.option("--ca-bundle", type=click.Path(dir_okay=False, path_type=Path), help="CA certificate (PEM) for caBundle, from `mlgate webhook certs`.")
+@click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path), help="Directory from `mlgate webhook certs`: a TLS Secret and the caBundle.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="mlgate serve --workers in each pod; the CPU and memory requests and limits scale with it.")
 @click.option("--gate-threads", type=click.IntRange(1, 64), help="mlgate serve --gate-threads in each pod (default: serve's).")
-def manifests(namespace, image, environments, name, replicas, timeout_s, cert_manager, ca_bundle, workers, gate_threads):
-    """Print the Kubernetes manifests (YAML) built with the kubernetes client's typed models."""
+@click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]), help="mlgate serve --log-format in each pod.")
+def manifests(namespace, image, environments, modes, name, kube_version, replicas, audit_url_secret, audit_url, audit_size, evidence_store,
+              evidence_size, storage_class, exempt_ns, exempt_obj, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format):
+    """Print every Kubernetes object the webhook needs (YAML), built with the kubernetes client's typed models."""
     _need("kubernetes")
     from mlgate.gatekeeper.manifests import ManifestOptions, render
 
     envs = [e.strip() for e in environments.split(",") if e.strip()]
-    ca = None
-    if ca_bundle is not None:
-        try:
-            ca = ca_bundle.read_bytes()
-        except OSError as exc:
-            _fail(f"{ca_bundle}: cannot read: {exc.strerror or exc}")
+    mode_map = {}
+    for item in modes:
+        env, sep, mode = item.partition("=")
+        if not sep:
+            _fail(f"--mode {item!r}: expected ENV=MODE")
+        mode_map[env.strip()] = mode.strip()
+    certs = None
+    if certs_dir is not None:
+        certs = {}
+        for file in ("ca.crt", "tls.crt", "tls.key"):
+            try:
+                certs[file] = (certs_dir / file).read_bytes()
+            except OSError as exc:
+                _fail(f"{certs_dir / file}: cannot read: {exc.strerror or exc}")
     try:
         text = render(ManifestOptions(namespace=namespace, image=image, environments=envs, name=name, replicas=replicas,
-                                      timeout_s=timeout_s, cert_manager=cert_manager, ca_bundle_pem=ca, workers=workers, gate_threads=gate_threads))
+                                      timeout_s=timeout_s, cert_manager=cert_manager, certs=certs, workers=workers, gate_threads=gate_threads,
+                                      kube_version=kube_version, modes=mode_map, evidence_store=evidence_store, evidence_size=evidence_size,
+                                      audit_url=audit_url, audit_url_secret=audit_url_secret, audit_size=audit_size, storage_class=storage_class,
+                                      exempt_namespace_labels=list(exempt_ns), exempt_object_labels=list(exempt_obj), log_format=log_format))
     except MlgateError as exc:
         _fail(exc.diagnostics())
     click.echo(text, nl=False)

@@ -2,10 +2,13 @@
 
 Routes: ``POST /v1/admit/{environment}``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 
-Two error channels (kopf's habit): a body that is not an AdmissionReview is an HTTP 4xx with a
-JSON error (the apiserver then fails the call, and ``failurePolicy: Fail`` rejects the user's
-request); a failure while judging a valid review is a normal 200 AdmissionReview with
-``allowed: false`` and ``status.code: 500``. Never a stack trace in a response.
+Two error channels (kopf's habit), both shaped as Kubernetes expects: whatever can be answered
+as an AdmissionReview is (a deny with a ``Status`` message and an audit record: a review naming
+an unknown environment in its path, a review with a readable ``uid`` but a malformed field, a
+failure while judging); anything else (a body that is not JSON or has no ``uid``, a wrong method
+or route, a body over the limit) is an HTTP 4xx carrying a ``Status`` object (``kind: Status,
+apiVersion: v1, status: Failure, message, reason, code``), which the apiserver shows the user.
+Never a stack trace in a response. One log line per admission (``mlgate.admission``).
 
 The event loop never evaluates: reviews are judged on a pool of ``Settings.gate_threads`` gate
 threads, each with its own :class:`Gatekeeper` and policy engine (a regorus ``Engine`` may not
@@ -20,6 +23,7 @@ margin); past it the webhook answers ``allowed: false`` itself.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import re
@@ -31,12 +35,17 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from mlgate.gatekeeper.config import ENVIRONMENT_NAME, Settings
-from mlgate.gatekeeper.review import WebhookError, parse_review, response
-from mlgate.gatekeeper.service import Gatekeeper, UnknownEnvironment
+from mlgate.gatekeeper.logs import ADMISSION_LOGGER, admission_fields
+from mlgate.gatekeeper.review import MAX_UID_CHARS, Review, WebhookError, parse_review, peek_uid_and_version, response
+from mlgate.gatekeeper.service import Delivery, Gatekeeper
 
 from mlgate.errors import MlgateError
 
 log = logging.getLogger("mlgate.gatekeeper")
+admission_log = logging.getLogger(ADMISSION_LOGGER)
+#: HTTP status -> the reason a Kubernetes ``Status`` gives it (metav1.StatusReason).
+REASONS = {400: "BadRequest", 404: "NotFound", 405: "MethodNotAllowed", 413: "RequestEntityTooLarge", 415: "UnsupportedMediaType",
+           500: "InternalError", 503: "ServiceUnavailable"}
 _ADMIT = re.compile(r"^/v1/admit/([^/]+)$")
 _TIMEOUT = re.compile(r"(?:^|&)timeout=(\d{1,3})s(?:&|$)")
 JSON = [(b"content-type", b"application/json")]
@@ -61,8 +70,10 @@ class Metrics:
         # so the metric objects themselves are registered nowhere (else each would count twice).
         self.registry = CollectorRegistry()
         home = None if self.multiprocess_dir else self.registry
-        self.requests = Counter("mlgate_admission_requests", "Admission reviews answered, by environment, object kind and decision",
-                                ["environment", "kind", "decision"], registry=home)
+        # ``verdict`` is the gate's (allow, deny, error, exempt); ``admission`` what the apiserver was told (admitted, refused):
+        # a deny in warn or audit mode is admitted, so it is not counted as a refusal.
+        self.requests = Counter("mlgate_admission_requests", "Admission reviews answered, by environment, object kind, the gate's verdict and the admission outcome",
+                                ["environment", "kind", "verdict", "admission"], registry=home)
         self.latency = Histogram("mlgate_admission_duration_seconds", "Time from the last body byte to the answer",
                                  ["environment"], registry=home,
                                  buckets=(0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
@@ -150,12 +161,24 @@ class WebhookApp:
         except MlgateError as exc:
             self.startup_error = exc.diagnostics()
             raise
+        except Exception as exc:  # a bug or a missing dependency: still a one-line start-up failure, the traceback in the log
+            log.exception("the webhook could not start")
+            self.startup_error = f"the webhook could not start: {type(exc).__name__}: {exc}"
+            raise MlgateError(self.startup_error) from None
 
-    def _admit_here(self, review: Any, environment: str, deadline: float):
+    def _admit_here(self, review: Any, environment: str, deadline: float, delivery: Delivery | None = None):
         gk = getattr(self._local, "gk", None)
         if gk is None:  # pragma: no cover - every pool thread was given one at start-up
             raise MlgateError("this gate thread has no policy engine; denied")
-        return gk.admit(review, environment, deadline=deadline)
+        return gk.admit(review, environment, deadline=deadline, delivery=delivery)
+
+    def _record_unanswered(self, review: Review, environment: str, why: str, queued: bool, timeout_s: float) -> None:
+        """The record of a request answered by the deadline path (or left by the apiserver): written off
+        the event loop, after the answer (a deny) has gone, on the default executor (the gate threads may all be busy)."""
+        call = functools.partial(self.gatekeeper.record_unanswered, review, environment, why=why, queued=queued, timeout_s=timeout_s)
+        future = asyncio.get_running_loop().run_in_executor(None, call)
+        future.add_done_callback(lambda f: f.cancelled() or f.exception() is None
+                                 or log.error("could not record the %s answer of admission review uid=%s: %s", why, review.uid, f.exception()))
 
     async def shutdown(self) -> None:
         if self.executor is not None:
@@ -203,23 +226,26 @@ class WebhookApp:
         match = _ADMIT.match(path)
         if match:
             if method != "POST":
-                return await _send_json(send, 405, {"error": "use POST for admission reviews"})
+                return await _send_status(send, 405, "use POST for admission reviews")
             return await self._admit(match.group(1), scope, receive, send)
         if path == "/healthz" and method in ("GET", "HEAD"):
             return await _send_json(send, 200, {"status": "ok"})
         if path == "/readyz" and method in ("GET", "HEAD"):
             problems = self.gatekeeper.ready() if self.gatekeeper else [self.startup_error or "starting"]
-            return await _send_json(send, 503 if problems else 200, {"status": "not ready" if problems else "ready", "problems": problems})
+            if problems:
+                return await _send_status(send, 503, "not ready: " + "; ".join(problems))
+            return await _send_json(send, 200, {"status": "ready", "problems": []})
         if path == "/metrics" and method == "GET":
             body, ctype = self.metrics.render()
             return await _send(send, 200, body, [(b"content-type", ctype.encode())])
-        return await _send_json(send, 404, {"error": f"no route for {method} {path[:100]}"})
+        return await _send_status(send, 404, f"no route for {method} {path[:100]}")
 
     async def _admit(self, environment: str, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
-        env_label = environment if self.gatekeeper and environment in self.gatekeeper.environments else "unknown"
-        if not ENVIRONMENT_NAME.match(environment):
-            self.metrics.errors.labels("not_found").inc()
-            return await _send_json(send, 404, {"error": "unknown environment in the path"})
+        known = self.gatekeeper is not None and environment in self.gatekeeper.environments
+        env_label = environment if known else "unknown"
+        if not ENVIRONMENT_NAME.match(environment):  # still judged (a recorded deny), under a bounded, printable name
+            environment = "".join(c if c.isprintable() else "?" for c in environment)[:63]
+        doc: Any = None
         try:
             body = await self._read_body(scope, receive)
             started = self._now()
@@ -235,42 +261,91 @@ class WebhookApp:
             review = parse_review(doc)
         except WebhookError as exc:
             self.metrics.errors.labels("too_large" if exc.status == 413 else "bad_request").inc()
-            return await _send_json(send, exc.status, {"error": exc.message})
+            uid, version = peek_uid_and_version(doc)
+            if exc.status == 400 and _answerable(uid) and self.gatekeeper is not None and self.executor is not None:
+                return await self._refuse_malformed(send, environment, env_label, uid, version, exc.message, started)
+            return await _send_status(send, exc.status, exc.message)
 
         deadline = started + self._timeout(scope.get("query_string", b"")) - self.settings.deadline_margin_s
         if self.gatekeeper is None or self.executor is None:
             self.metrics.errors.labels("not_ready").inc()
             return await _send_json(send, 200, response(review.api_version, review.uid, allowed=False, code=500,
                                                        message="mlgate: the webhook is not ready (policy or store not loaded)"))
-        loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self.executor, self._admit_here, review, environment, deadline)
+        if not known:
+            self.metrics.errors.labels("not_found").inc()  # the gatekeeper records it as a deny (MLG-ADM-002)
+        delivery = Delivery(deadline, self._now)
+        work = self.executor.submit(self._admit_here, review, environment, deadline, delivery)
+        mode = self.settings.environment(environment).mode if known else "enforce"
         try:
-            outcome = await asyncio.wait_for(future, timeout=max(deadline - self._now(), 0.001))
-        except TimeoutError:
-            self.metrics.errors.labels("deadline").inc()
-            answer = response(review.api_version, review.uid, allowed=False, code=500,
-                              message=f"mlgate: no decision within the request's deadline ({self._timeout(scope.get('query_string', b'')):g} s); denied")
-            return await self._finish(send, env_label, review.kind["kind"], "error", answer, started)
-        except UnknownEnvironment as exc:
-            self.metrics.errors.labels("not_found").inc()
-            return await _send_json(send, 404, {"error": exc.diagnostics()})
+            outcome = await _gate_outcome(work, delivery, deadline - self._now(), receive)
+            if outcome is None:  # past the deadline, or the apiserver left: the gate's answer is not delivered (recorded late)
+                why, queued, timeout_s = delivery.given_up or "deadline", work.cancel(), self._timeout(scope.get("query_string", b""))
+                self.metrics.errors.labels(why).inc()
+                self._record_unanswered(review, environment, why, queued, timeout_s)
+                if why == "disconnected":
+                    return None
+                answer = response(review.api_version, review.uid, allowed=False, code=500,
+                                  message=f"mlgate: no decision within the request's deadline ({timeout_s:g} s); denied")
+                return await self._finish(send, env_label, review, environment, mode, "error", answer, started, [])
         except MlgateError as exc:
             self.metrics.errors.labels("internal").inc()
             answer = response(review.api_version, review.uid, allowed=False, code=500, message=f"mlgate: {exc.diagnostics()}")
-            return await self._finish(send, env_label, review.kind["kind"], "error", answer, started)
+            return await self._finish(send, env_label, review, environment, mode, "error", answer, started, [])
         except Exception:
             log.exception("internal error while judging admission review uid=%s", review.uid)
             self.metrics.errors.labels("internal").inc()
             answer = response(review.api_version, review.uid, allowed=False, code=500, message="mlgate: internal error (see the webhook log); denied")
-            return await self._finish(send, env_label, review.kind["kind"], "error", answer, started)
+            return await self._finish(send, env_label, review, environment, mode, "error", answer, started, [])
         if outcome.result == "error":
             self.metrics.errors.labels("decision_error").inc()
-        return await self._finish(send, env_label, review.kind["kind"], outcome.result, outcome.body, started)
+        mode = (outcome.body.get("response", {}).get("auditAnnotations") or {}).get("mode", mode)
+        return await self._finish(send, env_label, review, environment, mode, outcome.result, outcome.body, started, outcome.decisions)
 
-    async def _finish(self, send: Callable, env: str, kind: str, result: str, body: dict[str, Any], started: float) -> None:
-        self.metrics.requests.labels(env, kind if kind in _KINDS else "other", result).inc()
-        self.metrics.latency.labels(env).observe(self._now() - started)
+    async def _refuse_malformed(self, send: Callable, environment: str, env_label: str, uid: str, version: str, message: str, started: float) -> None:
+        """A review whose ``uid`` is readable but a field is not: answered as a recorded deny (MLG-ADM-003)."""
+        loop = asyncio.get_running_loop()
+        decisions = []
+        try:
+            decision = await loop.run_in_executor(self.executor, self._record_malformed, environment, message)
+            decisions = [decision]
+            text = f"mlgate: the AdmissionReview could not be read (decision {decision.decision_id}): {message}; denied"
+        except Exception:  # noqa: BLE001 - the audit write failed: still a deny, and logged
+            log.exception("could not record the refusal of a malformed admission review uid=%s", uid)
+            text = f"mlgate: the AdmissionReview could not be read: {message}; denied (not recorded: see the webhook log)"
+        answer = response(version, uid, allowed=False, code=400, message=text,
+                          audit_annotations={"decision-id": decisions[0].decision_id} if decisions else None)
+        answer["response"]["status"]["reason"] = REASONS[400]
+        kind = "other"
+        self.metrics.requests.labels(env_label, kind, "deny", "refused").inc()
+        self.metrics.latency.labels(env_label).observe(self._now() - started)
+        self._log(uid=uid, kind=kind, namespace=None, name=None, environment=environment, mode="enforce", result="deny",
+                  admitted=False, started=started, decisions=decisions, dry_run=False)
+        await _send_json(send, 200, answer)
+
+    def _record_malformed(self, environment: str, message: str):
+        from mlgate.gate import Finding, GateOptions, refuse
+        from mlgate.inputdoc import Request
+
+        gk = getattr(self._local, "gk", None) or self.gatekeeper
+        options = GateOptions(environment=environment, clock=gk.clock, ids=gk.ids, timeout_s=0,
+                              request=Request(source="admission", operation="unknown", mode="enforce"))
+        finding = Finding("MLG-ADM-003", f"the AdmissionReview could not be read: {message}", "high")
+        return refuse(finding, options, gk.sink, prepared=gk.prepared)
+
+    async def _finish(self, send: Callable, env_label: str, review: Review, environment: str, mode: str | None, result: str,
+                      body: dict[str, Any], started: float, decisions: list[Any]) -> None:
+        kind = review.kind["kind"]
+        admitted = bool(body.get("response", {}).get("allowed"))
+        self.metrics.requests.labels(env_label, kind if kind in _KINDS else "other", result, "admitted" if admitted else "refused").inc()
+        self.metrics.latency.labels(env_label).observe(self._now() - started)
+        self._log(uid=review.uid, kind=kind, namespace=review.namespace, name=review.name, environment=environment, mode=mode, result=result,
+                  admitted=admitted, started=started, decisions=decisions, dry_run=review.dry_run)
         await _send_json(send, 200, body)
+
+    def _log(self, *, started: float, **fields: Any) -> None:
+        if admission_log.isEnabledFor(logging.INFO):
+            doc = admission_fields(latency_s=self._now() - started, **fields)
+            admission_log.info("admission %s %s", doc["admission"], doc["uid"], extra={"admission": doc})
 
     def _timeout(self, query: bytes) -> float:
         match = _TIMEOUT.search(query.decode("latin-1"))
@@ -313,7 +388,40 @@ class WebhookApp:
 
 
 _KINDS = frozenset({"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ReplicationController", "Job", "CronJob", "Pod",
-                    "InferenceService", "SeldonDeployment", "Scale"})
+                    "InferenceService", "TrainedModel", "SeldonDeployment", "Model", "Scale"})
+
+
+async def _gate_outcome(work: Any, delivery: Delivery, timeout: float, receive: Callable) -> Any:
+    """The gate thread's outcome, or None when it is not to be delivered: the deadline passed, or the
+    apiserver closed the connection, before the gate finished (issue 15, part 4)."""
+    waiting = asyncio.wrap_future(work)
+    gone = asyncio.ensure_future(_disconnected(receive))
+    try:
+        await asyncio.wait({waiting, gone}, timeout=max(timeout, 0.001), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+    left = gone.done() and not gone.cancelled() and gone.exception() is None
+    if delivery.give_up("disconnected" if left else "deadline"):
+        waiting.add_done_callback(lambda f: f.cancelled() or f.exception())  # finished later, or never run: nothing to answer
+        return None
+    return await waiting  # finished in time (it may be returning this very moment)
+
+
+async def _disconnected(receive: Callable) -> None:
+    """Returns when the client closes the connection (the body has been read: nothing else arrives)."""
+    while (await receive()).get("type") != "http.disconnect":
+        pass
+
+
+def _answerable(uid: Any) -> bool:
+    """A uid the answer can carry back (the apiserver matches the answer to its request by it)."""
+    if not isinstance(uid, str) or not uid or len(uid) > MAX_UID_CHARS:
+        return False
+    try:
+        uid.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -337,3 +445,13 @@ async def _send(send: Callable, status: int, body: bytes, headers: list[tuple[by
 
 async def _send_json(send: Callable, status: int, doc: dict[str, Any]) -> None:
     await _send(send, status, json.dumps(doc, separators=(",", ":")).encode("utf-8"), JSON)
+
+
+def status_object(code: int, message: str) -> dict[str, Any]:
+    """A Kubernetes ``Status`` (meta/v1) for an HTTP error: what the apiserver shows the user."""
+    return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure", "message": " ".join(message.split()),
+            "reason": REASONS.get(code, "Unknown"), "code": code}
+
+
+async def _send_status(send: Callable, code: int, message: str) -> None:
+    await _send_json(send, code, status_object(code, message))

@@ -1,30 +1,60 @@
 """Kubernetes manifests for the webhook, built with the ``kubernetes`` client's typed models.
 
+Everything the objects reference is in the output, so ``kubectl apply`` on an empty cluster
+works as it is: the Namespace, ServiceAccount, the serving certificate (a cert-manager
+Issuer and Certificate, or a ``kubernetes.io/tls`` Secret from ``mlgate webhook certs``), a
+ConfigMap with the settings file (``mlgate serve --config``), the PersistentVolumeClaims of a
+``file://`` evidence store and of a file audit trail, the Secret holding a PostgreSQL trail's
+URL when one is given, Service, Deployment, PodDisruptionBudget and the
+ValidatingWebhookConfiguration.
+
 One ValidatingWebhook per environment (``<env>.<name>.mlgate.dev``), selected by the namespace
 label ``mlgate.dev/environment=<env>`` and posting to ``/v1/admit/<env>``; ``failurePolicy:
-Fail``, ``sideEffects: NoneOnDryRun``; matchConditions skip the webhook's own namespace and
-kube-system. Plus ServiceAccount, Service, Deployment (anti-affinity, probes, non-root,
-read-only root filesystem), PodDisruptionBudget and either a cert-manager Issuer/Certificate or
-a caBundle from ``mlgate webhook certs``.
+Fail``, ``sideEffects: NoneOnDryRun``. Only what mlgate judges is routed to it: CREATE and
+UPDATE of the workload and model-serving kinds, never DELETE, ``*/scale`` or ``*/status`` (so a
+webhook that is down blocks no deletion and no scaling). The webhook's own namespace and
+kube-system are left out by the namespace selector (every version), and again by
+``matchConditions`` where the target server has them (``--kube-version`` 1.28 or later).
+
+A file trail is one writer: more than one replica with it is refused; several replicas share a
+PostgreSQL trail (``--audit-url`` or ``--audit-url-secret``), its URL given to the pod from a
+Secret through ``MLGATE_AUDIT``.
 """
 
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 
-from mlgate.gatekeeper.config import ENVIRONMENT_NAME
+from mlgate.gatekeeper.config import ENVIRONMENT_NAME, MODES
 
 from mlgate.errors import InputError
 
 ENV_LABEL = "mlgate.dev/environment"
+NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver on every namespace (1.22+)
+#: (API group, resources, the kind each resource is): CREATE and UPDATE of these reach the webhook.
+#: No subresources: ``deployments`` does not match ``deployments/scale`` or ``deployments/status``.
 WORKLOAD_RULES = [
-    (["apps"], ["deployments", "statefulsets", "daemonsets", "replicasets"]),
-    (["batch"], ["jobs", "cronjobs"]),
-    ([""], ["pods", "replicationcontrollers"]),
-    (["serving.kserve.io"], ["inferenceservices"]),
-    (["machinelearning.seldon.io"], ["seldondeployments"]),
+    ("", {"pods": "Pod", "replicationcontrollers": "ReplicationController"}),
+    ("apps", {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "replicasets": "ReplicaSet"}),
+    ("batch", {"jobs": "Job", "cronjobs": "CronJob"}),
+    ("serving.kserve.io", {"inferenceservices": "InferenceService", "trainedmodels": "TrainedModel"}),
+    ("machinelearning.seldon.io", {"seldondeployments": "SeldonDeployment"}),
+    ("mlops.seldon.io", {"models": "Model"}),
 ]
+OPERATIONS = ["CREATE", "UPDATE"]
+#: Kubernetes minor versions the manifests are made for (each checked against its published OpenAPI schema).
+MIN_KUBE_MINOR, MAX_KUBE_MINOR = 25, 37
+#: admissionregistration.k8s.io/v1 ``matchConditions``: beta (on by default) in 1.28, GA in 1.30; unknown before.
+MATCH_CONDITIONS_MINOR = 28
+CONFIG_PATH = "/etc/mlgate/webhook.yaml"
+AUDIT_FILE_URL = "file:///audit/audit.jsonl"
+AUDIT_ENV = "MLGATE_AUDIT"  # ``mlgate serve --audit`` reads it (a URL with a password stays out of the command line)
+CACHE_DIR = "/var/cache/mlgate"
+_QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
+_LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
 
 
 @dataclass(frozen=True)
@@ -33,13 +63,35 @@ class ManifestOptions:
     image: str
     environments: list[str]
     name: str = "mlgate"
-    replicas: int = 3
+    replicas: int | None = None  # None: 1 with a file trail, 3 with PostgreSQL
     timeout_s: int = 5
     cert_manager: bool = False
-    ca_bundle_pem: bytes | None = None
+    certs: dict[str, bytes] | None = None  # ca.crt, tls.crt, tls.key from ``mlgate webhook certs``
     port: int = 8443
     workers: int = 2  # worker processes per pod (``mlgate serve --workers``): one evaluation at a time each
     gate_threads: int | None = None  # ``mlgate serve --gate-threads`` (None: serve's default)
+    kube_version: str = f"1.{MIN_KUBE_MINOR}"
+    modes: dict[str, str] = field(default_factory=dict)  # environment -> enforce | warn | audit
+    evidence_store: str = "file:///evidence"
+    evidence_size: str = "1Gi"
+    audit_url: str | None = None  # postgresql://...: put in a Secret of its own
+    audit_url_secret: str | None = None  # an existing Secret (key ``url``) holding the PostgreSQL URL
+    audit_size: str = "5Gi"
+    storage_class: str | None = None
+    exempt_namespace_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: namespaces never sent
+    exempt_object_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: objects never sent
+    log_format: str = "json"
+
+
+def kube_minor(version: str) -> int:
+    """``1.30``, ``v1.30.2`` -> 30; refuses what the manifests are not made for."""
+    match = re.fullmatch(r"v?1\.(\d{1,3})(\.\d+)?", version.strip())
+    if not match:
+        raise InputError(f"--kube-version must look like 1.30, got {version!r}")
+    minor = int(match.group(1))
+    if minor < MIN_KUBE_MINOR:
+        raise InputError(f"--kube-version {version}: the manifests need Kubernetes 1.{MIN_KUBE_MINOR} or later")
+    return minor
 
 
 def pod_resources(workers: int) -> tuple[dict[str, str], dict[str, str]]:
@@ -52,89 +104,199 @@ def pod_resources(workers: int) -> tuple[dict[str, str], dict[str, str]]:
     return ({"cpu": request_cpu, "memory": f"{memory}Mi"}, {"cpu": str(workers), "memory": f"{2 * memory}Mi"})
 
 
-def build(opts: ManifestOptions) -> list[object]:
+def _exemptions(items: list[str], flag: str) -> list[object]:
+    """``KEY`` (any value) or ``KEY=VALUE``: one NotIn/DoesNotExist requirement each, so an object
+    or namespace matching any of them is not sent (a label selector ANDs its requirements)."""
     from kubernetes import client as k
 
+    out = []
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not _LABEL_KEY.match(key) or (sep and not (value and _LABEL_VALUE.match(value))):
+            raise InputError(f"{flag} {item!r}: expected a label KEY or KEY=VALUE")
+        out.append(k.V1LabelSelectorRequirement(key=key, operator="NotIn", values=[value]) if sep
+                   else k.V1LabelSelectorRequirement(key=key, operator="DoesNotExist"))
+    return out
+
+
+def _check(opts: ManifestOptions) -> tuple[int, int, str]:
+    """Validate the options; (kube minor, replicas, trail kind: file | postgresql)."""
     if not opts.environments:
         raise InputError("no environment given (--environments staging,production)")
     for env in opts.environments:
         if not ENVIRONMENT_NAME.match(env):
             raise InputError(f"environment {env!r} is not a DNS label")
+    for env, mode in opts.modes.items():
+        if env not in opts.environments:
+            raise InputError(f"--mode {env}={mode}: {env!r} is not one of --environments ({', '.join(opts.environments)})")
+        if mode not in MODES:
+            raise InputError(f"--mode {env}={mode}: the mode must be one of {', '.join(MODES)}")
+    for what, value in (("--namespace", opts.namespace), ("--name", opts.name)):
+        if not ENVIRONMENT_NAME.match(value):
+            raise InputError(f"{what} {value!r} is not a DNS label")
     if not 1 <= opts.timeout_s <= 30:
         raise InputError(f"timeoutSeconds must be 1-30, got {opts.timeout_s}")
     if not 1 <= opts.workers <= 64:
         raise InputError(f"--workers must be 1-64, got {opts.workers}")
     if opts.gate_threads is not None and not 1 <= opts.gate_threads <= 64:
         raise InputError(f"--gate-threads must be 1-64, got {opts.gate_threads}")
+    if opts.cert_manager == (opts.certs is not None):
+        raise InputError("give either --cert-manager or --certs DIR (from `mlgate webhook certs`) for the serving certificate")
+    if opts.audit_url is not None and opts.audit_url_secret is not None:
+        raise InputError("give --audit-url or --audit-url-secret, not both")
+    if opts.audit_url is not None and not opts.audit_url.startswith(("postgresql://", "postgres://")):
+        raise InputError(f"--audit-url must be a postgresql:// URL (a file trail is the default), got {opts.audit_url.split('@')[-1]!r}")
+    trail = "postgresql" if (opts.audit_url or opts.audit_url_secret) else "file"
+    replicas = opts.replicas if opts.replicas is not None else (3 if trail == "postgresql" else 1)
+    if not 1 <= replicas <= 50:
+        raise InputError(f"--replicas must be 1-50, got {replicas}")
+    if trail == "file" and replicas > 1:
+        raise InputError(f"--replicas {replicas} with a file audit trail: one file has one writer; "
+                         "give --audit-url-secret NAME (or --audit-url postgresql://...) for several replicas, or --replicas 1")
+    if not opts.evidence_store.startswith(("file:///", "https://")):
+        raise InputError(f"--evidence-store must be file:///DIR or https://HOST/PREFIX, got {opts.evidence_store!r}")
+    for what, size in (("--evidence-size", opts.evidence_size), ("--audit-size", opts.audit_size)):
+        if not _QUANTITY.match(size):
+            raise InputError(f"{what} {size!r} is not a storage quantity like 5Gi")
+    if opts.log_format not in ("json", "text"):
+        raise InputError(f"--log-format must be json or text, got {opts.log_format!r}")
+    return kube_minor(opts.kube_version), replicas, trail
+
+
+def settings_document(opts: ManifestOptions) -> dict:
+    """The settings file the ConfigMap carries (``mlgate serve --config``)."""
+    doc: dict = {"environments": {env: {"mode": opts.modes.get(env, "enforce")} for env in opts.environments},
+                 "evidenceStore": {"url": opts.evidence_store}}
+    if opts.evidence_store.startswith("https://"):
+        doc["evidenceStore"]["cacheDir"] = CACHE_DIR
+    return doc
+
+
+def build(opts: ManifestOptions) -> list[object]:
+    from kubernetes import client as k
+    import yaml
+
+    minor, replicas, trail = _check(opts)
     labels = {"app.kubernetes.io/name": opts.name, "app.kubernetes.io/component": "admission-webhook"}
     meta = lambda name, **kw: k.V1ObjectMeta(name=name, namespace=opts.namespace, labels=labels, **kw)
-    secret = f"{opts.name}-tls"
+    tls_secret = f"{opts.name}-tls"
+    config_map = f"{opts.name}-config"
+    evidence_file = opts.evidence_store.startswith("file:///")
     objects: list[object] = [
+        k.V1Namespace(api_version="v1", kind="Namespace", metadata=k.V1ObjectMeta(name=opts.namespace, labels={
+            # The pod meets the restricted Pod Security Standard; this namespace is not watched (no environment label).
+            "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})),
         k.V1ServiceAccount(api_version="v1", kind="ServiceAccount", metadata=meta(opts.name), automount_service_account_token=False),
-        k.V1Service(api_version="v1", kind="Service", metadata=meta(opts.name), spec=k.V1ServiceSpec(
-            selector=labels, ports=[k.V1ServicePort(name="https", port=443, target_port="https", protocol="TCP")])),
+        k.V1ConfigMap(api_version="v1", kind="ConfigMap", metadata=meta(config_map),
+                      data={"webhook.yaml": yaml.safe_dump(settings_document(opts), sort_keys=False)}),
     ]
+    if opts.certs is not None:
+        objects.append(k.V1Secret(api_version="v1", kind="Secret", metadata=meta(tls_secret), type="kubernetes.io/tls", data={
+            name: base64.b64encode(opts.certs[name]).decode() for name in ("tls.crt", "tls.key", "ca.crt")}))
+    else:
+        objects += _cert_manager(opts, tls_secret, labels)
+
+    def claim(name: str, mode: str, size: str) -> object:
+        return k.V1PersistentVolumeClaim(api_version="v1", kind="PersistentVolumeClaim", metadata=meta(name), spec=k.V1PersistentVolumeClaimSpec(
+            access_modes=[mode], storage_class_name=opts.storage_class, resources=k.V1VolumeResourceRequirements(requests={"storage": size})))
+
+    volumes = [k.V1Volume(name="tls", secret=k.V1SecretVolumeSource(secret_name=tls_secret)),
+               k.V1Volume(name="config", config_map=k.V1ConfigMapVolumeSource(name=config_map)),
+               k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory", size_limit="64Mi"))]
+    mounts = [k.V1VolumeMount(name="tls", mount_path="/tls", read_only=True),
+              k.V1VolumeMount(name="config", mount_path="/etc/mlgate", read_only=True),
+              k.V1VolumeMount(name="tmp", mount_path="/tmp")]
+    if evidence_file:
+        # One pod reads it (ReadWriteOnce, filled by whoever publishes releases), or several on any node (ReadWriteMany).
+        objects.append(claim(f"{opts.name}-evidence", "ReadWriteOnce" if replicas == 1 else "ReadWriteMany", opts.evidence_size))
+        volumes.append(k.V1Volume(name="evidence", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-evidence", read_only=True)))
+        mounts.append(k.V1VolumeMount(name="evidence", mount_path=opts.evidence_store[len("file://"):], read_only=True))
+    else:
+        volumes.append(k.V1Volume(name="cache", empty_dir=k.V1EmptyDirVolumeSource(size_limit="2Gi")))
+        mounts.append(k.V1VolumeMount(name="cache", mount_path=CACHE_DIR))
+    if trail == "file":
+        objects.append(claim(f"{opts.name}-audit", "ReadWriteOnce", opts.audit_size))
+        volumes.append(k.V1Volume(name="audit", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-audit")))
+        mounts.append(k.V1VolumeMount(name="audit", mount_path="/audit"))
+        audit_env = k.V1EnvVar(name=AUDIT_ENV, value=AUDIT_FILE_URL)
+    else:
+        secret = opts.audit_url_secret or f"{opts.name}-audit-db"
+        if opts.audit_url is not None:
+            objects.append(k.V1Secret(api_version="v1", kind="Secret", metadata=meta(secret), type="Opaque", string_data={"url": opts.audit_url}))
+        audit_env = k.V1EnvVar(name=AUDIT_ENV, value_from=k.V1EnvVarSource(secret_key_ref=k.V1SecretKeySelector(name=secret, key="url")))
+
+    objects.append(k.V1Service(api_version="v1", kind="Service", metadata=meta(opts.name), spec=k.V1ServiceSpec(
+        selector=labels, ports=[k.V1ServicePort(name="https", port=443, target_port="https", protocol="TCP")])))
     args = ["serve", "--host", "0.0.0.0", "--port", str(opts.port), "--cert", "/tls/tls.crt", "--key", "/tls/tls.key",
-            "--evidence-store", "file:///evidence", "--audit", "file:///audit/audit.jsonl", "--workers", str(opts.workers)]
+            "--config", CONFIG_PATH, "--workers", str(opts.workers), "--log-format", opts.log_format]
     if opts.gate_threads is not None:
         args += ["--gate-threads", str(opts.gate_threads)]
     requests, limits = pod_resources(opts.workers)
     probe = lambda path, delay: k.V1Probe(http_get=k.V1HTTPGetAction(path=path, port="https", scheme="HTTPS"),
                                           initial_delay_seconds=delay, period_seconds=10, timeout_seconds=2, failure_threshold=3)
     container = k.V1Container(
-        name="webhook", image=opts.image, args=args, ports=[k.V1ContainerPort(name="https", container_port=opts.port)],
+        name="webhook", image=opts.image, args=args, ports=[k.V1ContainerPort(name="https", container_port=opts.port)], env=[audit_env],
         readiness_probe=probe("/readyz", 2), liveness_probe=probe("/healthz", 5),
         resources=k.V1ResourceRequirements(requests=requests, limits=limits),
         security_context=k.V1SecurityContext(run_as_non_root=True, run_as_user=65532, read_only_root_filesystem=True,
                                              allow_privilege_escalation=False, capabilities=k.V1Capabilities(drop=["ALL"]),
                                              seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
-        volume_mounts=[k.V1VolumeMount(name="tls", mount_path="/tls", read_only=True),
-                       k.V1VolumeMount(name="evidence", mount_path="/evidence", read_only=True),
-                       k.V1VolumeMount(name="audit", mount_path="/audit"),
-                       k.V1VolumeMount(name="tmp", mount_path="/tmp")],
+        volume_mounts=mounts,
     )
+    affinity = None
+    if replicas > 1:  # spread, but still schedulable on a cluster with fewer nodes than replicas
+        affinity = k.V1Affinity(pod_anti_affinity=k.V1PodAntiAffinity(preferred_during_scheduling_ignored_during_execution=[
+            k.V1WeightedPodAffinityTerm(weight=100, pod_affinity_term=k.V1PodAffinityTerm(
+                topology_key="kubernetes.io/hostname", label_selector=k.V1LabelSelector(match_labels=labels)))]))
     pod = k.V1PodTemplateSpec(
         metadata=k.V1ObjectMeta(labels=labels),
-        spec=k.V1PodSpec(
-            service_account_name=opts.name, containers=[container],
-            security_context=k.V1PodSecurityContext(run_as_non_root=True, fs_group=65532),
-            affinity=k.V1Affinity(pod_anti_affinity=k.V1PodAntiAffinity(required_during_scheduling_ignored_during_execution=[
-                k.V1PodAffinityTerm(topology_key="kubernetes.io/hostname", label_selector=k.V1LabelSelector(match_labels=labels))])),
-            volumes=[k.V1Volume(name="tls", secret=k.V1SecretVolumeSource(secret_name=secret)),
-                     k.V1Volume(name="evidence", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-evidence", read_only=True)),
-                     k.V1Volume(name="audit", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-audit")),
-                     k.V1Volume(name="tmp", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory", size_limit="64Mi"))],
-        ),
+        spec=k.V1PodSpec(service_account_name=opts.name, automount_service_account_token=False, containers=[container],
+                         security_context=k.V1PodSecurityContext(run_as_non_root=True, fs_group=65532, seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")),
+                         affinity=affinity, volumes=volumes),
     )
+    # A file trail has one writer: the old pod stops before the new one opens the log (and the claim).
+    strategy = (k.V1DeploymentStrategy(type="Recreate") if trail == "file" else
+                k.V1DeploymentStrategy(type="RollingUpdate", rolling_update=k.V1RollingUpdateDeployment(max_unavailable=1, max_surge=1)))
     objects.append(k.V1Deployment(api_version="apps/v1", kind="Deployment", metadata=meta(opts.name), spec=k.V1DeploymentSpec(
-        replicas=opts.replicas, selector=k.V1LabelSelector(match_labels=labels), template=pod,
-        strategy=k.V1DeploymentStrategy(type="RollingUpdate", rolling_update=k.V1RollingUpdateDeployment(max_unavailable=1, max_surge=1)))))
-    objects.append(k.V1PodDisruptionBudget(api_version="policy/v1", kind="PodDisruptionBudget", metadata=meta(opts.name),
-                                           spec=k.V1PodDisruptionBudgetSpec(min_available=max(1, opts.replicas - 1), selector=k.V1LabelSelector(match_labels=labels))))
-    annotations = None
-    if opts.cert_manager:
-        annotations = {"cert-manager.io/inject-ca-from": f"{opts.namespace}/{opts.name}"}
-        objects += _cert_manager(opts, secret, labels)
+        replicas=replicas, selector=k.V1LabelSelector(match_labels=labels), template=pod, strategy=strategy)))
+    # One replica: a drain may evict it (else the node never drains); several: one at a time.
+    pdb = (k.V1PodDisruptionBudgetSpec(max_unavailable=1, selector=k.V1LabelSelector(match_labels=labels)) if replicas == 1 else
+           k.V1PodDisruptionBudgetSpec(min_available=replicas - 1, selector=k.V1LabelSelector(match_labels=labels)))
+    objects.append(k.V1PodDisruptionBudget(api_version="policy/v1", kind="PodDisruptionBudget", metadata=meta(opts.name), spec=pdb))
+    objects.append(_webhook_configuration(opts, minor, labels))
+    return objects
+
+
+def _webhook_configuration(opts: ManifestOptions, minor: int, labels: dict[str, str]) -> object:
+    from kubernetes import client as k
+
+    annotations = {"cert-manager.io/inject-ca-from": f"{opts.namespace}/{opts.name}"} if opts.cert_manager else None
+    ca_bundle = base64.b64encode(opts.certs["ca.crt"]).decode() if opts.certs is not None else None
+    skipped = sorted({opts.namespace, "kube-system"})
+    namespace_exempt = _exemptions(opts.exempt_namespace_labels, "--exempt-namespace-label")
+    object_exempt = _exemptions(opts.exempt_object_labels, "--exempt-object-label")
+    rules = [k.V1RuleWithOperations(api_groups=[group], api_versions=["*"], operations=list(OPERATIONS), resources=sorted(resources),
+                                    scope="Namespaced") for group, resources in WORKLOAD_RULES]
     webhooks = []
     for env in opts.environments:
         client_config = k.AdmissionregistrationV1WebhookClientConfig(
             service=k.AdmissionregistrationV1ServiceReference(name=opts.name, namespace=opts.namespace, path=f"/v1/admit/{env}", port=443),
-            ca_bundle=base64.b64encode(opts.ca_bundle_pem).decode() if opts.ca_bundle_pem else None)
+            ca_bundle=ca_bundle)
+        match_conditions = None
+        if minor >= MATCH_CONDITIONS_MINOR:  # the same exclusions, checked again by the apiserver's CEL (1.28+)
+            match_conditions = [k.V1MatchCondition(name="not-own-namespace", expression=f"request.namespace != '{opts.namespace}'"),
+                                k.V1MatchCondition(name="not-kube-system", expression="request.namespace != 'kube-system'")]
         webhooks.append(k.V1ValidatingWebhook(
             name=f"{env}.{opts.name}.mlgate.dev", client_config=client_config, admission_review_versions=["v1", "v1beta1"],
             failure_policy="Fail", side_effects="NoneOnDryRun", timeout_seconds=opts.timeout_s, match_policy="Equivalent",
-            namespace_selector=k.V1LabelSelector(match_labels={ENV_LABEL: env}),
-            rules=[k.V1RuleWithOperations(api_groups=groups, api_versions=["*"], operations=["CREATE", "UPDATE", "DELETE"],
-                                          resources=resources + [f"{r}/scale" for r in resources if r in ("deployments", "statefulsets", "replicasets")],
-                                          scope="Namespaced") for groups, resources in WORKLOAD_RULES],
-            match_conditions=[
-                k.V1MatchCondition(name="not-own-namespace", expression=f"request.namespace != '{opts.namespace}'"),
-                k.V1MatchCondition(name="not-kube-system", expression="request.namespace != 'kube-system'"),
-            ]))
-    objects.append(k.V1ValidatingWebhookConfiguration(
+            namespace_selector=k.V1LabelSelector(match_labels={ENV_LABEL: env}, match_expressions=[
+                k.V1LabelSelectorRequirement(key=NAMESPACE_NAME_LABEL, operator="NotIn", values=skipped), *namespace_exempt]),
+            object_selector=k.V1LabelSelector(match_expressions=object_exempt) if object_exempt else None,
+            rules=rules, match_conditions=match_conditions))
+    return k.V1ValidatingWebhookConfiguration(
         api_version="admissionregistration.k8s.io/v1", kind="ValidatingWebhookConfiguration",
-        metadata=k.V1ObjectMeta(name=f"{opts.name}.mlgate.dev", labels=labels, annotations=annotations), webhooks=webhooks))
-    return objects
+        metadata=k.V1ObjectMeta(name=f"{opts.name}.mlgate.dev", labels=labels, annotations=annotations), webhooks=webhooks)
 
 
 def _cert_manager(opts: ManifestOptions, secret: str, labels: dict[str, str]) -> list[dict]:

@@ -16,8 +16,8 @@ OPERATIONS = ("CREATE", "UPDATE", "DELETE", "CONNECT")
 #: auditAnnotations keys must be the name part of a qualified name, or the apiserver drops them.
 ANNOTATION_KEY = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
-MAX_WARNING_CHARS = 256
-MAX_WARNINGS = 16
+MAX_WARNING_CHARS = 256  # each warning, once their total passes MAX_WARNINGS_TOTAL_RUNES
+MAX_WARNINGS_TOTAL_RUNES = 4096
 MAX_MESSAGE_CHARS = 1024
 MAX_UID_CHARS = 256
 
@@ -161,14 +161,25 @@ def one_line(text: str, limit: int) -> str:
 
 
 def clean_warnings(items: list[str]) -> list[str]:
+    """The warnings as the apiserver will show them (k8s.io/apiserver endpoints/filters/warning.go):
+    control characters out (a warning holding one is dropped), duplicates once; whole while their
+    total is at most 4,096 runes, else each cut to 256 runes and no more added once the total
+    reaches 4,096 (Python's str length counts runes, as Go's utf8.RuneCountInString does)."""
     out: list[str] = []
     for item in items:
-        text = one_line(item, MAX_WARNING_CHARS)
+        text = one_line(item, 10**9)
         if text and text not in out:
             out.append(text)
-    if len(out) > MAX_WARNINGS:
-        out = out[: MAX_WARNINGS - 1] + [f"mlgate: {len(out) - MAX_WARNINGS + 1} more warning(s) not shown"]
-    return out
+    if sum(map(len, out)) <= MAX_WARNINGS_TOTAL_RUNES:
+        return out
+    cut, written = [], 0
+    for text in out:
+        if written >= MAX_WARNINGS_TOTAL_RUNES:
+            break
+        text = text if len(text) <= MAX_WARNING_CHARS else text[:MAX_WARNING_CHARS - 3].rstrip() + "..."
+        cut.append(text)
+        written += len(text)
+    return cut
 
 
 def clean_annotations(items: dict[str, str]) -> dict[str, str]:

@@ -87,10 +87,12 @@ class WebhookServer(uvicorn.Server):
 
 
 def build_server(app: Any, *, host: str, port: int, cert: Path, key: Path, reload_s: float = 10.0,
-                 log_level: str = "info", access_log: bool = False) -> WebhookServer:
+                 log_level: str = "info", access_log: bool = False, log_format: str = "text") -> WebhookServer:
+    from mlgate.gatekeeper.logs import log_config
+
     config = uvicorn.Config(
         app, host=host, port=port, ssl_certfile=str(cert), ssl_keyfile=str(key), lifespan="on",
-        log_level=log_level, access_log=access_log, http="auto", loop="auto", proxy_headers=False,
+        log_level=log_level, log_config=log_config(log_format, log_level), access_log=access_log, http="auto", loop="auto", proxy_headers=False,
         server_header=False, date_header=False, timeout_keep_alive=30, timeout_graceful_shutdown=10,
         h11_max_incomplete_event_size=64 * 1024,
     )

@@ -253,9 +253,13 @@ def test_warn_and_audit_modes(hook, client, settings_override):
     assert {k: rec["admission"][k] for k in subset} == {"mode": "enforce", "deny_admitted": False, "actor_groups": groups}
 
 
-def test_unknown_environment_is_404(client):
-    r = admit(client, deployment("readmission-risk@1.4.0"), "nowhere")
-    assert r.status_code == 404 and "unknown environment" in r.json()["error"]
+def test_unknown_environment_is_a_recorded_deny(hook, client):
+    """Answered as an AdmissionReview (the user reads why), recorded (tests/test_gatekeeper_http.py has more)."""
+    doc = deployment("readmission-risk@1.4.0")
+    r = admit(client, doc, "nowhere")
+    resp = answer(r, doc)
+    assert resp["allowed"] is False and "unknown environment 'nowhere'" in resp["status"]["message"]
+    assert audit_record(hook, resp["auditAnnotations"]["decision-id"])["result"] == "deny"
 
 
 # ------------------------------------------------------------------ part 5: two error channels
@@ -269,13 +273,13 @@ def test_unknown_environment_is_404(client):
 ])
 def test_bad_bodies_are_400(client, content, status, needle):
     r = client.post("/v1/admit/production", content=content, headers={"Content-Type": "application/json"})
-    assert r.status_code == status and needle in r.json()["error"], r.text
+    assert r.status_code == status and r.json()["kind"] == "Status" and needle in r.json()["message"], r.text
 
 
 def test_lone_surrogate_uid_is_400(client):
     raw = json.dumps(deployment("readmission-risk@1.4.0")).replace('"uid": "00000000', '"uid": "\\ud800', 1)
     r = client.post("/v1/admit/production", content=raw.encode())
-    assert r.status_code == 400 and "Unicode" in r.json()["error"]
+    assert r.status_code == 400 and "Unicode" in r.json()["message"]
 
 
 def test_huge_body_is_413_without_reading_it(hook):

@@ -55,7 +55,7 @@ def _check(client, content: bytes):
     if r.status_code == 200:
         assert out["kind"] == "AdmissionReview" and isinstance(out["response"]["allowed"], bool) and out["response"]["uid"]
     else:
-        assert r.status_code in (400, 404, 413, 415) and isinstance(out["error"], str) and "\n" not in out["error"]
+        assert r.status_code in (400, 404, 413, 415) and out["kind"] == "Status" and isinstance(out["message"], str) and "\n" not in out["message"]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -116,6 +116,6 @@ def test_one_worker_keeps_its_own_registry(tmp_path, monkeypatch):
 
     m = Metrics()
     assert m.multiprocess_dir is None
-    m.requests.labels("production", "Deployment", "allow").inc()
+    m.requests.labels("production", "Deployment", "allow", "admitted").inc()
     text = m.render()[0].decode()
     assert _sample_sum(text, "mlgate_admission_requests", "mlgate_admission_requests_total") == 1
