@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from mlgate.clock import rfc3339
 from mlgate.errors import InputError
 from mlgate.evidence.approval import create_approval, verify_approval
 from mlgate.evidence.model_digest import compute_model_digest
@@ -151,7 +152,11 @@ def test_certificate_validity_at_signing_time(signed_at: dt.datetime, message: s
 
 def test_expired_certificate_still_verifies_a_signature_made_while_valid() -> None:
     short = PKI.leaf("jane.roe@hospital.example", cn="Dr. Jane Roe", days=30, not_before=SIGNED_AT - dt.timedelta(days=1))
-    assert verify(approval(short))["verified"]  # the check is at the signing time, not now
+    record = verify(approval(short))
+    assert record["verified"]  # the chain is checked at the signing time, not now ...
+    # ... but that time is only claimed: the signature counts until the certificate expires
+    # (the policy compares key_valid_until with the evaluation time; tests/test_timestamps.py).
+    assert record["key_valid_until"] == rfc3339(short.cert.not_valid_after_utc)
 
 
 def test_key_usage_must_allow_signing() -> None:
@@ -171,10 +176,12 @@ def test_leaf_key_must_match_private_key() -> None:
         create_approval(PKI.leaf("jane.roe@hospital.example").key_pem, certificate_chain_pem=PKI.chain_pem(JANE), **ARGS)
 
 
-def test_identity_revoked_after_signing_still_counts() -> None:
+def test_identity_revoked_after_signing_counts_only_until_the_revocation() -> None:
+    # No trusted time: a signature claimed before a revocation that is not for a compromise
+    # counts until the revocation (tests/test_timestamps.py: with a TSA time, after it too).
     revoked = trust(identity="        revoked: {at: '2026-12-01T00:00:00Z', reason: affiliationChanged}\n")
     record = verify(approval(), revoked)
-    assert record["verified"] and record["key_status"] == "revoked_after_signing"
+    assert record["verified"] and record["key_status"] == "valid" and record["key_valid_until"] == "2026-12-01T00:00:00Z"
     assert record["key_revoked_at"] == "2026-12-01T00:00:00Z" and record["key_revocation_reason"] == "affiliationChanged"
     before = trust(identity="        revoked: {at: '2026-11-01T00:00:00Z', reason: affiliationChanged}\n")
     record = verify(approval(), before)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,8 @@ MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 #: Certificates in one bundle, and the size of one (DER).
 MAX_CHAIN = 10
 MAX_CERT_BYTES = 64 * 1024
+#: RFC 3161 timestamps in one bundle (sigstore-python accepts 32; one per authority is the norm).
+MAX_TIMESTAMPS = 8
 
 
 class AttestationError(SignatureError):
@@ -83,6 +85,7 @@ class Bundle:
     mode: str = "key"  # key | certificate (organisation PKI) | keyless (Sigstore, with tlog entries)
     certificates: tuple[bytes, ...] = ()  # DER, leaf first (certificate and keyless modes)
     raw: bytes = field(default=b"", repr=False, compare=False)  # the bundle bytes (sigstore re-parses keyless ones)
+    timestamps: tuple[bytes, ...] = ()  # RFC 3161 TimeStampResp DER over the signature (key and certificate modes)
 
 
 @dataclass(frozen=True)
@@ -183,8 +186,6 @@ def parse_bundle(data: bytes, name: str) -> Bundle:
                 "transparency-log entries are not supported in key mode (expected an empty list)",
                 file=name, field="verificationMaterial.tlogEntries",
             )
-        if "timestampVerificationData" in material:
-            raise BundleFormatError("signed timestamps are not supported in key mode", file=name, field="verificationMaterial.timestampVerificationData")
     else:
         if kinds[0] == "certificate":
             entries = [material["certificate"]]
@@ -208,8 +209,10 @@ def parse_bundle(data: bytes, name: str) -> Bundle:
         # With transparency-log entries it is a Sigstore (keyless) bundle, verified by sigstore
         # against a trusted root; without, a certificate (organisation PKI) bundle.
         mode = "keyless" if tlog else "certificate"
-        if mode == "certificate" and "timestampVerificationData" in material:
-            raise BundleFormatError("signed timestamps need a Sigstore trusted root; expected none in a certificate bundle", file=name, field="verificationMaterial.timestampVerificationData")
+
+    # RFC 3161 timestamps over the signature (mlgate.signing.timestamp verifies them). A keyless
+    # bundle's are sigstore's to verify against its trusted root, so they are not read here.
+    timestamps = _timestamps(material.get("timestampVerificationData"), name) if mode != "keyless" else ()
 
     envelope = _object(doc["dsseEnvelope"], name, "dsseEnvelope", required=("payload", "payloadType", "signatures"))
     payload = _unb64(envelope["payload"], name, "dsseEnvelope.payload")
@@ -229,8 +232,31 @@ def parse_bundle(data: bytes, name: str) -> Bundle:
         raise BundleFormatError(f"expected a string, got {_type_name(keyid)}", file=name, field="dsseEnvelope.signatures[0].keyid")
     return Bundle(
         name=name, hint=hint or None, payload_type=payload_type, payload=payload, signature=signature, keyid=keyid,
-        mode=mode, certificates=certificates, raw=data,
+        mode=mode, certificates=certificates, raw=data, timestamps=timestamps,
     )
+
+
+def _timestamps(block: Any, name: str) -> tuple[bytes, ...]:
+    """``timestampVerificationData.rfc3161Timestamps[].signedTimestamp`` as DER (absent: none)."""
+    if block is None:
+        return ()
+    where = "verificationMaterial.timestampVerificationData"
+    block = _object(block, name, where, required=("rfc3161Timestamps",))
+    entries = block["rfc3161Timestamps"]
+    if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_TIMESTAMPS:
+        count = len(entries) if isinstance(entries, list) else _type_name(entries)
+        raise BundleFormatError(f"expected 1 to {MAX_TIMESTAMPS} timestamps, got {count}", file=name, field=f"{where}.rfc3161Timestamps")
+    out = []
+    for i, entry in enumerate(entries):
+        field = f"{where}.rfc3161Timestamps[{i}]"
+        entry = _object(entry, name, field, required=("signedTimestamp",))
+        der = _unb64(entry["signedTimestamp"], name, f"{field}.signedTimestamp")
+        if not der or len(der) > MAX_CERT_BYTES:
+            raise BundleFormatError(f"a timestamp must be 1 to {MAX_CERT_BYTES} bytes of DER, got {len(der)}", file=name, field=f"{field}.signedTimestamp")
+        if der in out:
+            raise BundleFormatError("the same timestamp twice", file=name, field=f"{field}.signedTimestamp")
+        out.append(der)
+    return tuple(out)
 
 
 def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -358,13 +384,16 @@ def make_statement(subjects: list[dict[str, Any]], predicate_type: str, predicat
     return {"_type": STATEMENT_TYPE, "subject": subjects, "predicateType": predicate_type, "predicate": dict(predicate)}
 
 
-def sign_statement(statement: Mapping[str, Any], private_key: Any, *, certificates: Iterable[bytes] | None = None) -> bytes:
+def sign_statement(statement: Mapping[str, Any], private_key: Any, *, certificates: Iterable[bytes] | None = None,
+                   timestamper: Callable[[bytes], bytes] | None = None) -> bytes:
     """Sign a statement (canonical JSON payload) and return the bundle JSON bytes.
 
     Deterministic: the same statement and key give the same bytes (RFC 6979 ECDSA, Ed25519).
     With ``certificates`` (DER, the leaf for ``private_key`` first, then intermediates) the bundle
     carries an ``x509CertificateChain`` as model-signing's certificate mode writes it, instead
-    of a key-id hint.
+    of a key-id hint. ``timestamper`` (signature bytes -> DER TimeStampResp, e.g.
+    :func:`mlgate.signing.timestamp.request_timestamp`) adds an RFC 3161 timestamp over the
+    signature in ``verificationMaterial.timestampVerificationData``, as sigstore-python stores it.
     """
     from mlgate.canonical import canonical_json
 
@@ -383,6 +412,8 @@ def sign_statement(statement: Mapping[str, Any], private_key: Any, *, certificat
         if leaf_key != _keys.public_key_pem(private_key.public_key()):
             raise InputError("the signing certificate does not hold the public key of the private key")
         material = {"x509CertificateChain": {"certificates": [{"rawBytes": _b64(der)} for der in chain]}, "tlogEntries": []}
+    if timestamper is not None:
+        material["timestampVerificationData"] = {"rfc3161Timestamps": [{"signedTimestamp": _b64(timestamper(signature))}]}
     bundle = {
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": material,

@@ -110,8 +110,9 @@ def describe(cert: Any) -> str:
 
 
 # --------------------------------------------------------------------------- organisation PKI
-def verify_chain(leaf: Any, intermediates: list[Any], roots: tuple[Any, ...], extra_intermediates: tuple[Any, ...], at: dt.datetime) -> None:
-    """Path validation of ``leaf`` to one of ``roots`` at time ``at``; raises ValueError with the reason."""
+def verify_chain(leaf: Any, intermediates: list[Any], roots: tuple[Any, ...], extra_intermediates: tuple[Any, ...], at: dt.datetime) -> list[Any]:
+    """Path validation of ``leaf`` to one of ``roots`` at time ``at``; the validated path (leaf
+    first, root last), or ValueError with the reason."""
     from cryptography.x509 import ExtendedKeyUsage
     from cryptography.x509.verification import Criticality, ExtensionPolicy, PolicyBuilder, Store, VerificationError
 
@@ -125,7 +126,7 @@ def verify_chain(leaf: Any, intermediates: list[Any], roots: tuple[Any, ...], ex
         .build_client_verifier()
     )
     try:
-        verifier.verify(leaf, [*intermediates, *extra_intermediates])
+        return list(verifier.verify(leaf, [*intermediates, *extra_intermediates]).chain)
     except VerificationError as exc:
         raise ValueError(" ".join(str(exc).split())) from None
     except Exception as exc:  # noqa: BLE001 - e.g. UnsupportedGeneralNameType: any failure is "no valid path"

@@ -13,9 +13,15 @@ specific one-line reason. Three identity sources:
 * ``keyless``: sigstore-python verifies the bundle offline against the trust policy's
   TrustedRoot for the (OIDC issuer, subject) listed for a signer of this purpose.
 
-Then the credential's validity window and revocation are judged at the signing time
-(:meth:`mlgate.signing.trust.Validity.judge`): a signature made after revocation does not count, one made
-before still does and says so (``status: revoked_after_signing``).
+Then the credential's validity window and revocation are judged
+(:meth:`mlgate.signing.trust.Validity.judge_signature`). Only a *trusted* time shows when a
+signature was made: an RFC 3161 timestamp of a timestamping authority the trust policy lists
+(key and certificate bundles, :mod:`mlgate.signing.timestamp`) or the transparency-log time of a
+keyless bundle. With one, a signature made before a revocation or the end of the window still
+counts and says so (``status: revoked_after_signing``). Without one, the time the signer wrote
+is a claim: a credential revoked for a possible compromise voids every signature, and one whose
+window ends or that was revoked for another reason counts only until then (``valid_until``,
+compared with the evaluation time by the policy).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from mlgate.signing.attestation import Bundle, SignatureMismatch, pae, pae_legacy, verify_signature
-from mlgate.signing.trust import Purpose, Signer, TrustPolicy, Validity
+from mlgate.signing.timestamp import MAX_CLAIM_AHEAD, TrustedTime, verify_timestamps
+from mlgate.signing.trust import Judgement, Purpose, Signer, TrustPolicy, Validity
 
 _WHAT = {"approver": "approver", "model_signer": "model signer"}
 _OTHER: dict[str, Purpose] = {"approver": "model_signer", "model_signer": "approver"}
@@ -42,14 +49,30 @@ class Authenticated:
     certificate: dict[str, Any] | None
     payload_type: str
     payload: bytes
-    verified_time: dt.datetime | None  # keyless: the transparency-log time; else None
+    verified_time: dt.datetime | None  # the trusted signing time (TSA or transparency log); None when only claimed
+    time: TrustedTime | None = None  # where the trusted time comes from
+    valid_until: dt.datetime | None = None  # no trusted time: the signature counts only before this
 
 
-def _judge(validity: Validity, at: dt.datetime | None, what: str, name: str) -> str:
-    status, problem = validity.judge(at)
-    if problem is not None:
-        raise SignatureMismatch(f"{what}: {problem}", file=name)
-    return status
+def _judge(validity: Validity, claimed: dt.datetime | None, trusted: TrustedTime | None, what: str, name: str) -> Judgement:
+    judgement = validity.judge_signature(claimed, trusted.at if trusted else None)
+    if judgement.problem is not None:
+        source = f" (time from {trusted.authority})" if trusted else ""
+        raise SignatureMismatch(f"{what}: {judgement.problem}{source}", file=name)
+    return judgement
+
+
+def _trusted_time(bundle: Bundle, trust: TrustPolicy, claimed: dt.datetime | None) -> TrustedTime | None:
+    """The earliest time a listed TSA proves for the signature bytes (None without timestamps);
+    a claimed time later than it is refused (a statement cannot be signed after its signature
+    was timestamped)."""
+    found = verify_timestamps(bundle.timestamps, bundle.signature, trust.timestamp_authorities, bundle.name)
+    if found is not None and claimed is not None and claimed > found.at + MAX_CLAIM_AHEAD:
+        raise SignatureMismatch(
+            f"the statement claims to be signed at {_rfc(claimed)}, after {found.authority} timestamped its signature at {_rfc(found.at)}",
+            file=bundle.name, field="verificationMaterial.timestampVerificationData",
+        )
+    return found
 
 
 def authenticate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, *, signed_at: dt.datetime | None, legacy_pae: bool = False) -> Authenticated:
@@ -76,8 +99,10 @@ def _by_key(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.
     if found is None:  # pragma: no cover - keys_for() only holds this purpose's keys
         raise SignatureMismatch(f"key {kid} belongs to no {_WHAT[purpose]}", file=name)
     signer, key = found
-    status = _judge(key.validity, signed_at, f"key {kid} of {_WHAT[purpose]} {signer.id!r}", name)
-    return Authenticated(signer, "key", kid, kid, status, key.validity, None, bundle.payload_type, bundle.payload, None)
+    trusted = _trusted_time(bundle, trust, signed_at)
+    judged = _judge(key.validity, signed_at, trusted, f"key {kid} of {_WHAT[purpose]} {signer.id!r}", name)
+    return Authenticated(signer, "key", kid, kid, judged.status, key.validity, None, bundle.payload_type, bundle.payload,
+                         trusted.at if trusted else None, trusted, judged.valid_until)
 
 
 def _by_certificate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed_at: dt.datetime | None, legacy_pae: bool) -> Authenticated:
@@ -87,18 +112,21 @@ def _by_certificate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed
     field = "verificationMaterial"
     leaf = pki.load_der(bundle.certificates[0], name, f"{field}.certificate")
     chain = [pki.load_der(der, name, f"{field}.x509CertificateChain.certificates[{i + 1}]") for i, der in enumerate(bundle.certificates[1:])]
-    # No signing time (a model-signing certificate bundle): check at the leaf's notBefore, as
-    # model-signing's own certificate verifier does.
-    at = signed_at or leaf.not_valid_before_utc
+    # The chain is validated at the trusted time; else at the claimed one (and then it counts only
+    # until the first certificate of the path expires); with neither (a model-signing certificate
+    # bundle), at the leaf's notBefore, as model-signing's own certificate verifier does.
+    trusted = _trusted_time(bundle, trust, signed_at)
+    at = trusted.at if trusted else signed_at or leaf.not_valid_before_utc
     ca_ids = [c.ca for s in trust.signers(purpose) for c in s.certificates]
     cas = [ca for ca in trust.certificate_authorities if ca.id in ca_ids]
     if not cas:
         raise pki.CertificateError(f"a certificate-signed bundle, but the trust policy lists no certificate identity for any {_WHAT[purpose]}", file=name, field=field)
     problems = []
     ca = None
+    path: list[Any] = []
     for candidate in cas:
         try:
-            pki.verify_chain(leaf, chain, candidate.roots, candidate.intermediates, at)
+            path = pki.verify_chain(leaf, chain, candidate.roots, candidate.intermediates, at)
         except ValueError as exc:
             problems.append(f"{candidate.id}: {exc}")
             continue
@@ -133,9 +161,14 @@ def _by_certificate(bundle: Bundle, trust: TrustPolicy, purpose: Purpose, signed
         legacy_pae and pki.certificate_signature_ok(leaf, bundle.signature, pae_legacy(bundle.payload))
     ):
         raise SignatureMismatch(f"signature does not verify with the key of {pki.describe(leaf)}", file=name, field="dsseEnvelope.signatures[0].sig")
-    status = _judge(ident.validity, signed_at, f"certificate identity {ident.email} (CA {ca.id}) of {_WHAT[purpose]} {signer.id!r}", name)
-    return Authenticated(signer, "certificate", ident.email, None, status, ident.validity, pki.facts(leaf, ca.id).as_dict(),
-                         bundle.payload_type, bundle.payload, None)
+    judged = _judge(ident.validity, signed_at, trusted, f"certificate identity {ident.email} (CA {ca.id}) of {_WHAT[purpose]} {signer.id!r}", name)
+    until = judged.valid_until
+    if trusted is None and signed_at is not None:
+        # A claimed time inside the certificates' validity shows nothing once they expired.
+        ends = [c.not_valid_after_utc for c in path or [leaf]]
+        until = min([*ends, *([until] if until else [])])
+    return Authenticated(signer, "certificate", ident.email, None, judged.status, ident.validity, pki.facts(leaf, ca.id).as_dict(),
+                         bundle.payload_type, bundle.payload, trusted.at if trusted else None, trusted, until)
 
 
 def _rfc(at: dt.datetime) -> str:
@@ -171,6 +204,7 @@ def _by_keyless(bundle: Bundle, trust: TrustPolicy, purpose: Purpose) -> Authent
     result = pki.verify_keyless(bundle.raw, name, root, ident.subject, ident.issuer)
     if (result.payload_type, result.payload) != (bundle.payload_type, bundle.payload):  # pragma: no cover - same bytes parsed twice
         raise SignatureMismatch("sigstore verified a different payload than the envelope holds", file=name)
-    status = _judge(ident.validity, result.integrated_time, f"keyless identity {ident.subject} of {_WHAT[purpose]} {signer.id!r}", name)
-    return Authenticated(signer, "keyless", ident.subject, None, status, ident.validity, pki.facts(result.certificate, "sigstore").as_dict(),
-                         bundle.payload_type, bundle.payload, result.integrated_time)
+    trusted = TrustedTime(result.integrated_time, "transparency_log", "Rekor") if result.integrated_time else None
+    judged = _judge(ident.validity, None, trusted, f"keyless identity {ident.subject} of {_WHAT[purpose]} {signer.id!r}", name)
+    return Authenticated(signer, "keyless", ident.subject, None, judged.status, ident.validity, pki.facts(result.certificate, "sigstore").as_dict(),
+                         bundle.payload_type, bundle.payload, result.integrated_time, trusted, judged.valid_until)

@@ -112,6 +112,48 @@ class Validity:
             return "revoked_after_signing", None
         return "valid", None
 
+    @property
+    def compromised(self) -> bool:
+        """A revocation whose reason does not rule out a compromise (keyCompromise, unspecified
+        or no reason): without a trusted time, nothing the key signed can be told from a forgery."""
+        return self.revoked_at is not None and self.revocation_reason not in SAFE_REVOCATION_REASONS
+
+    def judge_signature(self, claimed: dt.datetime | None, trusted: dt.datetime | None) -> Judgement:
+        """Judge a signature whose signer claims ``claimed`` and whose time a timestamping
+        authority or a transparency log proves (``trusted``; None when nothing proves it).
+
+        Only a trusted time can show that a signature predates a revocation or the end of the
+        validity window (:meth:`judge` at that time). Without one the claimed time is a claim:
+
+        * revoked for a compromise (:attr:`compromised`): every signature is void;
+        * revoked for another reason (superseded, affiliationChanged, cessationOfOperation), or a
+          ``notAfter``: the signature counts only until then (``valid_until``; the policy compares
+          it with the evaluation time, so the facts stay time-independent), and not at all when
+          even the claimed time is at or after it;
+        * ``notBefore`` is judged at the claimed time (a claim before it is refused; a claim after
+          it gains nothing, since a signing time after the evaluation is refused by the policy).
+        """
+        if trusted is not None:
+            status, problem = self.judge(trusted)
+            return Judgement(status, problem, None)
+        if claimed is None:
+            status, problem = self.judge(None)
+            return Judgement(status, problem, None)
+        when = rfc3339(claimed)
+        if self.not_before is not None and claimed < self.not_before:
+            return Judgement("not_yet_valid", f"signed at {when}, before the credential's validity starts at {rfc3339(self.not_before)}", None)
+        if self.revoked_at is not None and self.compromised:
+            return Judgement("revoked", (
+                f"revoked at {rfc3339(self.revoked_at)} ({self.revocation_reason or 'no reason given'}) and no trusted timestamp shows "
+                f"when it signed: every signature of a credential revoked for a possible compromise is void (the signed time {when} is the signer's claim)"
+            ), None)
+        if self.not_after is not None and claimed >= self.not_after:
+            return Judgement("expired", f"signed at {when}, after the credential's validity ended at {rfc3339(self.not_after)}", None)
+        if self.revoked_at is not None and claimed >= self.revoked_at:
+            return Judgement("revoked", f"signed at {when}, at or after the credential was revoked at {rfc3339(self.revoked_at)} ({self.revocation_reason})", None)
+        until = min((t for t in (self.not_after, self.revoked_at) if t is not None), default=None)
+        return Judgement("valid", None, until)
+
     def as_facts(self) -> dict[str, Any]:
         from mlgate.clock import epoch_ns
 
@@ -120,6 +162,22 @@ class Validity:
             "revoked_at_ns": epoch_ns(self.revoked_at) if self.revoked_at else None,
             "revocation_reason": self.revocation_reason if self.revoked_at else None,
         }
+
+
+#: Revocation reasons that say the key was not compromised: signatures a trusted time shows
+#: predate the revocation still count, and, without a trusted time, signatures count until it.
+SAFE_REVOCATION_REASONS = frozenset({"superseded", "affiliationChanged", "cessationOfOperation"})
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """How a credential's validity judges one signature: ``status`` (see :meth:`Validity.judge`),
+    ``problem`` (None when it counts) and ``valid_until`` (when it stops counting because its
+    signing time is only claimed; None when nothing ends it)."""
+
+    status: str
+    problem: str | None
+    valid_until: dt.datetime | None = None
 
 
 # --------------------------------------------------------------------------- types
@@ -153,6 +211,17 @@ class CertificateAuthority:
     name: str | None
     roots: tuple[Any, ...] = field(compare=False, repr=False)  # cryptography x509.Certificate
     intermediates: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class TimestampAuthority:
+    """An RFC 3161 timestamping authority the trust policy lists (:mod:`mlgate.signing.timestamp`)."""
+
+    id: str
+    name: str
+    roots: tuple[Any, ...] = field(compare=False, repr=False)  # cryptography x509.Certificate
+    intermediates: tuple[Any, ...] = field(default=(), compare=False, repr=False)
+    certificate: Any = field(default=None, compare=False, repr=False)  # the pinned signing certificate, or None
 
 
 @dataclass(frozen=True)
@@ -193,6 +262,7 @@ class TrustPolicy:
     sigstore_trusted_root: bytes | None = field(default=None, repr=False)  # TrustedRoot JSON bytes
     sigstore_trusted_root_source: str | None = None
     checkpoint_signers: tuple[Signer, ...] = ()  # audit-trail checkpoints (mlgate.audit.checkpoint)
+    timestamp_authorities: tuple[TimestampAuthority, ...] = ()  # RFC 3161 TSAs: trusted signing times
     files: dict[str, str] = field(default_factory=dict, compare=False)  # every file it names (keys, CAs, trusted root): path as written -> sha256
 
     @property
@@ -271,6 +341,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
     loader = _Loader(name, base_dir)
     cas = loader.authorities(doc.get("certificateAuthorities", []))
     trusted_root, trusted_root_source = loader.trusted_root(doc.get("sigstore"))
+    tsas = loader.timestamp_authorities(doc.get("timestampAuthorities", []))
 
     approvers: list[Approver] = []
     for i, entry in enumerate(doc.get("approvers", [])):
@@ -305,7 +376,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
         source=name, digest=hashlib.sha256(data).hexdigest(), name=meta.get("name"), version=meta.get("version"),
         approvers=tuple(approvers), model_signers=tuple(signers), certificate_authorities=cas,
         sigstore_trusted_root=trusted_root, sigstore_trusted_root_source=trusted_root_source,
-        checkpoint_signers=tuple(checkpointers), files=dict(loader.files),
+        checkpoint_signers=tuple(checkpointers), files=dict(loader.files), timestamp_authorities=tsas,
     )
 
 
@@ -388,7 +459,34 @@ class _Loader:
             "keyless": tuple(keyless),
         }
 
-    def _certificates(self, entries: list[dict], where: str) -> tuple[Any, ...]:
+    def timestamp_authorities(self, entries: list[dict]) -> tuple[TimestampAuthority, ...]:
+        from cryptography import x509
+
+        out: list[TimestampAuthority] = []
+        for i, entry in enumerate(entries):
+            where = f"timestampAuthorities[{i}]"
+            if any(t.id == entry["id"] for t in out):
+                raise InputError(f"duplicate timestamping authority id {entry['id']!r}", file=self.name, field=f"{where}.id")
+            pinned = None
+            if "certificate" in entry:
+                (pinned,) = self._certificates([entry["certificate"]], f"{where}.certificate", ca=False)
+                try:
+                    eku = pinned.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+                    stamps = eku.critical and x509.ExtendedKeyUsageOID.TIME_STAMPING in eku.value
+                except (x509.ExtensionNotFound, ValueError):
+                    stamps = False
+                if not stamps:
+                    raise InputError(f"certificate {pinned.subject.rfc4514_string()} may not sign timestamps (expected a critical extendedKeyUsage timeStamping, RFC 3161 2.3)",
+                                     file=self.name, field=f"{where}.certificate")
+            out.append(TimestampAuthority(
+                id=entry["id"], name=entry["name"],
+                roots=self._certificates(entry["roots"], f"{where}.roots"),
+                intermediates=self._certificates(entry.get("intermediates", []), f"{where}.intermediates"),
+                certificate=pinned,
+            ))
+        return tuple(out)
+
+    def _certificates(self, entries: list[dict], where: str, *, ca: bool = True) -> tuple[Any, ...]:
         from cryptography import x509
 
         out = []
@@ -405,12 +503,17 @@ class _Loader:
                 certs = x509.load_pem_x509_certificates(data)
             except ValueError:
                 raise InputError("not a valid PEM certificate (cannot decode it)", file=shown, field=field_name) from None
+            if not ca:
+                if len(certs) != 1:
+                    raise InputError(f"expected one certificate, got {len(certs)}", file=shown, field=field_name)
+                out.extend(certs)
+                continue
             for cert in certs:
                 try:
-                    ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+                    is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
                 except x509.ExtensionNotFound:
-                    ca = False
-                if not ca:
+                    is_ca = False
+                if not is_ca:
                     raise InputError(f"certificate {cert.subject.rfc4514_string()} is not a CA certificate (basicConstraints CA:TRUE is required)", file=shown, field=field_name)
                 out.append(cert)
         return tuple(out)

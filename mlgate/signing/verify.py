@@ -12,8 +12,12 @@ trust policy and unexpired at the evaluation time (an expired waiver fails, as a
 approval does). Whether an environment's policy *accepts* it (waivers.roles, max_days,
 not_waivable) is the gate's call, not this command's.
 
-Rows: ``artifact, kind, signer, source (key/certificate/keyless), meaning, signed_at, status,
-reason, expires_at, rules`` where status is ``verified``, ``failed`` or ``warning`` (verified, but
+Rows: ``artifact, kind, signer, source (key/certificate/keyless), meaning, signed_at, time_source,
+status, reason, expires_at, rules`` where ``time_source`` says who vouches for ``signed_at``:
+``claimed`` (the signer's own clock), ``TSA <name>`` (an RFC 3161 timestamp of an authority the
+trust policy lists) or ``Rekor`` (a keyless bundle's transparency-log time). A claimed time
+cannot keep a signature alive past its credential's notAfter or revocation (``key_valid_until``:
+a row fails once the evaluation reaches it), and status is ``verified``, ``failed`` or ``warning`` (verified, but
 with a note, e.g. signed with a key revoked later); ``expires_at`` is null for a signature that
 does not expire and ``rules`` is empty except for a waiver. :func:`verify_release` never raises for a bad signature file; only
 an unreadable release (manifest) is an :class:`~mlgate.errors.InputError`.
@@ -46,6 +50,7 @@ class Row:
     reason: str
     expires_at: str | None = None
     rules: tuple[str, ...] = ()  # a waiver's rule ids
+    time_source: str = "-"  # where signed_at comes from: "claimed" (the signer's), "TSA <name>", "Rekor"
 
 
 @dataclass(frozen=True)
@@ -100,13 +105,36 @@ def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence:
             status = "failed"
             notes.append(f"not authorised by the trust policy for role {record['role']} / meaning {record['meaning']} / environment {record['environment']}")
         status = _revoked_later(record, status, notes)
+        status = _credential_ended(record, status, notes, now)
     reason = record["reason"] if not record["verified"] else "; ".join(notes)
     meaning = f"{record['meaning']} ({record['role']}) for {record['environment']}" if record["meaning"] else "-"
     return Row(
         artifact=record["path"], kind="approval", signer=_signer(record["printed_name"], record["signer_id"]),
         source=record["identity_source"] or "-", meaning=meaning, signed_at=record["signed_at"] or "-",
-        status=status, reason=reason or "", expires_at=record["expires_at"],
+        status=status, reason=reason or "", expires_at=record["expires_at"], time_source=_time_source(record),
     )
+
+
+def _time_source(record: dict[str, Any]) -> str:
+    source = record.get("signed_at_source")
+    if source == "tsa":
+        return f"TSA {record.get('time_authority')}"
+    if source == "transparency_log":
+        return "Rekor"
+    return "claimed" if source == "signer" else "-"
+
+
+def _credential_ended(record: dict[str, Any], status: str, notes: list[str], now: dt.datetime) -> str:
+    """A credential whose validity ends (notAfter, certificate expiry, revocation not for a
+    compromise) vouches for a signature with a claimed time only until then."""
+    until = record.get("key_valid_until_ns")
+    if until is None:
+        return status
+    if until <= epoch_ns(now):
+        notes.append(f"credential valid only until {record['key_valid_until']} and the signing time is the signer's claim (no trusted timestamp)")
+        return "failed"
+    notes.append(f"counts until {record['key_valid_until']} (credential's end; the signing time is the signer's claim)")
+    return status
 
 
 def _span(ns: int) -> str:
@@ -124,7 +152,8 @@ def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.dat
     if not record["verified"]:
         return Row(artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
                    source=record["identity_source"] or "-", meaning="waiver", signed_at=record["signed_at"] or "-",
-                   status="failed", reason=record["reason"] or "not verified", expires_at=record["expires_at"], rules=tuple(record["rules"]))
+                   status="failed", reason=record["reason"] or "not verified", expires_at=record["expires_at"], rules=tuple(record["rules"]),
+                   time_source=_time_source(record))
     notes: list[str] = []
     status = "verified"
     now_ns = epoch_ns(now)
@@ -144,10 +173,12 @@ def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.dat
         status = "failed"
         notes.append(f"not authorised by the trust policy for role {record['role']} / environment {record['environment']}")
     status = _revoked_later(record, status, notes)
+    status = _credential_ended(record, status, notes, now)
     return Row(
         artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
         source=record["identity_source"] or "-", meaning=f"waiver of {', '.join(record['rules'])} ({record['role']}) for {record['environment']}",
         signed_at=record["signed_at"] or "-", status=status, reason="; ".join(notes), expires_at=record["expires_at"], rules=tuple(record["rules"]),
+        time_source=_time_source(record),
     )
 
 
@@ -169,6 +200,8 @@ def _signature_row(block: dict[str, Any]) -> Row:
         artifact=block["path"], kind="model-signature", signer=_signer(block["signer_name"], block["signer_id"]),
         source=block["identity_source"] or "-", meaning="model signature (OpenSSF model-signing)",
         signed_at=block["signed_at"] or "-", status=status, reason="; ".join(notes),
+        # model-signing statements carry no signing time: only a trusted one is ever shown
+        time_source=("Rekor" if block["identity_source"] == "keyless" else "TSA") if block["signed_at"] else "-",
     )
 
 
@@ -235,7 +268,7 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
 
 
 # --------------------------------------------------------------------------- render
-COLUMNS = ("artifact", "signer", "source", "meaning", "signed_at", "status", "reason")
+COLUMNS = ("artifact", "signer", "source", "meaning", "signed_at", "time_source", "status", "reason")
 
 
 def render_text(report: Report) -> str:
