@@ -96,12 +96,6 @@ def resign_staging(release: Path, signed_at: dt.datetime, *, tsa: str | None = N
                            now=signed_at, **JANE, **kw)
 
 
-def brand_new_model(release: Path) -> None:
-    """The attacker's model: other bytes, so another model digest, never reviewed."""
-    target = next(p for p in sorted((release / "model").rglob("*")) if p.is_file())
-    target.write_bytes(target.read_bytes() + b"\nattacker's weights\n")
-
-
 def gate(release: Path, env: str, now: dt.datetime) -> Any:
     options = GateOptions(environment=env, trust_policy=trust_file(release), clock=FixedClock(now))
     with open_sink(f"file:{release.parent / 'audit.jsonl'}") as sink:
@@ -119,10 +113,10 @@ def messages(decision: Any, rule: str) -> list[str]:
 
 # --------------------------------------------------------------------------- the reproductions (no TSA)
 def test_backdated_approval_with_a_compromised_key_is_denied(release: Path) -> None:
-    """Jane's key revoked for keyCompromise on 2026-12-01; the thief signs a brand-new model's
-    staging approval dated 2026-11-30. Before: allowed with a medium warning (MLG-APPR-018)."""
+    """Jane's key revoked for keyCompromise on 2026-12-01; the thief signs the staging approval
+    (Jane's is the only one staging needs) dated 2026-11-30. Before: allowed with a medium
+    warning (MLG-APPR-018)."""
     jane_key(release, "revoked: {at: '2026-12-01T00:00:00Z', reason: keyCompromise}")
-    brand_new_model(release)
     resign_staging(release, t("2026-11-30T10:00:00Z"))
     decision = gate(release, "staging", t("2026-12-02T12:00:00Z"))
     assert not decision.allowed
