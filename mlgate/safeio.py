@@ -1,4 +1,5 @@
-"""Reading untrusted files: size caps, strict JSON, alias-free YAML, path containment.
+"""Reading untrusted files: size caps, strict JSON, alias-free YAML, path containment; and
+showing what was read (:func:`printable`, :func:`dumps_json`) without letting it drive a terminal.
 
 Every failure is an :class:`InputError` naming the file (and field), never a traceback.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,45 @@ def display(path: Path | str) -> str:
         return str(p.resolve().relative_to(Path.cwd().resolve()))
     except (ValueError, OSError):
         return str(p)
+
+
+# --------------------------------------------------------------------------- output
+#: Characters a terminal, an XML parser or a code-review UI may act on instead of showing: C0
+#: controls (ESC, CR, BEL, BS...), DEL, C1 controls (U+0080-U+009F: U+009B is a one-character CSI
+#: on some terminals), bidirectional overrides, embeddings, isolates and marks (Trojan Source,
+#: CVE-2021-42574), line and paragraph separators, and lone surrogates (no UTF-8 form at all).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_UNSAFE_KEEP_NL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match) -> str:
+    ch = match.group(0)
+    if ch in _NAMED:
+        return _NAMED[ch]
+    code = ord(ch)
+    return f"\\x{code:02x}" if code <= 0xFF else f"\\u{code:04x}"
+
+
+def printable(value: Any, *, keep_newlines: bool = False) -> str:
+    """``value`` as text that is safe to show: every control, bidi or separator character is
+    written as its escape (``ESC`` as ``\\x1b``, CR as ``\\r``, U+202E as ``\\u202e``), so a
+    manifest or an evidence file cannot move the cursor, erase a line, recolour or reorder what
+    mlgate prints. ``keep_newlines`` keeps ``\\n`` (a multi-line report built by mlgate itself)."""
+    text = value if isinstance(value, str) else str(value)
+    return (_UNSAFE_KEEP_NL if keep_newlines else _UNSAFE).sub(_escape, text)
+
+
+_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def dumps_json(obj: Any, **kwargs: Any) -> str:
+    """``json.dumps(obj, ensure_ascii=False, **kwargs)`` with the characters :func:`printable`
+    escapes written as JSON ``\\uXXXX`` escapes (JSON itself escapes the C0 controls): the same
+    document once parsed, but bytes that are safe on a terminal. Only string contents can hold
+    such characters, so the substitution never touches the JSON structure."""
+    text = json.dumps(obj, ensure_ascii=False, **kwargs)
+    return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:

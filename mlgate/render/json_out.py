@@ -1,9 +1,8 @@
 from __future__ import annotations
 
-import json
-
 from mlgate.gate import Decision
+from mlgate.safeio import dumps_json
 
 
 def render(decision: Decision) -> str:
-    return json.dumps(decision.as_dict(), indent=2, sort_keys=True, ensure_ascii=False)
+    return dumps_json(decision.as_dict(), indent=2, sort_keys=True)

@@ -1,12 +1,16 @@
-"""SARIF 2.1.0: one rule per violation id, one result per violation, located at the manifest."""
+"""SARIF 2.1.0: one rule per violation id, one result per violation, located at the manifest.
+
+Every string is passed through :func:`~mlgate.safeio.printable` (a code-scanning UI shows the
+messages as text: no control or bidi character from a manifest reaches it)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 from mlgate import __version__
 from mlgate.gate import Decision
+from mlgate.safeio import dumps_json, printable
 
 _LEVEL = {"low": "note", "medium": "warning", "high": "error", "critical": "error"}
 
@@ -16,6 +20,16 @@ def _uri(decision: Decision, subject: str | None) -> str:
     if subject and "/" in subject and not subject.startswith("/"):
         return (Path(manifest).parent / subject).as_posix()
     return Path(manifest).as_posix()
+
+
+def _neutral(value: Any) -> Any:
+    if isinstance(value, str):
+        return printable(value)
+    if isinstance(value, dict):
+        return {printable(k): _neutral(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_neutral(v) for v in value]
+    return value
 
 
 def render(decision: Decision) -> str:
@@ -59,4 +73,4 @@ def render(decision: Decision) -> str:
             "results": results,
         }],
     }
-    return json.dumps(doc, indent=2, ensure_ascii=False)
+    return dumps_json(_neutral(doc), indent=2)

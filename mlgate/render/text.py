@@ -1,8 +1,12 @@
-"""Human output: the verdict first, then one line per violation with its remediation."""
+"""Human output: the verdict first, then one line per violation with its remediation.
+
+Every line is passed through :func:`~mlgate.safeio.printable`: a manifest or evidence value
+cannot move the cursor, erase the verdict or recolour the report."""
 
 from __future__ import annotations
 
 from mlgate.gate import Decision
+from mlgate.safeio import printable
 
 _VERDICT = {"allow": "ALLOWED", "deny": "DENIED", "error": "ERROR (denied)"}
 
@@ -47,4 +51,4 @@ def render(decision: Decision) -> str:
                          f"{a.get('meaning') or '?'} for {a.get('environment') or '?'}, signed {a.get('signed_at') or '?'} [{status}]")
     if decision.audit:
         lines.append(f"  audit: {decision.audit.location} #{decision.audit.sequence}")
-    return "\n".join(lines)
+    return "\n".join(printable(line) for line in lines)
