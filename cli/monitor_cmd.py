@@ -11,7 +11,9 @@ from pathlib import Path
 
 import click
 
+from mlgate.cli.audit_option import AUDIT_HELP, AuditOption, check_audit_url
 from mlgate.errors import MlgateError
+from mlgate.safeio import printable
 
 
 @click.command("monitor")
@@ -27,13 +29,16 @@ from mlgate.errors import MlgateError
 @click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path), help="Sign the record (DSSE, in-toto) with this key; written to OUTPUT.sigstore.json.")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data.")
-@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Audit trail file (default .mlgate/audit.jsonl; MLGATE_AUDIT for other backends).")
+@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", cls=AuditOption, callback=check_audit_url,
+              help=AUDIT_HELP + " Default: file:.mlgate/audit.jsonl.")
+@click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Shorthand for --audit file:PATH.")
 @click.pass_context
-def monitor(ctx, release, window, environment, label, pred, sensitive, features, reference, out, key_path, policy_dir, data_files, audit_log):
+def monitor(ctx, release, window, environment, label, pred, sensitive, features, reference, out, key_path, policy_dir, data_files, audit_url, audit_log):
     """Recompute the bias audit and the data drift of a production WINDOW for RELEASE; exit 1 when either fails."""
     import dataclasses
     import json
-    import os
+
+    from click.core import ParameterSource
 
     from mlgate.audit import AuditOptions, decision_record, open_sink
     from mlgate.cli import DEFAULT_AUDIT_LOG, EXIT_ERROR, _actor, _clock
@@ -47,11 +52,15 @@ def monitor(ctx, release, window, environment, label, pred, sensitive, features,
     if key_path is not None and out is None:
         click.echo("mlgate: error: --key signs the record written by -o/--output; give both", err=True)
         sys.exit(EXIT_ERROR)
-    audit_url = f"file:{audit_log}" if audit_log is not None else os.environ.get("MLGATE_AUDIT") or f"file:{DEFAULT_AUDIT_LOG}"
+    # As in `check`: --audit-log on the command line wins over MLGATE_AUDIT; both on the command line is a mistake.
+    if audit_log is not None and audit_url is not None and ctx.meta.get("mlgate.source.audit_url") == ParameterSource.COMMANDLINE:
+        click.echo("mlgate: error: --audit and --audit-log both name the audit trail; give one", err=True)
+        sys.exit(EXIT_ERROR)
+    audit_url = f"file:{audit_log}" if audit_log is not None else audit_url or f"file:{DEFAULT_AUDIT_LOG}"
     try:
         sink = open_sink(audit_url, AuditOptions(policy_dir=policy_dir))
     except MlgateError as exc:
-        click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
+        click.echo(printable(f"mlgate: error: {exc.diagnostics()}"), err=True)
         sys.exit(EXIT_ERROR)
 
     now = clock.now()
@@ -61,8 +70,10 @@ def monitor(ctx, release, window, environment, label, pred, sensitive, features,
         try:
             from mlgate.manifest import load_release
             from mlgate.monitor import run_monitor
+            from mlgate.policy.environments import require_environment
 
             prepared = prepare(options)
+            require_environment(prepared.policy, environment)
             loaded = load_release(release)
             base = dataclasses.replace(base, policy_revision=prepared.revision, engine=prepared.engine.name,
                                        engine_version=prepared.engine.version,
@@ -89,28 +100,34 @@ def monitor(ctx, release, window, environment, label, pred, sensitive, features,
         try:
             receipt = sink.append(decision_record(decision, request))
         except MlgateError as exc:
-            click.echo(f"mlgate: error: audit record not written: {exc.diagnostics()}", err=True)
+            click.echo(printable(f"mlgate: error: audit record not written: {exc.diagnostics()}"), err=True)
             sys.exit(EXIT_ERROR)
 
     if decision.result == "error":
-        click.echo(f"mlgate: error: {decision.error} (audit #{receipt.sequence})", err=True)
+        click.echo(printable(f"mlgate: error: {decision.error} (audit #{receipt.sequence})"), err=True)
         sys.exit(EXIT_ERROR)
     record = result.record
-    click.echo(f"mlgate: monitoring {record['result'].upper()}  {record['release']['name']} {record['release']['version']} -> {environment}"
-               f" (window {record['window']['rows']} rows; decision {decision.decision_id}, audit #{receipt.sequence})")
+    echo = _echo  # every line quotes the manifest or the window: neutralised
+    echo(f"mlgate: monitoring {record['result'].upper()}  {record['release']['name']} {record['release']['version']} -> {environment}"
+         f" (window {record['window']['rows']} rows; decision {decision.decision_id}, audit #{receipt.sequence})")
     for v in record["violations"]:
-        click.echo(f"  x {v['id']} [{v['severity']}] {v['message']}")
+        echo(f"  x {v['id']} [{v['severity']}] {v['message']}")
     for w in record["warnings"]:
-        click.echo(f"  ! {w['id']} [{w['severity']}] {w['message']}")
+        echo(f"  ! {w['id']} [{w['severity']}] {w['message']}")
     drifted = {v.get("subject") for v in record["violations"] if v["id"].startswith("MLG-MON-")}
     for d in record["drift"]:
         mark = "x" if d["feature"] in drifted else " "
         ks = "" if d["ks_statistic"] is None else f", KS {d['ks_statistic']:.3f} (p {d['ks_p_value']:.2g})"
         psi = "n/a" if d["psi"] is None else f"{d['psi']:.3f}"
-        click.echo(f"  {mark} drift {d['feature']}: PSI {psi}{ks}")
+        echo(f"  {mark} drift {d['feature']}: PSI {psi}{ks}")
     if out is not None:
-        click.echo(f"mlgate: monitoring record written to {out}" + (f" (signed: {out}.sigstore.json)" if key_path else ""))
+        echo(f"mlgate: monitoring record written to {out}" + (f" (signed: {out}.sigstore.json)" if key_path else ""))
     sys.exit(0 if decision.result == "allow" else 1)
+
+
+def _echo(text: str) -> None:
+    """One report line: the release's name, version and findings are manifest and window values."""
+    click.echo(printable(text))
 
 
 def _write(path: Path, text: str) -> None:

@@ -55,12 +55,12 @@ def test_reapproval_after_evidence_change_restores_allow(release, tmp_path):
     card.write_text(card.read_text() + "\nReviewed by the clinical safety board on 2026-11-28.\n")
     code, decision, _ = check_json(release, "production", tmp_path / "a.jsonl")
     assert code == 1 and "MLG-APPR-012" in {v["id"] for v in decision["violations"]}
-    # Both production signers sign again over the changed evidence.
-    code, out, _ = _approve(release)
+    # Both production signers sign again over the changed evidence (replacing their own approvals: --force).
+    code, out, _ = _approve(release, "--force")
     assert code == 0 and "jane.roe_hospital.example.approval.production.sigstore.json" in out
     code, _, _ = run(["approve", release, "--key", EXAMPLES / "keys" / "sam.patel.key", "--name", "Sam Patel",
                       "--id", "sam.patel@hospital.example", "--role", "quality-assurance", "--meaning", "review",
-                      "--env", "production", "--expires", "2027-06-30T00:00:00Z"], now=EXAMPLES_NOW - dt.timedelta(hours=1))
+                      "--env", "production", "--expires", "2027-06-30T00:00:00Z", "--force"], now=EXAMPLES_NOW - dt.timedelta(hours=1))
     assert code == 0
     code, decision, _ = check_json(release, "production", tmp_path / "a.jsonl")
     assert code == 0, decision["violations"]

@@ -167,10 +167,11 @@ def test_torn_audit_log_denies_and_keeps_records(release, tmp_path):
     assert log.read_bytes().startswith(before)
 
 
-def test_unknown_environment_denies(release, tmp_path):
+def test_unknown_environment_is_an_error(release, tmp_path):
+    # Issue 19: a mistyped environment is one error naming the valid ones (exit 2), not a wall of findings.
     code, decision, _ = check_json(release, "prod", tmp_path / "audit.jsonl")
-    assert code == 1
-    assert "MLG-CFG-001" in {v["id"] for v in decision["violations"]}
+    assert code == 2 and decision["result"] == "error" and not decision["violations"]
+    assert "unknown environment 'prod'" in decision["error"]
 
 
 def test_missing_release_dir(tmp_path):

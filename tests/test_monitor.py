@@ -108,6 +108,6 @@ def test_missing_columns_and_unknown_environment(tmp_path):
     log = tmp_path / "b.jsonl"
     code, _, err = run(["monitor", RELEASE, "--window", STABLE, "--env", "qa", "--label", "y_true", "--pred", "y_pred",
                         "--sensitive", "ethnicity", "--audit-log", log])
-    assert code == 2 and "environment qa has no thresholds" in err
+    assert code == 2 and "unknown environment 'qa'; the policy defines dev, production, staging" in err
     code, _, err = run(["monitor", RELEASE, "--window", STABLE, *ARGS, "--key", "k.key"])
     assert code == 2 and "give both" in err

@@ -27,23 +27,32 @@ def redact_url(url: str) -> str:
     return re.sub(r"^(\w+://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
-def parse_audit_url(url: str) -> AuditTarget:
+def parse_audit_url(url: str, *, field: str = "--audit") -> AuditTarget:
+    """``file:PATH``, ``file:///abs/path``, ``postgresql://...``, or a bare path. A bare value must
+    look like a path (a directory part or a suffix: ``./trail``, ``audit.jsonl``): a lone word
+    such as ``garbage`` is a mistyped URL far more often than a file name, and silently writing
+    the trail to ``./garbage`` hides it. ``field`` names where the value came from (``--audit``,
+    ``MLGATE_AUDIT``)."""
     text = (url or "").strip()
     if not text:
-        raise AuditError("empty audit URL (expected file:PATH or postgresql://...)", field="--audit")
+        raise AuditError("empty audit URL (expected file:PATH or postgresql://...)", field=field)
     m = _SCHEME.match(text)
     if m is None:
-        return AuditTarget("file", path=Path(text))
+        path = Path(text)
+        if len(path.parts) < 2 and not path.suffix and not path.is_absolute():
+            raise AuditError(f"not an audit URL (expected file:PATH, postgresql://..., or a path such as ./{text} or {text}.jsonl)",
+                             file=text, field=field)
+        return AuditTarget("file", path=path)
     scheme = m.group(1).lower()
     if scheme == "file":
         rest = text[len(m.group(0)):]
         if rest.startswith("//"):
             rest = rest[2:]
             if not rest.startswith("/"):
-                raise AuditError("file URLs with a host are not supported (use file:PATH or file:///abs/path)", file=text, field="--audit")
+                raise AuditError("file URLs with a host are not supported (use file:PATH or file:///abs/path)", file=text, field=field)
         if not rest:
-            raise AuditError("no path in the file audit URL", file=text, field="--audit")
+            raise AuditError("no path in the file audit URL", file=text, field=field)
         return AuditTarget("file", path=Path(rest))
     if scheme in ("postgresql", "postgres"):
         return AuditTarget("postgresql", dsn=text)
-    raise AuditError(f"unknown audit URL scheme {scheme!r} (expected file:PATH or postgresql://...)", file=redact_url(text), field="--audit")
+    raise AuditError(f"unknown audit URL scheme {scheme!r} (expected file:PATH or postgresql://...)", file=redact_url(text), field=field)

@@ -141,8 +141,8 @@ def signer_warnings(key_path: Path, *, signer_id: str, role: str, meaning: str, 
     kid = key_id(load_private_key(key_path).public_key())
     owner = trust.approver_for_key(kid)
     if owner is None:
-        return [f"key {display(key_path)} (key id {kid[:16]}) is not an approver key in the trust policy {trust.source}; "
-                f"the gate will not count this signature until the trust policy lists it"]
+        return [(f"key {display(key_path)} (key id {kid[:16]}) is not an approver key in the trust policy {trust.source}; "
+                 "the gate will not count this signature until the trust policy lists it")]
     problems = []
     if owner.id != signer_id:
         problems.append(f"key {display(key_path)} belongs to approver {owner.id!r} in {trust.source}, not {signer_id!r}")
