@@ -198,6 +198,11 @@ uncheckable(d) if {
 	object.get(d, "actual_digest", false) == null
 }
 
+# What was found at a dataset's uri: its digest, or nothing (a local file that is missing).
+found(d) := sprintf("has digest %s", [lib.short(d, "actual_digest")]) if {
+	is_string(object.get(d, "actual_digest", null))
+} else := "is missing"
+
 # METADATA
 # title: Dataset file differs from its declared digest
 # description: >-
@@ -221,7 +226,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["GMLP-3", "EUAIA-10", "21CFR11.10(c)"],
 		"remediation": "Restore the declared dataset, or declare the new digest and validate the new data again.",
-		"message": sprintf("dataset %s file %s has digest %s but the manifest declares %s; expected the declared digest", [lib.s(d, "name"), lib.s(d, "uri"), lib.short(d, "actual_digest"), lib.short(d, "declared_digest")]),
+		"message": sprintf("dataset %s file %s %s but the manifest declares %s; expected the declared digest", [lib.s(d, "name"), lib.s(d, "uri"), found(d), lib.short(d, "declared_digest")]),
 		"subject": lib.s(d, "name"),
 	}
 }

@@ -111,6 +111,19 @@ test_dataset_digest_match_missing_fails_closed if {
 	"MLG-DATA-006" in ids(td.without("/datasets/0/digest_matches"))
 }
 
+test_missing_local_dataset_denies_naming_it if {
+	# The file at a local uri was deleted: no digest, and no match (not the remote case below).
+	inp := json.patch(td.good_input, [
+		{"op": "replace", "path": "/datasets/0/actual_digest", "value": null},
+		{"op": "replace", "path": "/datasets/0/digest_matches", "value": false},
+	])
+	vs := violations(inp)
+	{v.id | some v in vs} == {"MLG-DATA-006"}
+	some v in vs
+	v.message == "dataset train file data/train.csv is missing but the manifest declares 116f54c41d04; expected the declared digest"
+	not "MLG-DATA-009" in {w.id | some w in warnings(inp)}
+}
+
 test_remote_dataset_warns_only if {
 	inp := json.patch(td.good_input, [
 		{"op": "replace", "path": "/datasets/0/uri", "value": "s3://bucket/train.csv"},
