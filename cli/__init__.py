@@ -14,8 +14,11 @@ from pathlib import Path
 import click
 
 from mlgate import __version__
+from mlgate.cli.audit_option import AuditOption, check_audit_url
 from mlgate.cli.engine_options import engine_options, opa_settings
+from mlgate.cli.params import FiniteFloatRange
 from mlgate.errors import MlgateError
+from mlgate.safeio import printable
 
 EXIT_ALLOWED, EXIT_DENIED, EXIT_ERROR = 0, 1, 2
 DEFAULT_AUDIT_LOG = Path(".mlgate") / "audit.jsonl"
@@ -28,7 +31,7 @@ def _clock(ctx: click.Context):
 
 
 def _fail(exc: MlgateError) -> None:
-    click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
+    click.echo(printable(f"mlgate: error: {exc.diagnostics()}"), err=True)
     sys.exit(EXIT_ERROR)
 
 
@@ -53,7 +56,9 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("release", type=click.Path(path_type=Path))
-@click.option("--env", "environment", required=True, help="Target environment (e.g. staging, production).")
+@click.option("--env", "environment", required=True, help="Target environment: one the policy defines, a directory under "
+              "mlgate/environments/ of --policy (the bundled library: dev, staging, production; `mlgate policy doc` lists them). "
+              "Any other is an error (exit 2).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True)
 @click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory or OPA bundle (default: `policy` in .mlgate.yaml, else the bundled library).")
@@ -63,7 +68,7 @@ def cli() -> None:
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Shorthand for --audit file:PATH.")
 @click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
 @click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
+@click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
 @engine_options()
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
 @click.option("--explain", is_flag=True, help="Also explain each finding: rule, inputs read and their values, what was expected, the tier's thresholds, remediation; and every rule evaluated (text and json output).")
@@ -80,7 +85,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     from click.core import ParameterSource
 
     from mlgate.audit import AuditOptions, open_sink
-    from mlgate.gate import GateOptions, check as run_check
+    from mlgate.gate import GateOptions, check_loaded as run_check_loaded
     from mlgate.inputdoc import Request
     from mlgate.render import renderer
 
@@ -129,10 +134,12 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         workdir = ctx.with_resource(tempfile.TemporaryDirectory(prefix="mlgate-mlflow-"))
         fetch = functools.partial(fetch_model_version, str(release), Path(workdir))
     with sink:
-        decision = run_check(release, options, sink, fetch=fetch)
+        decision = run_check_loaded(_release_loader(release, environment, fetch), options, sink)
     report = renderer(fmt)(decision)
     if explain:
         report = _with_explanation(report, fmt, decision, options)
+    if fmt == "text":  # the explanation quotes input values too: no control character reaches the terminal
+        report = printable(report, keep_newlines=True)
     if output_file is not None:
         try:
             output_file.write_text(report + "\n", encoding="utf-8")
@@ -143,8 +150,25 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     else:
         click.echo(report)
     if decision.error:
-        click.echo(f"mlgate: error: {decision.error}", err=True)
+        click.echo(printable(f"mlgate: error: {decision.error}"), err=True)
     sys.exit(decision.exit_code)
+
+
+def _release_loader(release: Path, environment: str, fetch):
+    """What :func:`mlgate.gate.check` loads, after one more check: the environment is one the
+    loaded policy defines. Inside the recorded path, so a mistyped ``--env`` is one error
+    decision naming the valid environments (exit 2), not a deny listing every threshold as missing."""
+
+    def load(prepared):
+        from mlgate import evidence
+        from mlgate.manifest import load_release
+        from mlgate.policy.environments import require_environment
+
+        require_environment(prepared.policy, environment)
+        loaded = load_release(fetch() if fetch is not None else Path(release))
+        return loaded, evidence.collect(loaded, prepared.trust)
+
+    return load
 
 
 def _with_explanation(report: str, fmt: str, decision, options) -> str:
@@ -158,15 +182,57 @@ def _with_explanation(report: str, fmt: str, decision, options) -> str:
         policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
         explanation = explain_decision(decision, build_catalogue(policy=policy))
     except MlgateError as exc:
-        click.echo(f"mlgate: error: cannot explain the decision: {exc.diagnostics()}", err=True)
+        click.echo(printable(f"mlgate: error: cannot explain the decision: {exc.diagnostics()}"), err=True)
         return report
     if fmt == "json":
         import json
 
+        from mlgate.safeio import dumps_json
+
         doc = json.loads(report)
         doc["explanation"] = explanation.as_dict()
-        return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False)
+        return dumps_json(doc, indent=2, sort_keys=True)
     return report + "\n" + render_text(explanation)
+
+
+_SIGNING_POLICY = click.option("--policy", "policy_dir", type=click.Path(path_type=Path),
+                               help="Policy whose environments --env must name (default: the bundled library).")
+_SIGNING_TRUST = click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
+                              help="Trust policy to check the signer against (default: as for check: `trust` in .mlgate.yaml); a mismatch is a warning.")
+
+
+def _check_signer(policy_dir, trust_path, environment, key_path, signer_id, role, meaning) -> list[str]:
+    """Before signing: --env is an environment the policy defines (else MlgateError, exit 2); the
+    warnings to print once signed, one per reason the trust policy would not count the signature."""
+    from mlgate.policy import load_policy
+    from mlgate.policy.environments import require_environment
+    from mlgate.signing.approve import signer_warnings
+    from mlgate.signing.trust import load_trust_policy
+
+    policy = load_policy(policy_dir)
+    require_environment(policy, environment)
+    from mlgate.errors import InputError
+    from mlgate.settings import find_settings, trust_policy_path
+
+    try:  # as `check` finds it: --trust, then `trust` in .mlgate.yaml, then a trust.yaml inside the policy
+        path, _ = trust_policy_path(trust_path, find_settings(), policy.trust_policy_path)
+    except InputError:
+        return ["no trust policy to check the signer against (pass --trust); the gate counts only signers it lists"]
+    return signer_warnings(key_path, signer_id=signer_id, role=role, meaning=meaning, environment=environment,
+                           trust=load_trust_policy(path))
+
+
+def _warn(warnings: list[str]) -> None:
+    for warning in warnings:
+        click.echo(printable(f"mlgate: warning: {warning}"), err=True)
+
+
+_TSA = click.option(
+    "--tsa", metavar="URL",
+    help="RFC 3161 timestamping authority to timestamp the signature (stored in the bundle). Only a timestamp of an authority "
+         "the trust policy lists (timestampAuthorities) shows the signature predates a later revocation or key expiry; "
+         "the signing time written otherwise is the signer's claim.",
+)
 
 
 @cli.command()
@@ -180,19 +246,28 @@ def _with_explanation(report: str, fmt: str, decision, options) -> str:
 @click.option("--expires", help="Expiry, RFC 3339 (e.g. 2027-06-30T00:00:00Z).")
 @click.option("--comment", help="Free-text comment recorded in the signed statement.")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the signed approval (default: the release's approvals directory).")
+@_SIGNING_POLICY
+@_SIGNING_TRUST
+@click.option("--force", is_flag=True, help="Replace an existing file at the output path (default: refuse).")
+@_TSA
 @click.pass_context
-def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, environment, expires, comment, out):
-    """Sign an approval of RELEASE's model digest and evidence (DSSE, in-toto Statement v1)."""
+def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, environment, expires, comment, out, policy_dir, trust_path, force, tsa):
+    """Sign an approval of RELEASE's model digest and evidence (DSSE, in-toto Statement v1).
+
+    --env must be an environment the policy defines; a warning says when the trust policy would
+    not count the signature (unknown key, other signer, role, meaning or environment)."""
     try:
         from mlgate.signing.approve import approve_release
 
+        warnings = _check_signer(policy_dir, trust_path, environment, key_path, signer_id, role, meaning)
         written = approve_release(
             release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, meaning=meaning,
-            environment=environment, expires=expires, comment=comment, out=out, now=_clock(ctx).now(),
+            environment=environment, expires=expires, comment=comment, out=out, now=_clock(ctx).now(), force=force, tsa=tsa,
         )
     except MlgateError as exc:
         _fail(exc)
-    click.echo(f"mlgate: approval by {printed_name} ({role}, {meaning}) for {environment} written to {written}")
+    _warn(warnings)
+    click.echo(printable(f"mlgate: approval by {printed_name} ({role}, {meaning}) for {environment} written to {written}"))
 
 
 @cli.command()
@@ -207,20 +282,27 @@ def approve(ctx, release, key_path, printed_name, signer_id, role, meaning, envi
 @click.option("--id", "signer_id", required=True, help="Signer id as listed in the trust policy.")
 @click.option("--role", required=True, help="Role in which the signer accepts the risk (e.g. clinical-safety-officer).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False, path_type=Path), help="Where to write the signed waiver (default: the release's waivers directory).")
+@_SIGNING_POLICY
+@_SIGNING_TRUST
+@click.option("--force", is_flag=True, help="Replace an existing file at the output path (default: refuse).")
+@_TSA
 @click.pass_context
-def waive(ctx, release, rules, environment, justification, expires, ticket, key_path, printed_name, signer_id, role, out):
+def waive(ctx, release, rules, environment, justification, expires, ticket, key_path, printed_name, signer_id, role, out, policy_dir, trust_path, force, tsa):
     """Sign a time-limited waiver: RELEASE's violations of the named rules become warnings until
     it expires, if the policy accepts the signer's role, the validity and the rules."""
     try:
         from mlgate.signing.approve import waive_release
 
+        warnings = _check_signer(policy_dir, trust_path, environment, key_path, signer_id, role, None)
         written = waive_release(
             release, key_path=key_path, printed_name=printed_name, signer_id=signer_id, role=role, rules=list(rules),
             environment=environment, justification=justification, expires=expires, ticket=ticket, out=out, now=_clock(ctx).now(),
+            force=force, tsa=tsa,
         )
     except MlgateError as exc:
         _fail(exc)
-    click.echo(f"mlgate: waiver of {', '.join(sorted(set(rules)))} by {printed_name} ({role}) for {environment} until {expires} written to {written}")
+    _warn(warnings)
+    click.echo(printable(f"mlgate: waiver of {', '.join(sorted(set(rules)))} by {printed_name} ({role}) for {environment} until {expires} written to {written}"))
     if out is not None:
         click.echo("mlgate: list it under spec.evidence.waivers in mlgate.yaml unless it lies in a directory listed there", err=True)
 
@@ -243,10 +325,17 @@ def keygen(kind, prefix, force):
         private_path.parent.mkdir(parents=True, exist_ok=True)
         import os
 
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        # Without --force, O_EXCL: a key that appeared since the check above is not overwritten either.
+        exclusive = 0 if force else os.O_EXCL
+        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL), 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(private_pem)
-        public_path.write_bytes(public_pem)
+        fd = os.open(public_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | exclusive, 0o644)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(public_pem)
+    except FileExistsError as exc:
+        click.echo(f"mlgate: error: {exc.filename}: exists (use --force to overwrite)", err=True)
+        sys.exit(EXIT_ERROR)
     except OSError as exc:
         click.echo(f"mlgate: error: {prefix}: cannot write the key pair: {exc.strerror}", err=True)
         sys.exit(EXIT_ERROR)
@@ -306,8 +395,11 @@ def evidence_bias(ctx, predictions, label, pred, sensitive, metric, reference, n
 # Command groups defined in their own modules under cli/ (each keeps its heavy imports inside
 # its commands). Register each one here, one import and one add_command per module.
 # `mlgate explain RELEASE --env ENV`: `check --explain`, same options, same recorded decision.
+# --explain works with text and json only: explain offers just those (its help lists only what works).
+_EXPLAIN_OUTPUT = click.Option(["-o", "--output", "fmt"], type=click.Choice(["text", "json"]), default="text", show_default=True)
 explain = click.Command(
-    "explain", params=[p for p in check.params if p.name != "explain"], callback=functools.partial(check.callback, explain=True),
+    "explain", params=[_EXPLAIN_OUTPUT if p.name == "fmt" else p for p in check.params if p.name != "explain"],
+    callback=functools.partial(check.callback, explain=True),
     help="Explain the decision for RELEASE in --env: for each violation or warning the rule, the input paths it read with their "
          "values, what was expected, the tier's thresholds and the remediation; for an allow, every rule evaluated. "
          "The decision is made and recorded as by `check` (same exit codes).",

@@ -15,13 +15,15 @@ from typing import Any
 
 import click
 
+from mlgate.cli.params import FiniteFloatRange
+
 #: The same names as :data:`mlgate.policy.engine.ENGINES` (a test keeps them equal); importing that
 #: module here would load the policy machinery on every ``mlgate --help``.
 ENGINE_CHOICES = ("embedded", "rego-cpp", "opa")
 
 #: OpaSettings field -> the command-line parameter that sets it.
 _OPA_PARAMS = {"url": "opa_url", "token": "opa_token", "ca_file": "opa_ca", "client_cert": "opa_client_cert",
-               "client_key": "opa_client_key", "timeout_s": "opa_timeout"}
+               "client_key": "opa_client_key", "timeout_s": "opa_timeout", "expected_revision": "opa_bundle_revision"}
 
 
 def _token_from_file(ctx: click.Context, param: click.Parameter, value: Path | None) -> tuple[Path, str] | None:
@@ -53,8 +55,10 @@ def engine_options(*, default: str | None = "embedded", default_help: str = "") 
         click.option("--opa-ca", type=click.Path(dir_okay=False, path_type=Path), help="CA bundle that signed OPA's server certificate."),
         click.option("--opa-client-cert", type=click.Path(dir_okay=False, path_type=Path), help="Client certificate for mTLS to OPA."),
         click.option("--opa-client-key", type=click.Path(dir_okay=False, path_type=Path), help="Client key for mTLS to OPA."),
-        click.option("--opa-timeout", type=click.FloatRange(min=0.05, max=30), help="Deadline per OPA decision in seconds (default: --timeout; "
-                     "the webhook also keeps it inside each request's admission deadline)."),
+        click.option("--opa-bundle-revision", help="Bundle revision OPA must report serving (provenance); default: the local policy's "
+                     "revision (`mlgate policy bundle` writes it). An answer from any other bundle, or none, is a deny."),
+        click.option("--opa-timeout", type=FiniteFloatRange(min=0.05, max=30), help="Deadline per OPA decision in seconds (default: `check --timeout`; "
+                     "`serve`: 5, and always inside each request's admission deadline)."),
     ]
 
     def decorate(command: Callable) -> Callable:
