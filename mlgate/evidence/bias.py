@@ -18,13 +18,15 @@ INSUFFICIENT_EVIDENCE, which fails closed, so no test result can make them pass;
 out of the family stops them from diluting (raising) ``p_holm`` of the comparisons that are
 decided by the test.
 
-Reading (:func:`read_bias_audit`) is light: JSON, the JSON Schema and plain-Python bookkeeping
-checks (tp + fn == positives, value == successes / trials, each value inside its interval, gap ==
+Reading (:func:`read_bias_audit`): JSON, the JSON Schema and plain-Python bookkeeping checks
+(tp + fn == positives, value == successes / trials, each value inside its interval, gap ==
 reference - value inside its interval, p_holm >= p_value, sorted unique groups, reference counts,
-insufficient flags), so a hand-edited record does not pass silently. The reader does not
-re-derive the statistics (that would mean hand-written formulas beside statsmodels); an edit made
-after approval is caught anyway, because approvals bind the record's sha256. Pandas, Fairlearn and
-statsmodels are imported inside :func:`compute_bias_audit` only, so the CLI starts fast.
+insufficient flags); then, when those hold, every interval, p-value and Holm-adjusted p-value is
+recomputed from the record's counts with the same statsmodels calls that made it
+(:func:`group_interval`, :func:`compare_proportions`, :func:`holm`), so a number edited by
+hand, even by an approver who then re-signs, is an error naming the subgroup and the field
+(issue 14). statsmodels is imported when a record is read (and cached with the facts by the
+webhook); pandas and Fairlearn only inside :func:`compute_bias_audit`.
 """
 
 from __future__ import annotations
@@ -109,12 +111,6 @@ def compute_bias_audit(
 
     import numpy as np
     from fairlearn.metrics import MetricFrame, count
-    from statsmodels.stats.multitest import multipletests
-    from statsmodels.stats.proportion import (
-        confint_proportions_2indep,
-        proportion_confint,
-        test_proportions_2indep,
-    )
 
     frame = _load_predictions(data, name, label, pred, sensitive)
     y_true = frame[label].to_numpy(dtype=np.int64)
@@ -158,7 +154,7 @@ def compute_bias_audit(
                     file=name, field=attribute,
                 )
             for group_value, c, s, t in rows:
-                low, high = proportion_confint(s, t, alpha=alpha_ci, method="wilson") if t else (None, None)
+                low, high = group_interval(s, t, alpha_ci) if t else (None, None)
                 groups.append({
                     "attribute": attribute, "group": group_value, "n": c["n"],
                     "positives": c["positives"], "negatives": c["negatives"],
@@ -189,20 +185,7 @@ def compute_bias_audit(
                 p_value = None
                 if t and ref_t:
                     value, ref_value = s / t, ref_s / ref_t
-                    gap_low, gap_high = confint_proportions_2indep(
-                        ref_s, ref_t, s, t, method="newcomb", compare="diff", alpha=alpha_ci
-                    )
-                    result = test_proportions_2indep(
-                        s, t, ref_s, ref_t, method="score", compare="diff", alternative="smaller", correction=True
-                    )
-                    p_value = float(result.pvalue)
-                    if not math.isfinite(p_value):
-                        # Only when both rates sit at the same boundary (0 or 1): the observed
-                        # difference is exactly 0 and the null distribution is degenerate, so the
-                        # group is not worse with certainty: P(T <= t_obs) = 1.
-                        if s * ref_t != ref_s * t:
-                            raise RuntimeError(f"score test gave {p_value} for {s}/{t} vs {ref_s}/{ref_t}")
-                        p_value = 1.0
+                    gap_low, gap_high, p_value = compare_proportions(s, t, ref_s, ref_t, alpha_ci)
                     entry.update({
                         "gap": _round(ref_value - value),
                         "gap_ci_low": _round(gap_low), "gap_ci_high": _round(gap_high),
@@ -212,10 +195,8 @@ def compute_bias_audit(
                 raw_p.append(p_value)
 
     family = [i for i, c in enumerate(comparisons) if not c["insufficient"]]
-    if family:
-        adjusted = multipletests([raw_p[i] for i in family], method="holm")[1]
-        for i, p_holm in zip(family, adjusted):
-            comparisons[i]["p_holm"] = _round(p_holm)
+    for i, p_holm in zip(family, holm([raw_p[i] for i in family])):
+        comparisons[i]["p_holm"] = _round(p_holm)
 
     return {
         "apiVersion": API_VERSION,
@@ -235,6 +216,50 @@ def compute_bias_audit(
         "groups": groups,
         "comparisons": comparisons,
     }
+
+
+# --------------------------------------------------------------------------- statistics (statsmodels)
+# One implementation, used to make a record and to check one: the reader recomputes every
+# interval and p-value from the record's counts with these same calls.
+def group_interval(successes: int, trials: int, alpha_ci: float) -> tuple[float, float]:
+    """The Wilson score interval of ``successes / trials``."""
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(successes, trials, alpha=alpha_ci, method="wilson")
+    return float(low), float(high)
+
+
+def compare_proportions(s: int, t: int, ref_s: int, ref_t: int, alpha_ci: float) -> tuple[float, float, float]:
+    """``(gap_ci_low, gap_ci_high, p_value)`` of the group ``s/t`` against the reference
+    ``ref_s/ref_t``: the Newcombe interval of ``reference - group`` and the one-sided score test
+    (H1: the group's rate is smaller)."""
+    import warnings
+
+    from statsmodels.stats.proportion import confint_proportions_2indep, test_proportions_2indep
+
+    with warnings.catch_warnings():
+        # A score test of two groups at the same boundary (0/n vs 0/m) divides 0 by 0; handled below.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        gap_low, gap_high = confint_proportions_2indep(ref_s, ref_t, s, t, method="newcomb", compare="diff", alpha=alpha_ci)
+        result = test_proportions_2indep(s, t, ref_s, ref_t, method="score", compare="diff", alternative="smaller", correction=True)
+    p_value = float(result.pvalue)
+    if not math.isfinite(p_value):
+        # Only when both rates sit at the same boundary (0 or 1): the observed difference is
+        # exactly 0 and the null distribution is degenerate, so the group is not worse with
+        # certainty: P(T <= t_obs) = 1.
+        if s * ref_t != ref_s * t:
+            raise RuntimeError(f"score test gave {p_value} for {s}/{t} vs {ref_s}/{ref_t}")
+        p_value = 1.0
+    return float(gap_low), float(gap_high), p_value
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (empty family: empty list)."""
+    if not p_values:
+        return []
+    from statsmodels.stats.multitest import multipletests
+
+    return [float(p) for p in multipletests(p_values, method="holm")[1]]
 
 
 def tool_versions() -> dict[str, str]:
@@ -419,6 +444,8 @@ def read_bias_audit(data: bytes, name: str, *, path: str | None = None, digest: 
         facts["created_at"] = None
         problems.append(("created_at", f"{doc['created_at']!r} is not a valid RFC 3339 time"))
     problems.extend(_consistency_problems(doc))
+    if not problems:
+        problems.extend(_recomputed_problems(doc))
     facts["errors"] = _render(name, problems)
     facts["valid"] = not problems
     return facts
@@ -470,6 +497,53 @@ def _le(a: float, b: float) -> bool:
 
 _GROUP_COUNTS = ("n", "positives", "negatives", "tp", "fn", "tn", "fp", "successes", "trials")
 _COMPARISON_COUNTS = ("successes", "trials", "reference_successes", "reference_trials")
+
+
+def _differs(recorded: Any, computed: float | None) -> bool:
+    """The record's six-significant-digit value is not the recomputed one (a last-digit
+    difference from another statsmodels build is tolerated)."""
+    expected = _round(computed)
+    if recorded is None or expected is None:
+        return recorded is not expected
+    return not math.isclose(float(recorded), expected, rel_tol=1e-4, abs_tol=1e-9)
+
+
+def _recomputed_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every interval, p-value and Holm-adjusted p-value recomputed from the record's counts
+    (issue 14: the numbers are checked, not trusted). Each mismatch names the subgroup and the
+    field: ``comparisons[3] (ethnicity=Black).p_holm: recorded 0.9, the counts give 5.44e-33``."""
+    out: list[tuple[str, str]] = []
+    alpha_ci = 1.0 - float(doc["confidence"])
+
+    def report(at: str, who: str, field: str, recorded: Any, computed: float | None) -> None:
+        out.append((f"{at}.{field}", f"{who}: recorded {recorded!r}, the counts give {_round(computed)!r}"))
+
+    for i, g in enumerate(doc["groups"]):
+        s, t = g["successes"], g["trials"]
+        if not t:
+            continue
+        low, high = group_interval(s, t, alpha_ci)
+        who = f"{g['attribute']}={g['group']}"
+        for field, computed in (("ci_low", low), ("ci_high", high)):
+            if _differs(g[field], computed):
+                report(f"groups[{i}]", who, field, g[field], computed)
+    raw: dict[int, float] = {}
+    for i, c in enumerate(doc["comparisons"]):
+        s, t, ref_s, ref_t = c["successes"], c["trials"], c["reference_successes"], c["reference_trials"]
+        if not (t and ref_t):
+            continue
+        gap_low, gap_high, p_value = compare_proportions(s, t, ref_s, ref_t, alpha_ci)
+        raw[i] = p_value
+        who = f"{c['attribute']}={c['group']}"
+        for field, computed in (("gap_ci_low", gap_low), ("gap_ci_high", gap_high), ("p_value", p_value)):
+            if _differs(c[field], computed):
+                report(f"comparisons[{i}]", who, field, c[field], computed)
+    family = [i for i, c in enumerate(doc["comparisons"]) if not c["insufficient"] and i in raw]
+    for i, p_holm in zip(family, holm([raw[i] for i in family])):
+        c = doc["comparisons"][i]
+        if _differs(c["p_holm"], p_holm):
+            report(f"comparisons[{i}]", f"{c['attribute']}={c['group']}", "p_holm", c["p_holm"], p_holm)
+    return out
 
 
 def _consistency_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:

@@ -454,3 +454,45 @@ violation contains v if {
 		"subject": label(g),
 	}
 }
+
+# The sensitive attributes the audit covers (those it measured groups of).
+audited contains a if {
+	some g in groups
+	is_string(g.attribute)
+	a := lower(g.attribute)
+}
+
+# An entry of bias.required_attributes: one attribute name, or a list of names
+# any one of which covers it (["race", "ethnicity"]).
+names_of(entry) := {lower(entry)} if is_string(entry)
+
+names_of(entry) := {lower(n) | some n in entry; is_string(n)} if is_array(entry)
+
+# METADATA
+# title: Required sensitive attribute not audited
+# description: >-
+#   The environment names sensitive attributes every bias audit must cover
+#   (bias.required_attributes), and the audit measures no groups for one of
+#   them: an audit over a convenient attribute alone (say sex) cannot show the
+#   model is fair for the others.
+# custom:
+#   id: MLG-BIAS-013
+#   severity: high
+#   controls: [GMLP-3, EUAIA-10]
+#   remediation: Audit the release again with every required attribute (mlgate evidence bias --sensitive ...).
+#   expected: >-
+#     The bias audit measures groups of every attribute bias.required_attributes
+#     lists for this environment (for a list of alternatives, one of them).
+violation contains v if {
+	audit.present == true
+	some entry in lib.list_of(cfg, "required_attributes")
+	count(names_of(entry) & audited) == 0
+	v := {
+		"id": "MLG-BIAS-013",
+		"severity": "high",
+		"controls": ["GMLP-3", "EUAIA-10"],
+		"remediation": "Audit the release again with every required attribute (mlgate evidence bias --sensitive ...).",
+		"message": sprintf("bias audit %s covers %s, but environment %s requires %s; expected groups of that attribute in the audit", [path, lib.join(sort(audited)), lib.s(input, "environment"), lib.join(sort(names_of(entry)))]),
+		"subject": lib.join(sort(names_of(entry))),
+	}
+}

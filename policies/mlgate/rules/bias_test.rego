@@ -226,3 +226,28 @@ test_comparison_missing_numbers if {
 	some v in vs
 	v.message == "bias audit evidence/bias_audit.json comparison race=A has no number for p_holm; expected value, reference_value, gap, gap_ci_low, gap_ci_high, p_holm"
 }
+
+# --- required sensitive attributes (issue 14) ----------------------------------
+
+requiring(list) := json.patch(td.environments, [{"op": "add", "path": "/production/bias/required_attributes", "value": list}])
+
+violations_requiring(inp, list) := vs if {
+	envs := requiring(list)
+	vs := bias.violation with input as inp with data.mlgate.environments as envs
+}
+
+test_audit_covering_the_required_attributes_passes if {
+	count(violations_requiring(td.good_input, [["race", "ethnicity"], "sex"])) == 0
+}
+
+test_missing_required_attribute_denies_naming_it if {
+	vs := violations_requiring(td.good_input, ["age_band"])
+	td.ids(vs) == {"MLG-BIAS-013"}
+	some v in vs
+	v.message == "bias audit evidence/bias_audit.json covers race, sex, but environment production requires age_band; expected groups of that attribute in the audit"
+}
+
+test_one_of_alternatives_suffices if {
+	count(violations_requiring(td.good_input, [["ethnicity", "RACE"]])) == 0
+	td.ids(violations_requiring(td.good_input, [["ethnicity", "ancestry"]])) == {"MLG-BIAS-013"}
+}
