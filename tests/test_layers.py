@@ -18,7 +18,7 @@ def test_import_contracts_are_kept():
 
 
 def test_no_module_imports_itself_back():
-    graph = grimp.build_graph("mlgate")
+    graph = grimp.build_graph("mlgate", exclude_type_checking_imports=True)  # type-only imports do not run
     cycles = set()
     for module in graph.modules:
         for imported in graph.find_modules_directly_imported_by(module):

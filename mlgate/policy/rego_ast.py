@@ -14,13 +14,15 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import yaml
 
 from mlgate.errors import PolicyError
-from mlgate.policy.policyset import PolicySet
 from mlgate.safeio import display
+
+if TYPE_CHECKING:  # a type only: policyset imports this module to check data overrides against rule paths
+    from mlgate.policy.policyset import PolicySet
 
 # The engine's own names (not builtins, not user rules).
 _KEYWORD_ROOTS = {"data", "input"}
