@@ -139,3 +139,42 @@ def test_the_chain_holds_every_record(hook):
     recs = records(hook.tmp / "audit.jsonl")
     assert recs and [r["sequence"] for r in recs] == list(range(1, len(recs) + 1))
     assert all(recs[i]["prev_hash"] == recs[i - 1]["hash"] for i in range(1, len(recs)))
+
+
+def test_a_decision_recorded_in_time_but_answered_by_the_deadline_path_is_named_late(tmp_path):
+    """The race: the gate records its decision in time, then the event loop gives up before the answer
+    is handed over. The trail then holds a ``late`` record naming the decision the cluster never saw."""
+    from conftest import EXAMPLES_NOW
+    from mlgate.gatekeeper.review import parse_review
+    from mlgate.gatekeeper.service import Delivery, Gatekeeper
+
+    from mlgate.audit import AuditOptions, open_sink
+    from mlgate.clock import FixedClock
+
+    settings = Settings(evidence_store=f"file://{EXAMPLES}", audit=str(tmp_path / "audit.jsonl"))
+    delivery = Delivery(deadline=None)
+
+    class GiveUpAfterTheFirstRecord:
+        """The real file sink; the event loop's deadline fires right after the first record is durable."""
+
+        def __init__(self):
+            self.inner = open_sink(settings.audit, AuditOptions())
+
+        def append(self, record):
+            receipt = self.inner.append(record)
+            delivery.give_up("deadline")
+            return receipt
+
+    gk = Gatekeeper(settings, clock=FixedClock(EXAMPLES_NOW), sink=GiveUpAfterTheFirstRecord())
+    gk.start()
+    try:
+        review = parse_review(deployment("readmission-risk@1.4.0"))
+        outcome = gk.admit(review, "production", delivery=delivery)
+    finally:
+        gk.close()
+    assert delivery.given_up == "deadline"  # so the event loop answers the deadline deny, not this outcome
+    recs = records(tmp_path / "audit.jsonl")
+    assert [r["result"] for r in recs] == ["allow", "late"]
+    assert recs[0]["admission"]["delivery"] == "in-time" and outcome.decisions[0].decision_id == recs[0]["decision_id"]
+    assert recs[1]["admission"]["supersedes"] == [recs[0]["decision_id"]] and recs[1]["admission"]["uid"] == review.uid
+    assert "never received" in recs[1]["error"]
