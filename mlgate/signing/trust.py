@@ -38,9 +38,20 @@ A YAML file versioned with the policies (schema: ``schemas/trust_policy.schema.j
 
 **Validity at signing time.** Every key and identity may carry ``notBefore``/``notAfter`` (the
 signing times it is valid for) and ``revoked: {at, reason}``. A signature counts when its
-signing time is inside the window and before the revocation; a signature made before a
-revocation still counts, and the record says the key was revoked later
-(``revoked_after_signing``). Rotation is two keys for one person with adjoining windows.
+signing time is inside the window and before the revocation, and only a *trusted* time
+(an RFC 3161 timestamp of a ``timestampAuthorities`` entry, a keyless bundle's Rekor time) can
+show that: then a signature made before a revocation still counts and the record says the key
+was revoked later (``revoked_after_signing``). The signer's claimed time never rescues a key
+(:meth:`Validity.judge_signature`): revoked for a possible compromise, every signature is void;
+past ``notAfter`` or revoked for another reason, it counts only until then. Rotation is two
+keys for one person with adjoining windows; sign with ``--tsa`` so that approvals made with the
+old key outlive it.
+
+    timestampAuthorities:                       # RFC 3161 TSAs (optional)
+      - id: hospital-tsa
+        name: Hospital Timestamping Authority
+        roots: [{path: tsa/root.pem}]
+        certificate: {path: tsa/tsa.pem}        # optional: the pinned TSA signing certificate
 
 **Uniqueness.** A key id may appear only once in the whole policy, an X.509 identity (CA, email)
 and a keyless identity (issuer, subject) only once per list kind, so one credential always means
