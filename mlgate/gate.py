@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlgate.audit import AuditReceipt, AuditSink
-from mlgate.canonical import sha256_hex
+from mlgate.canonical import escape_surrogates, escape_text, explain, sha256_hex
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
 from mlgate.errors import AuditError, MlgateError, PolicyError
 from mlgate.inputdoc import Request, build_input, canonical_input
@@ -23,6 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlgate.manifest import Release
 
 SEVERITIES = ("low", "medium", "high", "critical")
+
+log = logging.getLogger("mlgate.gate")
 
 
 @dataclass(frozen=True)
@@ -246,6 +250,10 @@ def prepare(options: GateOptions) -> Prepared:
     from mlgate.settings import find_settings, trust_policy_path
     from mlgate.signing.trust import load_trust_policy
 
+    timeout = options.timeout_s
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
+        # nan passes every comparison and inf never expires: refused before any engine starts
+        raise PolicyError(f"the evaluation timeout must be a finite number of seconds above 0, got {timeout!r}", field="timeout")
     settings = options.settings if options.settings is not None else find_settings()
     policy_dir = options.policy_dir if options.policy_dir is not None else settings.policy
     policy = load_policy(policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
@@ -290,6 +298,11 @@ def check_loaded(load: Loader, options: GateOptions, sink: AuditSink, *, prepare
         decision = _evaluate(load, options, now, base, state, prepared)
     except MlgateError as exc:
         decision = Decision(result="error", error=exc.diagnostics(), **base, **state)
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen input: still a recorded error decision (deny)
+        # Logged with its traceback (the bug stays visible to whoever runs mlgate); the decision
+        # itself fails closed and is recorded like any other (design.md section 8: every path).
+        log.exception("internal error while deciding %s", decision_id)
+        decision = Decision(result="error", error=f"internal error: {_one_line(exc)}; denied", **base, **state)
     return _record(decision, options, sink)
 
 
@@ -344,8 +357,8 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
     try:
         input_json = canonical_input(input_doc, facts)  # serialised once: its digest, and what the engine reads
-    except ValueError as exc:  # a non-finite number or a value JSON cannot carry: never evaluate it
-        raise PolicyError(f"the input document is not canonical JSON: {exc}") from None
+    except ValueError as exc:  # a non-finite number, a lone surrogate, a value JSON cannot carry: never evaluate it
+        raise PolicyError(f"the input document is not canonical JSON: {explain(input_doc, exc)}") from None
     state["input_digest"] = sha256_hex(input_json)
     state["input_document"] = input_doc
 
@@ -358,12 +371,64 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
 
 
 def _record(decision: Decision, options: GateOptions, sink: AuditSink) -> Decision:
-    from mlgate.audit import decision_record
+    """Append the decision's record. When the record itself cannot be sealed (a value with no
+    JSON form that got past the input checks), the decision becomes an error and a reduced
+    record is written instead: the ids, digests and the reason, none of the release's values.
+    When the sink cannot write at all, the decision is an error with no record (no record, no allow)."""
+    from mlgate.audit import UnsealableRecord, decision_record
+
+    decision = _text_safe(decision)
+
+    def fail(reason: str, receipt: AuditReceipt | None = None) -> Decision:
+        return dataclasses.replace(decision, result="error", audit=receipt, error="; ".join(filter(None, [decision.error, reason])))
 
     try:
-        receipt = sink.append(decision_record(decision, options.request))
+        try:
+            receipt = sink.append(decision_record(decision, options.request))
+        except AuditError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - building the record failed: an unsealable record, told apart below
+            log.exception("cannot build the audit record of %s", decision.decision_id)
+            raise UnsealableRecord(f"the decision record could not be built: {_one_line(exc)}") from None
+    except UnsealableRecord as exc:
+        reason = f"{exc.message}; recorded without the release's values"
+        reduced = Decision(decision_id=decision.decision_id, result="error", environment=decision.environment,
+                           evaluated_at=decision.evaluated_at, model_digest=_text(decision.model_digest),
+                           input_digest=_text(decision.input_digest), policy_revision=_text(decision.policy_revision),
+                           engine=_text(decision.engine), engine_version=_text(decision.engine_version),
+                           error="; ".join(filter(None, [_text(decision.error), reason])))
+        try:
+            receipt = sink.append(decision_record(reduced, Request(source=options.request.source, mode=options.request.mode)))
+        except AuditError as again:
+            return fail(f"{reason}; audit record not written: {again.diagnostics()}")
+        return fail(reason, receipt)
     except AuditError as exc:
         # No record, no allow: the write failed, so the decision is an error (deny).
-        reason = f"audit record not written: {exc.diagnostics()}"
-        return dataclasses.replace(decision, result="error", audit=None, error="; ".join(filter(None, [decision.error, reason])))
+        return fail(f"audit record not written: {exc.diagnostics()}")
     return dataclasses.replace(decision, audit=receipt)
+
+
+def _text_safe(decision: Decision) -> Decision:
+    """The decision with every lone surrogate in its texts written as ``\\udXXX`` (see
+    :mod:`mlgate.audit.record`): what is recorded is what the front doors print, and both can
+    be encoded. The input document is not touched (it was refused if it held one)."""
+    def finding(f: Finding) -> Finding:
+        return dataclasses.replace(f, id=escape_text(f.id), message=escape_text(f.message),
+                                   remediation=escape_surrogates(f.remediation), subject=escape_surrogates(f.subject),
+                                   waiver=escape_surrogates(f.waiver))
+
+    return dataclasses.replace(
+        decision, release=escape_surrogates(decision.release), error=escape_surrogates(decision.error),
+        evidence_digests=escape_surrogates(decision.evidence_digests),
+        approvals=tuple(escape_surrogates(list(decision.approvals))), waivers=tuple(escape_surrogates(list(decision.waivers))),
+        violations=tuple(map(finding, decision.violations)), warnings=tuple(map(finding, decision.warnings)),
+        exempt=escape_surrogates(decision.exempt), manifest_path=decision.manifest_path)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

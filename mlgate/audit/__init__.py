@@ -34,6 +34,7 @@ from mlgate.audit.record import (
     AuditReceipt,
     AuditSink,
     DecisionRecord,
+    UnsealableRecord,
     decision_record,
     seal,
 )
@@ -41,7 +42,7 @@ from mlgate.audit.url import DEFAULT_AUDIT_URL, AuditTarget, parse_audit_url, re
 from mlgate.errors import AuditError
 
 __all__ = [
-    "GENESIS_HASH", "INPUT_MODES", "RECORD_VERSION", "AuditOptions", "AuditReceipt", "AuditSink", "DecisionRecord",
+    "GENESIS_HASH", "INPUT_MODES", "RECORD_VERSION", "AuditOptions", "AuditReceipt", "AuditSink", "DecisionRecord", "UnsealableRecord",
     "FileAuditSink", "FileEvidenceStore", "decision_record", "seal", "AuditTarget", "parse_audit_url", "open_sink",
     "redact_url", "DEFAULT_AUDIT_URL",
 ]

@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mlgate.audit.group import GroupCommit
-from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
-from mlgate.canonical import canonical_json
+from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal_batch
+from mlgate.canonical import canonical_json, record_json
 from mlgate.errors import AuditError
 
 
@@ -156,6 +156,38 @@ class FileEvidenceStore:
                 pass
 
 
+def _roll_back(fh, length: int) -> None:
+    """Cut a partly written batch off again (we still hold the lock), so the log ends with a
+    whole record, as before the batch."""
+    try:
+        os.ftruncate(fh.fileno(), length)
+        os.fsync(fh.fileno())
+    except OSError:
+        pass
+
+
+def append_locked(fh, path: Path, records: Sequence[dict[str, Any]], sequence: int, prev_hash: str):
+    """Seal ``records`` after (sequence, prev_hash), append them to the open, locked log ``fh``,
+    fsync, and move the head. Returns (sealed record or error per record, last sequence, last
+    hash, the log's new size). A record that cannot be sealed fails alone (its place holds the
+    error); a failed write or fsync is rolled back and raises AuditError."""
+    results, sequence, prev_hash = seal_batch(records, sequence=sequence, prev_hash=prev_hash)
+    sealed = [r for r in results if isinstance(r, dict)]
+    data = b"".join(record_json(s) + b"\n" for s in sealed)
+    start = fh.seek(0, os.SEEK_END)
+    try:
+        view, written = memoryview(data), 0
+        while written < len(data):
+            written += fh.write(view[written:])
+        os.fsync(fh.fileno())
+    except OSError as exc:
+        _roll_back(fh, start)
+        raise AuditError(f"cannot write the audit record: {exc.strerror or exc}; nothing was appended", file=str(path)) from None
+    if sealed:
+        _write_head(path, sequence, prev_hash)
+    return results, sequence, prev_hash, start + len(data)
+
+
 class FileAuditSink:
     def __init__(self, path: Path | str, options: AuditOptions | None = None):
         self.path = Path(path)
@@ -202,40 +234,15 @@ class FileAuditSink:
                     sequence, prev_hash = known[3], known[4]
                 else:
                     sequence, prev_hash = self._tail(fh, name)
-                sealed = []
-                for record in records:
-                    sequence += 1
-                    sealed.append(seal(record, sequence=sequence, prev_hash=prev_hash))
-                    prev_hash = sealed[-1]["hash"]
-                data = b"".join(canonical_json(s) + b"\n" for s in sealed)
-                start = fh.seek(0, os.SEEK_END)
-                try:
-                    view, written = memoryview(data), 0
-                    while written < len(data):
-                        written += fh.write(view[written:])
-                    os.fsync(fh.fileno())
-                except OSError as exc:
-                    self._roll_back(fh, start)
-                    raise AuditError(f"cannot write the audit record: {exc.strerror or exc}; nothing was appended", file=name) from None
-                _write_head(self.path, sequence, prev_hash)
-                self._known = (st.st_dev, st.st_ino, start + len(data), sequence, prev_hash)
+                results, sequence, prev_hash, end = append_locked(fh, self.path, records, sequence, prev_hash)
+                self._known = (st.st_dev, st.st_ino, end, sequence, prev_hash)
             if created:
                 _fsync_dir(self.path.parent)
         except AuditError:
             raise
         except OSError as exc:
             raise AuditError(f"cannot write the audit record: {exc.strerror or exc}", file=name) from None
-        return [AuditReceipt(location=name, sequence=s["sequence"], hash=s["hash"]) for s in sealed]
-
-    @staticmethod
-    def _roll_back(fh, length: int) -> None:
-        """Cut a partly written batch off again (we still hold the lock), so the log ends with a
-        whole record, as before the batch."""
-        try:
-            os.ftruncate(fh.fileno(), length)
-            os.fsync(fh.fileno())
-        except OSError:
-            pass
+        return [AuditReceipt(location=name, sequence=r["sequence"], hash=r["hash"]) if isinstance(r, dict) else r for r in results]
 
     def _tail(self, fh, name: str) -> tuple[int, str]:
         last = _last_line(fh)
@@ -243,7 +250,7 @@ class FileAuditSink:
             sequence, digest = 0, GENESIS_HASH
         elif not last.endswith(b"\n"):
             raise AuditError("the audit log ends with a torn record (a crash mid-write?); refusing to append until it is repaired "
-                             "(see mlgate audit verify)", file=name)
+                             "(mlgate audit repair)", file=name)
         else:
             try:
                 prev = json.loads(last)

@@ -5,7 +5,9 @@ no flush in progress becomes the leader, takes everything queued (up to ``max_ba
 calls ``flush(records) -> receipts`` once for the whole batch; the backend seals the batch
 under its lock, in queue order, so the batch extends the one chain contiguously. Every waiter
 returns only after the flush that holds its record finished, and gets that flush's error if it
-failed: durability is per record, exactly as without batching. When the leader is done it
+failed: durability is per record, exactly as without batching. A flush may also return an
+exception in one record's place (that record could not be sealed): only its caller gets it,
+the others of the batch were written. When the leader is done it
 wakes the others; one of the still-waiting callers leads the next batch.
 """
 
@@ -61,7 +63,10 @@ class GroupCommit:
             if len(results) != len(batch):  # pragma: no cover - a backend bug
                 raise RuntimeError("group commit: flush returned the wrong number of receipts")
             for s, r in zip(batch, results):
-                s.result = r
+                if isinstance(r, BaseException):  # this record alone failed (e.g. it could not be sealed)
+                    s.error = r
+                else:
+                    s.result = r
         except BaseException as exc:  # noqa: BLE001 - handed to every caller of the batch
             for s in batch:
                 s.error = exc

@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 from mlgate.audit.group import GroupCommit
-from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal
-from mlgate.canonical import canonical_json
+from mlgate.audit.record import GENESIS_HASH, AuditOptions, AuditReceipt, prepare, seal_batch
+from mlgate.canonical import record_json
 from mlgate.errors import AuditError
 
 HEAD, RECORDS, EVIDENCE = "mlgate_audit_head", "mlgate_audit_records", "mlgate_audit_evidence"
@@ -215,22 +215,22 @@ class PostgresAuditSink:
                     if row is None:
                         raise AuditError(f"the {HEAD} row is missing: the trail's head was deleted; refusing to start a second chain", file=self.location)
                     sequence, prev_hash = int(row[0]), str(row[1])
-                    sealed, rows = [], []
-                    for record in records:
-                        sequence += 1
-                        s = seal(record, sequence=sequence, prev_hash=prev_hash)
-                        prev_hash = s["hash"]
-                        sealed.append(s)
+                    results, sequence, prev_hash = seal_batch(records, sequence=sequence, prev_hash=prev_hash)
+                    rows = []
+                    for s in results:
+                        if not isinstance(s, dict):  # a record that cannot be sealed fails alone
+                            continue
                         release = s.get("release") if isinstance(s.get("release"), dict) else {}
                         rows.append((s["sequence"], s["hash"], s["prev_hash"], s.get("decision_id"), s.get("timestamp"), s.get("environment"),
                                      s.get("result"), s.get("subject_digest"), release.get("name"), release.get("version"),
-                                     canonical_json(s).decode("utf-8")))
-                    cur.executemany(INSERT, rows)
-                    cur.execute(f"UPDATE {HEAD} SET sequence = %s, hash = %s WHERE id", (sequence, prev_hash))
-            return sealed
+                                     record_json(s).decode("utf-8")))
+                    if rows:
+                        cur.executemany(INSERT, rows)
+                        cur.execute(f"UPDATE {HEAD} SET sequence = %s, hash = %s WHERE id", (sequence, prev_hash))
+            return results
 
-        sealed = self._run(write, "write the audit record")
-        return [AuditReceipt(location=self.location, sequence=s["sequence"], hash=s["hash"]) for s in sealed]
+        results = self._run(write, "write the audit record")
+        return [AuditReceipt(location=self.location, sequence=s["sequence"], hash=s["hash"]) if isinstance(s, dict) else s for s in results]
 
     # -- reading (verify, show, export) -------------------------------------------------
 

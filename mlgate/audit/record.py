@@ -24,6 +24,30 @@ messages; a violation a signed waiver covers is a warning with its ``waiver``), 
 the release carries any: each with signer, rules, expiry, applied or the reason not), error,
 prev_hash, hash. Secrets and signatures are never stored: the record holds
 digests, and the input document holds verified facts only (design.md section 5).
+
+Every value is made JSON-safe before sealing (:func:`mlgate.canonical.record_json`), so a record
+naming hostile input can always be written:
+
+* a date or datetime (YAML reads ``trained_on: 2026-11-01`` as a date) is an RFC 3339 string,
+  ``"2026-11-01"`` or ``"2026-11-01T09:00:00Z"`` (UTC; a zoneless YAML timestamp is UTC);
+* a lone surrogate (``owner: "x\\uD800"``: no UTF-8 form) is written as the six characters
+  ``\\ud800`` (Python's ``backslashreplace``): valid UTF-8 that every JSON parser (orjson,
+  PostgreSQL) reads back, and that re-serialises to the same bytes, so the hash verifies.
+  The escape is visible, not silent; a string that held the literal text ``\\ud800`` reads the
+  same (an accepted ambiguity: the gate already refused such an input, see below);
+* a non-finite number (NaN, Infinity) never gets this far: the input document refuses it
+  earlier (the decision is an ``error`` naming the field), and ``--timeout nan`` is a usage error.
+
+The input document stays strict: a lone surrogate or non-finite number in it is an ``error``
+decision (the policy never evaluates it), recorded with the escaped values. A record that still
+cannot be sealed (a value of a type JSON has none for) fails alone with :class:`UnsealableRecord`,
+never the other records of its group commit; the gate then records a reduced ``error`` record
+(ids and digests, the reason, none of the release's values).
+
+Other record kinds share the chain: ``"kind": "repair"`` (``mlgate audit repair``: a torn last
+line moved aside; names the quarantine file and its sha256) and ``"kind": "recover-head"``
+(``mlgate audit recover-head``: the head rebuilt after a full verify). A record without
+``kind`` is a decision.
 """
 
 from __future__ import annotations
@@ -31,9 +55,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
-from mlgate.canonical import canonical_json, sha256_hex
+from mlgate.canonical import NotCanonical, record_json, sha256_hex
 from mlgate.errors import AuditError
 
 RECORD_VERSION = "mlgate.dev/audit/v1"
@@ -111,11 +135,40 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
     return record
 
 
+class UnsealableRecord(AuditError):
+    """This one record has no canonical JSON form; the sink is fine, the other records of its
+    batch are written."""
+
+
 def seal(record: dict[str, Any], *, sequence: int, prev_hash: str) -> dict[str, Any]:
+    """The sealed record (the JSON-safe copy of ``record`` with apiVersion, sequence, prev_hash,
+    hash). Raises :class:`UnsealableRecord` when it cannot be made JSON-safe."""
     body = {k: v for k, v in record.items() if k != "hash"}
     body.update(apiVersion=RECORD_VERSION, sequence=sequence, prev_hash=prev_hash)
-    body["hash"] = sha256_hex(canonical_json(body))
+    try:
+        data = record_json(body)
+    except NotCanonical as exc:
+        raise UnsealableRecord(f"the decision record cannot be sealed: {exc}", field="record") from None
+    body["hash"] = sha256_hex(data)  # sinks write record_json(body): the same JSON-safe bytes, with the hash
     return body
+
+
+def seal_batch(records: Sequence[dict[str, Any]], *, sequence: int, prev_hash: str
+               ) -> tuple[list[dict[str, Any] | UnsealableRecord], int, str]:
+    """Seal ``records`` in order, extending the chain from (sequence, prev_hash). A record that
+    cannot be sealed takes no sequence number: its place in the list holds the error, and the
+    next record follows the last sealed one. Returns (sealed or error per record, last sequence,
+    last hash)."""
+    out: list[dict[str, Any] | UnsealableRecord] = []
+    for record in records:
+        try:
+            sealed = seal(record, sequence=sequence + 1, prev_hash=prev_hash)
+        except UnsealableRecord as exc:
+            out.append(exc)
+            continue
+        sequence, prev_hash = sequence + 1, sealed["hash"]
+        out.append(sealed)
+    return out, sequence, prev_hash
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from mlgate.audit.record import GENESIS_HASH
 from mlgate.audit.trail import (  # noqa: F401 - FileTrail, PostgresTrail, open_trail are part of this module's API
     _reject_constant, parse_record, FileTrail, PostgresTrail, open_trail, iter_records, VerifyResult, _fail,
 )
-from mlgate.canonical import canonical_json
+from mlgate.canonical import record_json
 from mlgate.errors import AuditError
 
 def _later(rest: Iterator, wanted: int) -> str | None:
@@ -112,7 +112,7 @@ def _walk(trail, items: Iterator, result: VerifyResult, head: tuple[int, str] | 
         # 1. the record's own hash (an edited record)
         body = raw.replace(b',"hash":"' + digest.encode() + b'"', b"", 1)
         if sha256(body).hexdigest() != digest:
-            computed = sha256(canonical_json({k: v for k, v in rec.items() if k != "hash"})).hexdigest()
+            computed = sha256(record_json({k: v for k, v in rec.items() if k != "hash"})).hexdigest()
             if computed != digest:
                 return _fail(result, "tampered",
                              f"sequence {seq} ({where}): field hash: expected {computed} (recomputed from the record), found {digest}: "
@@ -222,7 +222,7 @@ def _check_chunk(args: tuple[str, int, int, int, str | None]) -> tuple | None:
             h = sha256(raw[:i])
             h.update(raw[i + 10 + len(digest):])
         if i < 0 or h.hexdigest() != digest:
-            if sha256(canonical_json({k: v for k, v in rec.items() if k != "hash"})).hexdigest() != digest:
+            if sha256(record_json({k: v for k, v in rec.items() if k != "hash"})).hexdigest() != digest:
                 return None
         if first is None:
             first = (seq, prev_hash)
