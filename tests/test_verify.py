@@ -35,7 +35,7 @@ def test_json_and_failed_exit_for_a_retrained_model() -> None:
     approval = next(r for r in report["signatures"] if r["kind"] == "approval")
     assert approval["status"] == "failed" and approval["source"] == "key"
     assert "signed for model digest" in approval["reason"] and "evidence changed since signing: evidence/bias_audit.json" in approval["reason"]
-    assert set(approval) == {"artifact", "kind", "signer", "source", "meaning", "signed_at", "status", "reason", "expires_at", "rules"}
+    assert set(approval) == {"artifact", "kind", "signer", "source", "meaning", "signed_at", "time_source", "status", "reason", "expires_at", "rules"}
     assert approval["rules"] == [] and approval["expires_at"].endswith("Z")
 
 
