@@ -63,13 +63,18 @@ def audit() -> None:
 
 
 _trust_option = click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
-                             help="Trust policy listing checkpointSigners (default: trust.yaml beside the bundled policies).")
+                             help="Trust policy listing checkpointSigners (default: `trust` in .mlgate.yaml, else none).")
 
 
-def _default_trust() -> Path:
-    from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
+def _default_trust() -> Path | None:
+    """The project's trust policy (``trust`` in .mlgate.yaml), or None: mlgate ships none."""
+    from mlgate.settings import find_settings
 
-    return bundled_policy_dir() / TRUST_POLICY_NAME
+    try:
+        return find_settings().trust
+    except MlgateError as exc:
+        click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
+        sys.exit(2)
 
 
 @audit.command()
@@ -236,7 +241,7 @@ def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, ex
         trail = open_trail(audit_url)
         try:
             html, data = build_report(trail, release_spec, now=clock.now(), release_dir=release_dir, policy_dir=policy_dir,
-                                      trust_path=trust_path, checkpoints=tuple(extra_checkpoints))
+                                      trust_path=trust_path or _default_trust(), checkpoints=tuple(extra_checkpoints))
         finally:
             trail.close()
         write_atomically(out, html)

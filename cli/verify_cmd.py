@@ -18,7 +18,7 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 
 @click.command("verify")
 @click.argument("release", type=click.Path(path_type=Path))
-@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), help="Trust policy (default: trust.yaml beside the bundled policies).")
+@click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), help="Trust policy (default: `trust` in .mlgate.yaml; none is trusted by default).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
 def verify(ctx, release, trust_path, fmt):
@@ -26,13 +26,13 @@ def verify(ctx, release, trust_path, fmt):
     signer, identity source (key/certificate/keyless), meaning, signed_at, status and reason. A
     waiver's row names its role and rules and says when it expires or expired."""
     from mlgate.clock import SystemClock
-    from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
+    from mlgate.settings import find_settings, trust_policy_path
     from mlgate.signing.trust import load_trust_policy
     from mlgate.signing.verify import render_json, render_text, verify_release
 
     clock = (ctx.obj or {}).get("clock") or SystemClock()
     try:
-        trust = load_trust_policy(trust_path or bundled_policy_dir() / TRUST_POLICY_NAME)
+        trust = load_trust_policy(trust_policy_path(trust_path, find_settings())[0])
         report = verify_release(release, trust, clock.now())
     except MlgateError as exc:
         click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)

@@ -248,7 +248,7 @@ def run_monitor(
         "bias_audit": audit,
         "violations": [v.as_dict() for v in violations],
         "warnings": [w.as_dict() for w in warnings],
-        "policy_revision": prepared.policy.revision,
+        "policy_revision": prepared.revision,
     }
     digests = {input_doc["monitoring"]["window"]["path"]: input_doc["monitoring"]["window"]["digest"],
                input_doc["monitoring"]["reference"]["path"]: input_doc["monitoring"]["reference"]["digest"]}

@@ -8,8 +8,8 @@ tested against this server. It follows OPA's documented REST API (docs/content/r
   (``/v1/data/mlgate/decision`` is ``data.mlgate.decision``);
 - 200 ``{"result": value}`` when the document is defined, 200 ``{}`` (no ``result`` key) when it
   is undefined; ``decision_id`` in both when decision logging is on (a UUID per decision);
-- ``?provenance=true`` adds ``provenance`` with ``version`` and, when serving a bundle,
-  ``bundles: {name: {"revision": ...}}``;
+- ``?provenance=true`` adds ``provenance`` with ``version`` and, when serving a bundle (by
+  default the policy's own, as ``mlgate policy bundle`` builds it), ``bundles: {name: {"revision": ...}}``;
 - errors are ``{"code": ..., "message": ...}``: 400 ``invalid_parameter`` for a body that is not
   a JSON object, 401 ``unauthorized`` when a bearer token is configured and not presented,
   404 ``resource_not_found`` for an unknown endpoint, 500 ``internal_error`` for an evaluation
@@ -40,12 +40,14 @@ OPA_VERSION = "1.4.2"  # what the fake reports in provenance
 
 class FakeOpa:
     def __init__(self, policy: Any, *, include_tests: bool = False, token: str | None = None, decision_logging: bool = True,
-                 bundle_revision: str | None = None, tls: ssl.SSLContext | None = None):
+                 bundle_revision: str | None = None, tls: ssl.SSLContext | None = None, serve_bundle: bool = True):
         from mlgate.policy.engine.regorus_engine import RegorusEngine
 
         self.token = token
         self.decision_logging = decision_logging
-        self.bundle_revision = bundle_revision
+        # As if serving `mlgate policy bundle` of ``policy`` (its .manifest revision) unless told
+        # another revision; serve_bundle=False: loose policy files, so provenance names no bundle.
+        self.bundle_revision = (bundle_revision or getattr(policy, "bundle_revision", None)) if serve_bundle else None
         self.fault: str | None = None
         self.delay_s = 0.0
         self.requests: list[dict[str, Any]] = []

@@ -192,7 +192,7 @@ def test_connections_are_pooled(tmp_path):
 def test_bundle_revision_must_match_the_local_policy(tmp_path):
     p = policy(tmp_path)
     with FakeOpa(p, bundle_revision="0" * 64) as opa:
-        with pytest.raises(EngineError, match="not the local policy revision"):
+        with pytest.raises(EngineError, match="not the expected revision"):
             engine(opa, policy=p).decide({"ok": True, "defined": True})
         opa.bundle_revision = p.revision
         assert engine(opa, policy=p).decide({"ok": True, "defined": True})["allow"] is True
@@ -300,8 +300,9 @@ def test_cli_check_opa_undefined_keeps_decision_id(tmp_path):
     log = tmp_path / "a.jsonl"
     (tmp_path / "p").mkdir()
     silent = policy(tmp_path / "p", 'package mlgate\nimport rego.v1\ndecision := {"allow": true} if input.never\n')
-    with FakeOpa(silent) as opa:
-        code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", log, "--engine", "opa", "--opa-url", opa.url)
+    with FakeOpa(silent) as opa:  # OPA serves another policy than the local one: say which revision to expect
+        code, decision, _ = check_json(EXAMPLES / "readmission-risk", "production", log, "--engine", "opa", "--opa-url", opa.url,
+                                       "--opa-bundle-revision", silent.bundle_revision)
     assert code == 2 and "undefined" in decision["error"]
     (record,) = [json.loads(line) for line in log.read_text().splitlines()]
     assert record["result"] == "error" and len(record["engine_decision_id"]) == 36

@@ -88,7 +88,10 @@ def test_same_decisions_as_the_embedded_engine(hooks, example, env):
     assert r_rec["result"] == l_rec["result"] and r_rec["result"] in ("allow", "deny")
     assert [v["id"] for v in r_rec["violations"]] == [v["id"] for v in l_rec["violations"]]
     assert [w["id"] for w in r_rec["warnings"]] == [w["id"] for w in l_rec["warnings"]]
-    assert r_rec["input_digest"] == l_rec["input_digest"] and r_rec["policy_revision"] == l_rec["policy_revision"]
+    assert r_rec["input_digest"] == l_rec["input_digest"]
+    # The same policy and trust policy; the recorded revision differs because the engine is part of it.
+    assert r_rec["revision_inputs"]["policy"] == l_rec["revision_inputs"]["policy"]
+    assert r_rec["trust_policy"] == l_rec["trust_policy"] and r_rec["policy_revision"] != l_rec["policy_revision"]
     # OPA's own id for the decision is in the record, so OPA's decision log and mlgate's trail join.
     assert r_rec["engine"] == "opa" and len(r_rec["engine_decision_id"]) == 36
     assert "engine_decision_id" not in l_rec
@@ -124,9 +127,10 @@ def test_slow_opa_is_denied_within_the_request_deadline(hooks, opa):
 def test_opa_undefined_is_500_and_keeps_opas_decision_id(tmp_path):
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "p.rego").write_text(SILENT)
-    with FakeOpa(load_policy(tmp_path / "p")) as silent:
+    served = load_policy(tmp_path / "p")
+    with FakeOpa(served) as silent:  # OPA serves another policy than the local one: the webhook is told its revision
         settings = settings_from_dict({}, None, evidence_store=f"file://{EXAMPLES}", audit=str(tmp_path / "audit.jsonl"),
-                                      engine="opa", opa_flags={"url": silent.url})
+                                      engine="opa", opa_flags={"url": silent.url, "expected_revision": served.bundle_revision})
         hook = RunningWebhook(tmp_path, settings)
         try:
             with hook.client() as client:

@@ -189,7 +189,6 @@ def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None 
     from mlgate.audit.checkpoint import CheckpointPolicy
     from mlgate.audit.verify import iter_records, verify_trail
     from mlgate.clock import rfc3339
-    from mlgate.policy import TRUST_POLICY_NAME, bundled_policy_dir
 
     name, version = parse_release_spec(spec)
     release = None
@@ -201,7 +200,7 @@ def gather(trail: Any, spec: str, *, now: dt.datetime, release_dir: Path | None 
             raise InputError(f"the manifest is for {release.name}@{release.version}, not {spec}", file=str(release.manifest_path), field="metadata")
         version = version or str(release.version)
 
-    trust_file = trust_path or (bundled_policy_dir() / TRUST_POLICY_NAME)
+    trust_file = trust_path  # None: no checkpoint signer is trusted (mlgate ships no trust policy)
     verification = verify_trail(trail, checkpoints=CheckpointPolicy(trust_path=trust_file, extra=tuple(checkpoint_extra)))
     if verification.status == "unreadable" and verification.field != "checkpoint":
         raise InputError(verification.problem or "cannot read the audit trail", file=trail.location)
@@ -383,9 +382,12 @@ def _bias(data: ReportData, policy_dir: Path | None) -> None:
         cfg = (((policy.data.get("mlgate") or {}).get("environments") or {}).get(env) or {}).get("bias") if env else None
         if isinstance(cfg, dict):
             data.thresholds = {k: cfg.get(k) for k in ("delta", "alpha", "n_min", "non_inferiority")}
-            used = (data.basis or {}).get("policy_revision")
-            same = used == policy.revision
-            data.threshold_note = (f"policy data for environment {env}, policy revision {policy.revision[:16]}"
+            # The policy's own revision the decision used (revision_inputs.policy); records made before it: policy_revision.
+            inputs = (data.basis or {}).get("revision_inputs")
+            used_policy = inputs.get("policy") if isinstance(inputs, dict) else None
+            used = used_policy.get("revision") if isinstance(used_policy, dict) else (data.basis or {}).get("policy_revision")
+            same = used in (policy.bundle_revision, policy.revision) and not (isinstance(inputs, dict) and inputs.get("data_overrides"))
+            data.threshold_note = (f"policy data for environment {env}, policy revision {policy.bundle_revision[:16]}"
                                    + (" (the revision the decision used)" if same else
                                       f"; the decision used revision {str(used)[:16]}: these are today's thresholds, not necessarily the decision's"))
         else:

@@ -14,10 +14,14 @@ pooled ``requests`` session. OPA's documented answers (docs/content/rest-api.md,
 ``decision_id`` (present when OPA's decision logging is on) is returned with the value and kept
 in mlgate's audit record, also on an undefined or error answer, so the two logs can be joined.
 
-With ``provenance=true`` OPA reports the revisions of the bundles it serves. When it serves any,
-one of them must be the revision of the local policy (``mlgate policy bundle`` writes it into the
-``.manifest``): the audit record names the local revision, so a server running another revision
-is refused rather than recorded under the wrong one.
+With ``provenance=true`` OPA reports the revisions of the bundles it serves. One of them must be
+the expected revision: ``OpaSettings.expected_revision`` (``--opa-bundle-revision``) when set, else
+the local policy's own revision (:attr:`~mlgate.policy.PolicySet.bundle_revision`, which
+``mlgate policy bundle`` writes into the ``.manifest``; a signed bundle given as ``--policy`` with
+``--bundle-key`` pins the revision its signature covers). An answer naming no bundle (OPA
+running loose policy files, or not reporting provenance) or only other revisions is refused with
+the reason (a deny): the recorded policy revision digests the expected revision, so a decision
+is never recorded under a policy OPA did not run.
 
 The deadline is hard: the exchange runs on a worker thread and the caller stops waiting at the
 deadline (requests' own timeouts bound each socket operation only, and a server dripping header
@@ -86,6 +90,7 @@ class OpaSettings:
     client_key: Path | None = None
     timeout_s: float | None = None
     pool_size: int = 8
+    expected_revision: str | None = None  # the bundle revision OPA must serve (default: the local policy's)
 
 
 def _is_loopback(host: str) -> bool:
@@ -144,7 +149,9 @@ class OpaEngine:
         self.url = base + DECISION_ENDPOINT
         self.version = f"REST v1 at {base}"
         self.timeout_s = float(settings.timeout_s or timeout_s or DEFAULT_TIMEOUT_S)
-        self.expected_revision = getattr(policy, "revision", None)
+        self.expected_revision = settings.expected_revision or getattr(policy, "bundle_revision", None) or None
+        if self.expected_revision is None:
+            raise PolicyError("--engine opa needs the bundle revision OPA must serve: --opa-bundle-revision, or a local policy to take it from")
         self._requests = requests
         session = requests.Session()
         session.trust_env = False  # no proxy or netrc from the environment between mlgate and OPA
@@ -264,14 +271,17 @@ class OpaEngine:
         return doc["result"], decision_id
 
     def _check_provenance(self, provenance: Any, decision_id: str | None) -> None:
+        """Fail closed unless OPA says it serves a bundle with the expected revision."""
         bundles = provenance.get("bundles") if isinstance(provenance, dict) else None
-        if not isinstance(bundles, dict) or not bundles or self.expected_revision is None:
-            return
+        if not isinstance(bundles, dict) or not bundles:
+            raise _with_id(EngineError(
+                "OPA serves no bundle (its provenance names none), so which policy it ran cannot be told; expected bundle revision "
+                f"{self.expected_revision[:16]}: build it with `mlgate policy bundle` and serve it as an OPA bundle"), decision_id)
         revisions = sorted(str(b.get("revision")) for b in bundles.values() if isinstance(b, dict))
         if self.expected_revision not in revisions:
             raise _with_id(EngineError(
                 f"OPA serves bundle revision(s) {', '.join(r[:16] for r in revisions) or 'none'}, "
-                f"not the local policy revision {self.expected_revision[:16]}; build and deploy it with `mlgate policy bundle`"), decision_id)
+                f"not the expected revision {self.expected_revision[:16]}; build and deploy it with `mlgate policy bundle`"), decision_id)
 
 
 def _reason(exc: BaseException) -> str:
