@@ -292,8 +292,10 @@ def index(directory, output):
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(1, 64), help="mlgate serve --workers in each pod; the CPU and memory requests and limits scale with it.")
 @click.option("--gate-threads", type=click.IntRange(1, 64), help="mlgate serve --gate-threads in each pod (default: serve's).")
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]), help="mlgate serve --log-format in each pod.")
+@click.option("--trust-policy", "trust_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Trust policy (YAML, keys inline) put in the ConfigMap and given to mlgate serve --trust.")
 def manifests(namespace, image, environments, modes, name, kube_version, replicas, audit_url_secret, audit_url, audit_size, evidence_store,
-              evidence_size, storage_class, exempt_ns, exempt_obj, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format):
+              evidence_size, storage_class, exempt_ns, exempt_obj, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format, trust_file):
     """Print every Kubernetes object the webhook needs (YAML), built with the kubernetes client's typed models."""
     _need("kubernetes")
     from mlgate.gatekeeper.manifests import ManifestOptions, render
@@ -305,6 +307,16 @@ def manifests(namespace, image, environments, modes, name, kube_version, replica
         if not sep:
             _fail(f"--mode {item!r}: expected ENV=MODE")
         mode_map[env.strip()] = mode.strip()
+    from mlgate.signing.trust import load_trust_policy
+
+    try:
+        trust = trust_file.read_text(encoding="utf-8")
+        if load_trust_policy(trust_file).files:
+            _fail(f"{trust_file}: names other files; the manifests carry one file: put the keys inline (pem:)")
+    except OSError as exc:
+        _fail(f"{trust_file}: cannot read: {exc.strerror or exc}")
+    except MlgateError as exc:
+        _fail(exc.diagnostics())
     certs = None
     if certs_dir is not None:
         certs = {}
@@ -318,7 +330,8 @@ def manifests(namespace, image, environments, modes, name, kube_version, replica
                                       timeout_s=timeout_s, cert_manager=cert_manager, certs=certs, workers=workers, gate_threads=gate_threads,
                                       kube_version=kube_version, modes=mode_map, evidence_store=evidence_store, evidence_size=evidence_size,
                                       audit_url=audit_url, audit_url_secret=audit_url_secret, audit_size=audit_size, storage_class=storage_class,
-                                      exempt_namespace_labels=list(exempt_ns), exempt_object_labels=list(exempt_obj), log_format=log_format))
+                                      exempt_namespace_labels=list(exempt_ns), exempt_object_labels=list(exempt_obj), log_format=log_format,
+                                      trust_policy=trust))
     except MlgateError as exc:
         _fail(exc.diagnostics())
     click.echo(text, nl=False)

@@ -141,16 +141,33 @@ class WebhookApp:
         self.executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlgate-gate")
         loop = asyncio.get_running_loop()
 
+        def on_this_thread(build: Callable[[], Any]) -> Any:
+            """Run ``build``; a failure leaves this thread as a fresh error holding no frame: the traceback's
+            frames may hold an engine, which must be dropped here, where it was built (regorus Engine is unsendable)."""
+            error = None
+            try:
+                return build()
+            except MlgateError as exc:
+                error = exc.diagnostics()
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback here, reported as one line
+                log.exception("the webhook could not start")
+                error = f"the webhook could not start: {type(exc).__name__}: {exc}"
+            raise MlgateError(error)
+
         def build_first() -> Gatekeeper:
-            gk = self._factory(on_cache=lambda result: self.metrics.cache.labels(result).inc())
-            gk.start()
+            def build() -> Gatekeeper:
+                gk = self._factory(on_cache=lambda result: self.metrics.cache.labels(result).inc())
+                gk.start()
+                return gk
+
+            gk = on_this_thread(build)
             self._local.gk = gk
             self.gatekeepers.append(gk)
             return gk
 
         def build_sibling(_: int) -> None:
             if getattr(self._local, "gk", None) is None:
-                self._local.gk = first.sibling()
+                self._local.gk = on_this_thread(first.sibling)
                 self.gatekeepers.append(self._local.gk)
 
         try:

@@ -49,6 +49,7 @@ MIN_KUBE_MINOR, MAX_KUBE_MINOR = 25, 37
 #: admissionregistration.k8s.io/v1 ``matchConditions``: beta (on by default) in 1.28, GA in 1.30; unknown before.
 MATCH_CONDITIONS_MINOR = 28
 CONFIG_PATH = "/etc/mlgate/webhook.yaml"
+TRUST_PATH = "/etc/mlgate/trust.yaml"
 AUDIT_FILE_URL = "file:///audit/audit.jsonl"
 AUDIT_ENV = "MLGATE_AUDIT"  # ``mlgate serve --audit`` reads it (a URL with a password stays out of the command line)
 CACHE_DIR = "/var/cache/mlgate"
@@ -81,6 +82,7 @@ class ManifestOptions:
     exempt_namespace_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: namespaces never sent
     exempt_object_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: objects never sent
     log_format: str = "json"
+    trust_policy: str | None = None  # the trust policy's YAML text (mlgate trusts no signer by default)
 
 
 def kube_minor(version: str) -> int:
@@ -159,6 +161,8 @@ def _check(opts: ManifestOptions) -> tuple[int, int, str]:
     for what, size in (("--evidence-size", opts.evidence_size), ("--audit-size", opts.audit_size)):
         if not _QUANTITY.match(size):
             raise InputError(f"{what} {size!r} is not a storage quantity like 5Gi")
+    if not opts.trust_policy:
+        raise InputError("give --trust-policy FILE: the webhook trusts no signer by default, so it would not start without one")
     if opts.log_format not in ("json", "text"):
         raise InputError(f"--log-format must be json or text, got {opts.log_format!r}")
     return kube_minor(opts.kube_version), replicas, trail
@@ -189,7 +193,7 @@ def build(opts: ManifestOptions) -> list[object]:
             "pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"})),
         k.V1ServiceAccount(api_version="v1", kind="ServiceAccount", metadata=meta(opts.name), automount_service_account_token=False),
         k.V1ConfigMap(api_version="v1", kind="ConfigMap", metadata=meta(config_map),
-                      data={"webhook.yaml": yaml.safe_dump(settings_document(opts), sort_keys=False)}),
+                      data={"webhook.yaml": yaml.safe_dump(settings_document(opts), sort_keys=False), "trust.yaml": opts.trust_policy}),
     ]
     if opts.certs is not None:
         objects.append(k.V1Secret(api_version="v1", kind="Secret", metadata=meta(tls_secret), type="kubernetes.io/tls", data={
@@ -229,7 +233,7 @@ def build(opts: ManifestOptions) -> list[object]:
     objects.append(k.V1Service(api_version="v1", kind="Service", metadata=meta(opts.name), spec=k.V1ServiceSpec(
         selector=labels, ports=[k.V1ServicePort(name="https", port=443, target_port="https", protocol="TCP")])))
     args = ["serve", "--host", "0.0.0.0", "--port", str(opts.port), "--cert", "/tls/tls.crt", "--key", "/tls/tls.key",
-            "--config", CONFIG_PATH, "--workers", str(opts.workers), "--log-format", opts.log_format]
+            "--config", CONFIG_PATH, "--trust", TRUST_PATH, "--workers", str(opts.workers), "--log-format", opts.log_format]
     if opts.gate_threads is not None:
         args += ["--gate-threads", str(opts.gate_threads)]
     requests, limits = pod_resources(opts.workers)
@@ -321,4 +325,11 @@ def to_dicts(objects: list[object]) -> list[dict]:
 def render(opts: ManifestOptions) -> str:
     import yaml
 
-    return yaml.safe_dump_all(to_dicts(build(opts)), sort_keys=False)
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    def text(dumper: yaml.SafeDumper, value: str):  # the ConfigMap's files as block literals, readable in review
+        return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+    Dumper.add_representer(str, text)
+    return yaml.dump_all(to_dicts(build(opts)), Dumper=Dumper, sort_keys=False)

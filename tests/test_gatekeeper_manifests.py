@@ -18,10 +18,11 @@ from conftest import REPO
 DNS1123 = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 CERT_MANAGER = ("cert-manager.io/v1",)
 KUSTOMIZE = REPO / "deploy" / "kustomize"
+TRUST = KUSTOMIZE / "base" / "trust.yaml"  # trusts no one: a valid policy, and the one the kustomize base ships
 
 
 def manifests(*extra, cert="--cert-manager"):
-    args = ["webhook", "manifests", "--image", "registry.example/mlgate:0.1.0", *extra]
+    args = ["webhook", "manifests", "--image", "registry.example/mlgate:0.1.0", "--trust-policy", TRUST, *extra]
     if cert and "--certs" not in extra:
         args.append(cert)
     code, out, err = run(args)
@@ -99,8 +100,9 @@ def check_references(objects: list[dict], external_secrets: set = frozenset()) -
 
 
 def check_settings(objects: list[dict], tmp_path) -> dict:
-    """The ConfigMap's settings file is one `mlgate serve --config` accepts."""
+    """The ConfigMap's settings file and trust policy are ones `mlgate serve --config --trust` accepts."""
     from mlgate.gatekeeper.config import load_config
+    from mlgate.signing.trust import load_trust_policy
 
     (cm,) = [o for o in objects if o["kind"] == "ConfigMap"]
     (dep,) = [o for o in objects if o["kind"] == "Deployment"]
@@ -109,6 +111,9 @@ def check_settings(objects: list[dict], tmp_path) -> dict:
     path = tmp_path / "webhook.yaml"
     path.write_text(cm["data"]["webhook.yaml"])
     load_config(path, audit="file:///audit/audit.jsonl")
+    assert args[args.index("--trust") + 1] == "/etc/mlgate/trust.yaml"
+    (tmp_path / "trust.yaml").write_text(cm["data"]["trust.yaml"])
+    load_trust_policy(tmp_path / "trust.yaml")
     return yaml.safe_load(cm["data"]["webhook.yaml"])
 
 
@@ -192,7 +197,7 @@ def test_exemption_selectors():
         assert w["namespaceSelector"]["matchExpressions"][1:] == [{"key": "team", "operator": "NotIn", "values": ["platform"]},
                                                                   {"key": "mlgate.dev/skip", "operator": "DoesNotExist"}]
         assert w["objectSelector"] == {"matchExpressions": [{"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["argo"]}]}
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--cert-manager", "--exempt-object-label", "bad key=1"])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", "--exempt-object-label", "bad key=1"])
     assert code == 2 and "--exempt-object-label 'bad key=1'" in err
 
 
@@ -233,13 +238,15 @@ def test_postgres_trail_for_several_replicas(tmp_path):
     (["--evidence-store", "s3://bucket"], "--evidence-store"),
 ])
 def test_refused_options_are_one_line(args, needle):
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--cert-manager", *args])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", *args])
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_a_serving_certificate_is_required():
-    code, _, err = run(["webhook", "manifests", "--image", "x"])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST])
     assert code == 2 and "--cert-manager or --certs" in err
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--cert-manager"])
+    assert code == 2 and "--trust-policy" in err
 
 
 def test_modes_and_https_store_reach_the_settings_file(tmp_path):
@@ -265,13 +272,13 @@ def test_cert_manager_and_certs_dir(tmp_path):
     assert base64.b64decode(d["Secret"]["data"]["tls.crt"]) == (tmp_path / "tls.crt").read_bytes()
     assert "ca.key" not in d["Secret"]["data"] and d["Secret"]["type"] == "kubernetes.io/tls"
     assert all(base64.b64decode(w["clientConfig"]["caBundle"]) == (tmp_path / "ca.crt").read_bytes() for w in d["ValidatingWebhookConfiguration"]["webhooks"])
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--certs", tmp_path / "missing"])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--certs", tmp_path / "missing"])
     assert code == 2 and "missing/ca.crt: cannot read" in err
 
 
 @pytest.mark.parametrize("args, needle", [(["--environments", "Prod_1"], "DNS label"), (["--timeout", "31"], "31")])
 def test_bad_options_are_one_line(args, needle):
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--cert-manager", *args])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", *args])
     assert code == 2 and needle in err and len(err.strip().splitlines()) <= 4
 
 
@@ -312,7 +319,8 @@ def test_deployment_is_a_typed_kubernetes_model():
     from kubernetes import client as k
     from mlgate.gatekeeper.manifests import ManifestOptions, build
 
-    objects = build(ManifestOptions(namespace="mlgate", image="x", environments=["production"], workers=4, gate_threads=2, cert_manager=True))
+    objects = build(ManifestOptions(namespace="mlgate", image="x", environments=["production"], workers=4, gate_threads=2, cert_manager=True,
+                                     trust_policy=TRUST.read_text()))
     (dep,) = [o for o in objects if isinstance(o, k.V1Deployment)]
     container = dep.spec.template.spec.containers[0]
     assert isinstance(container.resources, k.V1ResourceRequirements) and container.resources.limits["cpu"] == "4"
@@ -320,7 +328,7 @@ def test_deployment_is_a_typed_kubernetes_model():
 
 @pytest.mark.parametrize("args, needle", [(["--workers", "0"], "--workers"), (["--workers", "65"], "--workers"), (["--gate-threads", "0"], "--gate-threads")])
 def test_bad_worker_counts_are_refused(args, needle):
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--cert-manager", *args])
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", *args])
     assert code == 2 and needle in err
 
 
