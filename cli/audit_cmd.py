@@ -256,3 +256,67 @@ def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, ex
     if not v.ok:
         click.echo(f"mlgate: warning: the audit trail did not verify: {v.problem}", err=True)
         sys.exit(EXIT_NOT_INTACT)
+
+
+def _file_trail(audit_url: str, command: str) -> Path:
+    from mlgate.audit.url import parse_audit_url
+
+    target = parse_audit_url(audit_url)
+    if target.kind != "file":
+        raise click.UsageError(f"mlgate audit {command} mends file trails; a PostgreSQL trail is written in transactions and "
+                               f"cannot tear (its head row is checked by mlgate audit verify)")
+    return Path(target.path)
+
+
+def _mend(ctx, audit_url, trust_path, actor, fmt, command: str) -> None:
+    from mlgate.audit.checkpoint import CheckpointPolicy
+    from mlgate.audit.repair import RepairRefused, recover_head, repair_torn
+    from mlgate.clock import SystemClock, uuid4_ids
+
+    path = _file_trail(audit_url, command)
+    obj = ctx.obj or {}
+    clock, ids = obj.get("clock") or SystemClock(), obj.get("ids") or uuid4_ids
+    policy = CheckpointPolicy(trust_path=trust_path or _default_trust())
+    fn = repair_torn if command == "repair" else recover_head
+    try:
+        result = fn(path, now=clock.now(), ids=ids, actor=actor, checkpoints=policy)
+    except RepairRefused as exc:
+        click.echo(f"mlgate: refused: {exc.diagnostics()}", err=True)
+        sys.exit(EXIT_NOT_INTACT)
+    except MlgateError as exc:
+        _fail(exc)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    else:
+        click.echo(f"mlgate: {result.message}")
+        for note in result.notes:
+            click.echo(f"mlgate: note: {note}")
+
+
+_actor_option = click.option("--actor", help="Who mends the trail, for the record (default: the OS user name).")
+_mend_output = click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+
+
+@audit.command()
+@_audit_option
+@_trust_option
+@_actor_option
+@_mend_output
+@click.pass_context
+def repair(ctx, audit_url, trust_path, actor, fmt):
+    """Move a torn last line (a crash mid-write) into a quarantine file beside the log and append
+    a repair record naming it and its sha256. Refuses when the trail does not verify before the
+    torn line. Exit 0 repaired or nothing to repair, 1 refused, 2 error."""
+    _mend(ctx, audit_url, trust_path, actor, fmt, "repair")
+
+
+@audit.command("recover-head")
+@_audit_option
+@_trust_option
+@_actor_option
+@_mend_output
+@click.pass_context
+def recover_head_cmd(ctx, audit_url, trust_path, actor, fmt):
+    """Rebuild a lost or unreadable head file after a full verify (chain and signed checkpoints),
+    and append a recover-head record. Exit 0 rebuilt or nothing to recover, 1 refused, 2 error."""
+    _mend(ctx, audit_url, trust_path, actor, fmt, "recover-head")
