@@ -95,7 +95,7 @@ s(obj, key) := x if {
 } else := sprintf("%v", [object.get(obj, key, null)])
 
 # a number for a message, rounded to 3 decimals; "<missing>" otherwise
-num(x) := sprintf("%v", [round(x * 1000) / 1000]) if is_number(x)
+num(x) := fixed(rounded(x, 1000), 3) if is_number(x)
 
 num(x) := "<missing>" if not is_number(x)
 
@@ -116,7 +116,7 @@ p(obj, key) := text if {
 	x > 0
 	x < 0.001
 	text := scientific(x)
-} else := sprintf("%v", [round(x * 10000) / 10000]) if {
+} else := fixed(rounded(x, 10000), 4) if {
 	is_object(obj)
 	x := object.get(obj, key, null)
 	is_number(x)
@@ -126,7 +126,7 @@ p(obj, key) := text if {
 # x >= 1e-k, found decade block first, then within it (40 candidates, not 300);
 # first element of an ordered list, not min(): rego-cpp's min over it is wrong.
 # The mantissa is rounded to 3 digits; 9.995 rounds up into the next power of ten.
-scientific(x) := sci_text(round((x / to_number(sprintf("1e-%d", [k]))) * 100), k) if {
+scientific(x) := sci_text(rounded(x / to_number(sprintf("1e-%d", [k])), 100), k) if {
 	blocks := [b | some b in numbers.range(0, 29); x >= to_number(sprintf("1e-%d", [(10 * b) + 9]))]
 	count(blocks) > 0
 	ks := [j | some j in numbers.range(10 * blocks[0], (10 * blocks[0]) + 9); x >= to_number(sprintf("1e-%d", [j]))]
@@ -136,6 +136,37 @@ scientific(x) := sci_text(round((x / to_number(sprintf("1e-%d", [k]))) * 100), k
 sci_text(m, k) := sprintf("%d.%02de-%02d", [floor(m / 100), m % 100, k]) if m < 1000
 
 sci_text(m, k) := sprintf("%d.%02de-%02d", [floor(m / 1000), round(m / 10) % 100, k - 1]) if m >= 1000
+
+# round(x * s), the same on every engine. OPA computes in decimal (0.8365 * 1000 is 836.5,
+# rounded to 837), regorus and rego-cpp in binary floating point (836.4999999999999, rounded to
+# 836): a nudge of 1e-6 away from zero rounds a written-out half up everywhere.
+rounded(x, s) := round((x * s) + 0.000001) if x >= 0
+
+rounded(x, s) := round((x * s) - 0.000001) if x < 0
+
+# r / 10^d (r an integer, d 3 or 4) as text without trailing zeros: "0.072", "-1.5", "3".
+# Written out rather than sprintf("%v", [r / 1000]): rego-cpp prints such a float with 16
+# significant digits (-0.07199999999999999) where OPA and regorus print -0.072.
+fixed(r, d) := with_fraction(sign_of(r), whole, trim_right(fraction_digits(abs(r) - (whole * scale_of(d)), d), "0")) if {
+	whole := floor(abs(r) / scale_of(d))
+}
+
+# (not minus: OPA names the `-` operator so)
+sign_of(r) := "-" if r < 0
+
+sign_of(r) := "" if r >= 0
+
+scale_of(3) := 1000
+
+scale_of(4) := 10000
+
+fraction_digits(f, 3) := sprintf("%03d", [f])
+
+fraction_digits(f, 4) := sprintf("%04d", [f])
+
+with_fraction(sign, whole, "") := sprintf("%s%d", [sign, whole])
+
+with_fraction(sign, whole, frac) := sprintf("%s%d.%s", [sign, whole, frac]) if frac != ""
 
 # a digest shortened to 12 hex characters for a message
 short(obj, key) := substring(trim_prefix(x, "sha256:"), 0, 12) if {

@@ -188,7 +188,10 @@ insufficient_group(g) if not g.insufficient == false
 insufficient_group(g) if not enough_trials(g)
 
 # (a positive rule: `not x >= cfg.n_min` is undefined on OPA when n_min is missing)
-enough_trials(g) if object.get(g, "trials", null) >= cfg.n_min
+enough_trials(g) if {
+	is_object(g)
+	object.get(g, "trials", null) >= cfg.n_min
+}
 
 # METADATA
 # title: Insufficient evidence for a subgroup
