@@ -59,7 +59,8 @@ def cli() -> None:
 @click.option("--env", "environment", required=True, help="Target environment: one the policy defines, a directory under "
               "mlgate/environments/ of --policy (the bundled library: dev, staging, production; `mlgate policy doc` lists them). "
               "Any other is an error (exit 2).")
-@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif"]), default="text", show_default=True)
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif", "github"]), default="text", show_default=True,
+              help="Report format; github: GitHub Actions annotations (::error/::warning per finding).")
 @click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here instead of stdout.")
 @click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory or OPA bundle (default: `policy` in .mlgate.yaml, else the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Data document merged over the policy's environment data (repeatable; may set mlgate.environments.<tier>.<key> only).")

@@ -9,7 +9,7 @@ from typing import Callable
 
 from mlgate.gate import Decision
 
-FORMATS = ("text", "json", "junit", "sarif")
+FORMATS = ("text", "json", "junit", "sarif", "github")
 
 
 def renderer(fmt: str) -> Callable[[Decision], str]:
@@ -21,6 +21,8 @@ def renderer(fmt: str) -> Callable[[Decision], str]:
         from mlgate.render.junit import render
     elif fmt == "sarif":
         from mlgate.render.sarif import render
+    elif fmt == "github":  # GitHub Actions workflow commands (annotations)
+        from mlgate.render.github import render
     else:
         raise ValueError(f"unknown output format {fmt!r}")
     return render
