@@ -251,9 +251,10 @@ def prepare(options: GateOptions) -> Prepared:
     from mlgate.signing.trust import load_trust_policy
 
     timeout = options.timeout_s
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout <= 0:
-        # nan passes every comparison and inf never expires: refused before any engine starts
-        raise PolicyError(f"the evaluation timeout must be a finite number of seconds above 0, got {timeout!r}", field="timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not math.isfinite(timeout) or timeout < 0:
+        # nan passes every comparison and inf never expires: refused before any engine starts. 0 is the webhook's:
+        # no fork per evaluation, each request's deadline kept by its event loop (gatekeeper/service.py).
+        raise PolicyError(f"the evaluation timeout must be a finite number of seconds, 0 or above, got {timeout!r}", field="timeout")
     settings = options.settings if options.settings is not None else find_settings()
     policy_dir = options.policy_dir if options.policy_dir is not None else settings.policy
     policy = load_policy(policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
