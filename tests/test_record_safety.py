@@ -147,6 +147,17 @@ def test_serve_refuses_a_non_finite_opa_timeout(tmp_path):
     assert code == 2 and "finite" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize("key", ["defaultTimeoutSeconds", "engine.opa.timeoutSeconds"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_serve_settings_refuse_a_non_finite_timeout(key, value):
+    from mlgate.errors import InputError
+    from mlgate.gatekeeper.config import settings_from_dict
+
+    doc = {key: value} if "." not in key else {"engine": {"name": "opa", "opa": {"url": "http://127.0.0.1:8181", "timeoutSeconds": value}}}
+    with pytest.raises(InputError, match="timeoutSeconds|TimeoutSeconds"):
+        settings_from_dict(doc, "settings.yaml", evidence_store="file:///tmp", audit="file:/tmp/a.jsonl")
+
+
 # ------------------------------------------------------------------ exceptions on the way
 def test_an_unexpected_exception_becomes_a_recorded_error_decision(tmp_path):
     from mlgate.gate import GateOptions, check_loaded
@@ -265,3 +276,39 @@ def test_webhook_records_every_decision_with_poisoned_and_dated_releases_among_t
         else:
             assert rec["result"] in ("allow", "deny") and rec["error"] is None
     assert_intact(audit, 200)
+
+
+# ------------------------------------------------------------------ the same on PostgreSQL
+from test_audit_pg import pg_url  # noqa: E402,F401 - the fixture: a fresh database on the real server
+
+
+def test_postgres_one_unsealable_record_fails_alone_and_surrogates_are_stored_escaped(pg_url):  # noqa: F811
+    import datetime as dt
+
+    from mlgate.audit import UnsealableRecord, open_sink
+    from mlgate.audit.verify import PostgresTrail
+
+    sink = open_sink(pg_url)
+    try:
+        records = [{"decision_id": f"d{i}", "result": "deny", "owner": "x\ud800" if i == 3 else f"o{i}",
+                    "trained_on": dt.date(2026, 11, 1), "bad": object() if i in (5, 11) else None} for i in range(16)]
+        with ThreadPoolExecutor(16) as pool:
+            results = list(pool.map(lambda r: _try(sink.append, r), records))
+    finally:
+        sink.close()
+    assert [i for i, r in enumerate(results) if isinstance(r, UnsealableRecord)] == [5, 11]
+    trail = PostgresTrail(pg_url)
+    try:
+        result = verify_trail(trail)
+        assert result.status == "intact" and result.records == 14, result.problem
+        rows = {rec["decision_id"]: rec for rec in (json.loads(raw) for _, raw in trail.sink.iter_rows())}
+    finally:
+        trail.close()
+    assert rows["d3"]["owner"] == "x\\ud800" and rows["d0"]["trained_on"] == "2026-11-01"
+
+
+def _try(fn, arg):
+    try:
+        return fn(arg)
+    except Exception as exc:  # noqa: BLE001 - returned for the assertion
+        return exc

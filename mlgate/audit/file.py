@@ -12,7 +12,9 @@ One chain across processes and threads:
 Nothing already written is damaged by a failed write: the batch is written at the end of the
 file, and if the write or the fsync fails (disk full, file size limit, I/O error) the file is
 truncated back to its length before the batch, still under the lock. A log whose last line is
-torn (a crash mid-write) is not appended to: the write fails, so the decision fails closed.
+torn (a crash mid-write) is not appended to: the write fails, so the decision fails closed,
+until ``mlgate audit repair`` moves the fragment aside and records that (:mod:`mlgate.audit.repair`;
+``mlgate audit recover-head`` rebuilds a lost head file the same way).
 
 Beside the log, ``PATH.head`` holds the last sequence and hash written (rewritten in place
 after each batch, after the fsync of the log, as one padded write of :data:`HEAD_BYTES`
