@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mlgate import schemas
-from mlgate.canonical import canonical_json, escape_surrogates, sha256_hex
+from mlgate.canonical import NotCanonical, canonical_json, escape_surrogates, sha256_hex
 from mlgate.errors import InputError
 from mlgate.safeio import decode_text, display, parse_yaml, read_bytes, resolve_inside
 
@@ -134,7 +134,7 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         if _is_local_uri(ds["uri"]):
             local = resolve_inside(root, ds["uri"], file=name, field=field + ".uri")
             missing = not local.exists()  # declared inside the release, and gone: the evidence facts say so
-            if not local.is_file():
+            if missing or local.is_dir():  # a FIFO or a device stays: hashing it is an error naming it, never a remote uri
                 local = None
         datasets.append(Dataset(ds["name"], ds["uri"], ds["digest"]["sha256"], local, missing))
 
@@ -168,7 +168,7 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
                     continue
                 # Each file in such a directory is resolved on its own: a symlink cannot leave the release.
                 resolved = resolve_inside(root, (p / child.name).relative_to(rroot).as_posix(), file=name, field=field)
-                if resolved.is_file():
+                if resolved.exists() and not resolved.is_dir():  # a FIFO or a device too: reading it is an error naming it
                     files.append(resolved)
         return files, dirs
 
@@ -205,11 +205,20 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         provenance=spec.get("provenance"),
         lineage=spec.get("lineage"),
         privacy=spec.get("privacy"),
-        binding=release_binding(doc),
+        binding=_binding(doc, name),
     )
 
 
 # --------------------------------------------------------------------------- binding
+def _binding(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    """:func:`release_binding`, or a one-line input error naming the manifest and the value that
+    has no canonical form (NaN, infinity, a YAML type JSON lacks)."""
+    try:
+        return release_binding(doc)
+    except NotCanonical as exc:
+        raise InputError(f"a value has no canonical JSON form, so no signature can bind it: {exc}", file=name) from None
+
+
 def _field_digest(value: Any) -> str:
     return "sha256:" + sha256_hex(canonical_json(escape_surrogates(value)))
 

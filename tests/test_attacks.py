@@ -73,7 +73,7 @@ def sign(release: Path, who: str, *, key: bytes | None = None, name: str | None 
         release_name="readmission-risk", model_digest=compute_model_digest(release / "model").root,
         printed_name=printed, signer_id=signer_id, role=role, meaning=meaning, environment="production",
         signed_at=EXAMPLES_NOW - dt.timedelta(days=2), expires_at=EXAMPLES_NOW + dt.timedelta(days=300),
-        evidence_digests=evidence_digests(release), comment=None,
+        evidence_digests=evidence_digests(release), comment=None, release=load_release(release).binding,
     )
     args.update(changes)
     data = create_approval(key or (KEYS / f"{keyfile}.key").read_bytes(), **args)

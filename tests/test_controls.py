@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 
-from cli_helpers import check_json, run
+from cli_helpers import check_json, resign_approvals, run
 from conftest import EXAMPLES
 
 
@@ -30,10 +30,13 @@ def copy_example(tmp_path, name):
 
 
 def edit_manifest(release, old, new):
+    """Edit the manifest and have the approvers sign it again (the edit alone voids their
+    approvals, MLG-APPR-020: these tests exercise the rule the edit is about)."""
     manifest = release / "mlgate.yaml"
     text = manifest.read_text()
     assert re.search(old, text, re.S), old
     manifest.write_text(re.sub(old, new, text, count=1, flags=re.S))
+    resign_approvals(release)
 
 
 # --------------------------------------------------------------------------- part 7: tiers

@@ -190,3 +190,48 @@ def test_owner_waiver_does_not_lift_their_own_bias_deny(tmp_path):
     assert code == 1
     assert decision["waivers"][0]["applied"] is False
     assert "the release owner" in decision["waivers"][0]["reason"]
+
+
+def test_webhook_denies_an_inference_service_of_a_renamed_copy(tmp_path):
+    """The issue's webhook case: a store holding a renamed copy of an approved release, and an
+    InferenceService pointing at the copy's (unreviewed) storage URI: denied, naming the change."""
+    from mlgate.gatekeeper.config import Settings
+    from test_gatekeeper_refs import isvc
+    from test_gatekeeper_support import RunningWebhook, admit
+
+    store = tmp_path / "store"
+    release = _copy(store, "readmission-risk")
+
+    def rename(doc):
+        doc["metadata"]["name"] = "sepsis-alert"
+        doc["spec"]["model"]["storageUri"] = "s3://attacker-bucket/sepsis-alert/"
+
+    _edit(release, rename)
+    hook = RunningWebhook(tmp_path, Settings(evidence_store=f"file://{store}", audit=str(tmp_path / "audit.jsonl"), trust_policy=str(TRUST)))
+    try:
+        with hook.client() as client:
+            doc = isvc(predictor={"minReplicas": 1, "model": {"modelFormat": {"name": "sklearn"}, "name": "", "resources": {},
+                                                                "storageUri": "s3://attacker-bucket/sepsis-alert/"}})
+            r = admit(client, doc, "production")
+            assert r.status_code == 200, r.text
+            resp = r.json()["response"]
+            assert resp["allowed"] is False
+            assert "MLG-APPR-020" in resp["status"]["message"]
+            assert "metadata.name: approved 'readmission-risk', now 'sepsis-alert'" in resp["status"]["message"]
+    finally:
+        hook.stop()
+
+
+def test_a_manifest_value_no_signature_can_bind_is_a_one_line_input_error(tmp_path):
+    """A NaN in the manifest has no canonical JSON, so nothing can sign it: an input error naming
+    the manifest and the value (exit 2, recorded), not an internal error."""
+    release = _copy(tmp_path)
+    manifest = release / "mlgate.yaml"
+    manifest.write_text(manifest.read_text().replace(
+        "    mlflow:\n      present: false\n", "    mlflow:\n      present: false\n      run: {params: {auc: .nan}}\n"))
+    code, out, err = run(["check", release, "--env", "production", "--trust", TRUST, "--audit-log", tmp_path / "a.jsonl"])
+    assert code == 2, out + err
+    assert "mlgate.yaml" in out + err and "nan" in (out + err).lower() and "Traceback" not in out + err
+    assert "internal error" not in out + err
+    record = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])
+    assert record["result"] == "error"

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from mlgate.evidence.waiver import create_waiver
+from mlgate.manifest import load_release
 from mlgate.report.chromium import dump_dom
 
 from cli_helpers import run
@@ -42,7 +43,7 @@ def _release(root: Path) -> Path:
 def _sign(release: Path, *, justification: str = JUSTIFICATION, ticket: str = "CAPA-2026-114", name: str = "w.sigstore.json") -> Path:
     bundle = create_waiver(key("jane.roe"), release_name="triage-acuity", model_digest=digest_of(release), rules=BIAS_RULES,
                            environment="production", justification=justification, signed_at=SIGNED, expires_at=EXPIRES,
-                           ticket=ticket, **JANE)
+                           ticket=ticket, release=load_release(release).binding, **JANE)
     path = release / "evidence" / "waivers" / name
     path.write_bytes(bundle)
     return path
