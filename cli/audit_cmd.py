@@ -12,12 +12,13 @@ from pathlib import Path
 
 import click
 
+from mlgate.cli.audit_option import AuditOption, check_audit_url
 from mlgate.errors import MlgateError
 
 EXIT_OK, EXIT_NOT_INTACT, EXIT_ERROR = 0, 1, 2
 DEFAULT_AUDIT_URL = "file:.mlgate/audit.jsonl"
 
-_audit_option = click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", default=DEFAULT_AUDIT_URL, show_default=True,
+_audit_option = click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", default=DEFAULT_AUDIT_URL, show_default=True, cls=AuditOption, callback=check_audit_url,
                              help="Audit trail: file:PATH or postgresql://... (env MLGATE_AUDIT).")
 
 
@@ -184,7 +185,9 @@ def show(audit_url, model_digest, release, environment, result, since, until, fm
     if fmt == "json":
         click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-list/v1", "count": len(records), "records": records}, indent=2, sort_keys=True))
     else:
-        click.echo(table(records))
+        from mlgate.safeio import printable
+
+        click.echo(printable(table(records), keep_newlines=True))  # release names and messages come from manifests
 
 
 @audit.command()
