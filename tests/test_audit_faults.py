@@ -20,7 +20,7 @@ from mlgate.audit.verify import FileTrail, verify_trail
 from mlgate.errors import AuditError
 
 from cli_helpers import run
-from conftest import EXAMPLES
+from conftest import EXAMPLES, require_service
 
 RELEASE = EXAMPLES / "readmission-risk"
 
@@ -206,8 +206,10 @@ def _pg_bin() -> Path | None:
 def own_server(tmp_path):
     """A PostgreSQL server this test starts and stops (initdb refuses root: run as postgres)."""
     bindir = _pg_bin()
-    if bindir is None or os.geteuid() != 0 or shutil.which("runuser") is None:
-        pytest.skip("needs PostgreSQL's initdb/pg_ctl and root (to run them as the postgres user)")
+    if os.geteuid() != 0:
+        pytest.skip("needs root (to run initdb and pg_ctl as the postgres user)")
+    if bindir is None or shutil.which("runuser") is None:
+        require_service("PostgreSQL server binaries", "initdb and pg_ctl under /usr/lib/postgresql/*/bin, and runuser (apt-get install postgresql)")
     base = Path("/tmp") / f"mlgate-pg-{os.getpid()}-{time.monotonic_ns()}"  # /tmp: the postgres user must reach it
     base.mkdir()
     shutil.chown(base, "postgres")

@@ -22,7 +22,7 @@ from mlgate.canonical import canonical_json
 from mlgate.errors import AuditError
 
 from cli_helpers import run
-from conftest import EXAMPLES
+from conftest import EXAMPLES, require_service
 
 BASE = os.environ.get("MLGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -33,7 +33,7 @@ def _admin():
     try:
         return psycopg.connect(BASE, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {BASE} (start it: pg_ctlcluster <version> main start): {exc}")
+        require_service("PostgreSQL", f"not reachable at {BASE} (start it: pg_ctlcluster <version> main start, or set MLGATE_TEST_PG): {exc}")
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pytest
 from mlgate.report.chromium import INSTALL_HINT, dump_dom, find_chromium, print_pdf, screenshot
 
 from cli_helpers import run
-from conftest import EXAMPLES, EXAMPLES_NOW, REPO
+from conftest import EXAMPLES, EXAMPLES_NOW, REPO, needs_service
 
 NOW = EXAMPLES_NOW
 LATER = NOW + dt.timedelta(hours=2)
-needs_chromium = pytest.mark.skipif(find_chromium() is None, reason=f"Chromium is not installed ({INSTALL_HINT})")
+needs_chromium = needs_service(find_chromium() is None, "Chromium", f"not installed ({INSTALL_HINT})")
 
 HOSTILE = "<script>document.title='PWNED'</script><img src=x onerror=\"document.title='PWNED'\">"
 

@@ -7,14 +7,15 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, needs_service
 
 spec = importlib.util.spec_from_file_location("engine_conformance", REPO / "benchmarks" / "engine_conformance.py")
 conformance = importlib.util.module_from_spec(spec)
 sys.modules["engine_conformance"] = conformance
 spec.loader.exec_module(conformance)
 
-pytestmark = pytest.mark.skipif(not conformance.DEFAULT_CASES.is_dir(), reason="OPA conformance cases not present")
+pytestmark = needs_service(not conformance.DEFAULT_CASES.is_dir(), "OPA conformance cases",
+                           f"not at {conformance.DEFAULT_CASES} (shared/opa-conformance beside the checkout)")
 
 
 def test_comparison_is_a_set_with_numeric_equality() -> None:
