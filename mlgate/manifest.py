@@ -289,3 +289,13 @@ def binding_changes(signed: Any, current: dict[str, Any], *, verb: str = "approv
     if not changes and signed.get("manifestDigest") != current.get("manifestDigest"):
         changes.append(f"manifest: signed digest {str(signed.get('manifestDigest'))[:16]}..., now {str(current.get('manifestDigest'))[:16]}...")
     return changes
+
+
+def binding_verdict(signed: Any, current: dict[str, Any], *, verb: str = "approved") -> tuple[str, list[str]]:
+    """A verified statement's binding judged against the release now: ``("bound", [])``,
+    ``("changed", [one line per field])`` or ``("legacy", [])`` (the statement signs no release,
+    ``signed`` is None)."""
+    if signed is None:
+        return "legacy", []
+    changes = binding_changes(signed, current, verb=verb)
+    return ("changed" if changes else "bound"), changes

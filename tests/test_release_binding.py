@@ -235,3 +235,16 @@ def test_a_manifest_value_no_signature_can_bind_is_a_one_line_input_error(tmp_pa
     assert "internal error" not in out + err
     record = json.loads((tmp_path / "a.jsonl").read_text().splitlines()[-1])
     assert record["result"] == "error"
+
+
+def test_verify_fails_the_signatures_of_a_renamed_copy(tmp_path):
+    """`mlgate verify` said every signature verifies for a renamed copy; now each approval row fails with the change."""
+    release = _copy(tmp_path)
+    _edit(release, lambda d: d["metadata"].__setitem__("name", "sepsis-alert"))
+    code, out, err = run(["verify", release, "--trust", TRUST, "-o", "json"])
+    assert code == 1, out + err
+    rows = [r for r in json.loads(out)["signatures"] if r["kind"] == "approval"]
+    assert rows and all(r["status"] == "failed" for r in rows)
+    assert all("metadata.name: approved 'readmission-risk', now 'sepsis-alert'" in r["reason"] for r in rows)
+    code, out, _ = run(["verify", _copy(tmp_path / "clean"), "--trust", TRUST])
+    assert code == 0, out

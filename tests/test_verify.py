@@ -106,14 +106,14 @@ def test_waiver_row(tmp_path: Path) -> None:
     (line,) = [line for line in out.splitlines() if line.startswith(WAIVER)]
     assert "Dr. Jane Roe <jane.roe@hospital.example>" in line and " key " in line
     assert "waiver of MLG-BIAS-002, MLG-BIAS-006 (clinical-safety-officer) for production" in line
-    assert "2026-11-28T12:00:00Z  verified  expires at 2026-12-18T12:00:00Z (in 19.0 days)" in line
+    assert "2026-11-28T12:00:00Z  claimed      verified  expires at 2026-12-18T12:00:00Z (in 19.0 days)" in line
     assert out.splitlines()[-1] == "4 signature(s): 4 verified, 0 failed"
     code, out, _ = run(["verify", release, "-o", "json"])
     assert _waiver_row(out) == {
         "artifact": WAIVER, "kind": "waiver", "signer": "Dr. Jane Roe <jane.roe@hospital.example>", "source": "key",
         "meaning": "waiver of MLG-BIAS-002, MLG-BIAS-006 (clinical-safety-officer) for production",
         "signed_at": "2026-11-28T12:00:00Z", "status": "verified", "reason": "expires at 2026-12-18T12:00:00Z (in 19.0 days)",
-        "expires_at": "2026-12-18T12:00:00Z", "rules": ["MLG-BIAS-002", "MLG-BIAS-006"],
+        "expires_at": "2026-12-18T12:00:00Z", "rules": ["MLG-BIAS-002", "MLG-BIAS-006"], "time_source": "claimed",
     }
 
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mlgate.canonical import canonical_json, sha256_file, sha256_hex
+from mlgate.canonical import canonical_json, sha256_hex
 from mlgate.manifest import Release
-from mlgate.safeio import read_bytes
+from mlgate.safeio import read_bytes, sha256_regular_file
 
 ABSENT: dict[str, Any] = {"present": False, "valid": False, "authenticated": False, "errors": []}
 
@@ -59,18 +59,13 @@ def _bind(record: dict[str, Any], release: Release, verb: str) -> dict[str, Any]
     (``release_changes`` names each field), ``legacy`` (a statement made before bindings
     existed: identity not bound), or None when the signature did not verify. The signed
     binding itself is not passed on (the policy needs only the verdict)."""
-    from mlgate.manifest import binding_changes
+    from mlgate.manifest import binding_verdict
 
     signed = record.pop("release", None)
     out = {**record, "release_binding": None, "release_changes": []}
     if record.get("verified") is not True:
         return out
-    if signed is None:
-        out["release_binding"] = "legacy"
-        return out
-    changes = binding_changes(signed, release.binding or {}, verb=verb)
-    out["release_binding"] = "changed" if changes else "bound"
-    out["release_changes"] = changes
+    out["release_binding"], out["release_changes"] = binding_verdict(signed, release.binding or {}, verb=verb)
     return out
 
 
@@ -98,7 +93,7 @@ def collect(release: Release, trust: Any) -> Facts:
 
     datasets = []
     for ds in release.datasets:
-        actual = sha256_file(ds.local_path) if ds.local_path is not None else None
+        actual = sha256_regular_file(ds.local_path) if ds.local_path is not None else None
         datasets.append({
             "name": ds.name,
             "uri": ds.uri,

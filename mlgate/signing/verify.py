@@ -80,13 +80,30 @@ def _signer(name: Any, ident: Any) -> str:
     return str(name or ident or "-")
 
 
-def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence: dict[str, str], now: dt.datetime) -> Row:
+def _binding(record: dict[str, Any], binding: dict[str, Any] | None, status: str, notes: list[str], verb: str) -> str:
+    """The release the statement signed against the release now (mlgate.manifest.binding_verdict):
+    a changed field fails the row, a legacy statement (no release signed) is a warning."""
+    from mlgate.manifest import binding_verdict
+
+    verdict, changes = binding_verdict(record.get("release"), binding or {}, verb=verb)
+    if verdict == "changed":
+        notes.append("release changed since signing: " + "; ".join(changes))
+        return "failed"
+    if verdict == "legacy":
+        notes.append("legacy: the signature does not bind the release identity or manifest")
+        return "warning" if status == "verified" else status
+    return status
+
+
+def _approval_row(record: dict[str, Any], *, model_digest: str | None, evidence: dict[str, str], now: dt.datetime,
+                  binding: dict[str, Any] | None = None) -> Row:
     notes: list[str] = []
     status = "verified" if record["verified"] else "failed"
     if record["verified"]:
         if model_digest is not None and record["subject_digest"] != model_digest:
             status = "failed"
             notes.append(f"signed for model digest {record['subject_digest'][:12]}, the release model is {model_digest[:12]}")
+        status = _binding(record, binding, status, notes, "approved")
         signed = record["evidence_digests"]
         changed = sorted(p for p in signed.keys() & evidence.keys() if signed[p] != evidence[p])
         added = sorted(evidence.keys() - signed.keys())
@@ -147,7 +164,7 @@ def _span(ns: int) -> str:
     return f"{seconds / 60:.0f} minutes"
 
 
-def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.datetime) -> Row:
+def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.datetime, binding: dict[str, Any] | None = None) -> Row:
     """A waiver's row: verified against the trust policy, bound to this model, within its validity at ``now``."""
     if not record["verified"]:
         return Row(artifact=record["path"], kind="waiver", signer=_signer(record["printed_name"], record["signer_id"]),
@@ -160,6 +177,7 @@ def _waiver_row(record: dict[str, Any], *, model_digest: str | None, now: dt.dat
     if model_digest is not None and record["subject_digest"] != model_digest:
         status = "failed"
         notes.append(f"signed for model digest {record['subject_digest'][:12]}, the release model is {model_digest[:12]}")
+    status = _binding(record, binding, status, notes, "waived")
     if record["signed_at_ns"] > now_ns:
         status = "failed"
         notes.append(f"signing time {record['signed_at']} is in the future")
@@ -241,7 +259,8 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
             rows.append(Row(rel, "approval", "-", "-", "-", "-", "failed", data))
             continue
         record = verify_approval(data, rel, trust=trust)
-        rows.append(_approval_row(record, model_digest=digest.root if digest else None, evidence=evidence, now=now))
+        rows.append(_approval_row(record, model_digest=digest.root if digest else None, evidence=evidence, now=now,
+                                  binding=release.binding))
 
     for path, rel in release.waivers:
         data = _read(path, rel)
@@ -249,7 +268,7 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
             rows.append(Row(rel, "waiver", "-", "-", "waiver", "-", "failed", data))
             continue
         record = verify_waiver(data, rel, trust=trust)
-        rows.append(_waiver_row(record, model_digest=digest.root if digest else None, now=now))
+        rows.append(_waiver_row(record, model_digest=digest.root if digest else None, now=now, binding=release.binding))
 
     if release.signature_path is not None:
         rel = release.signature_rel or "model signature"
