@@ -17,6 +17,14 @@ only loses that case) with a per-case deadline. A case:
 
 Prints a table of pass / fail / missing-builtin / crash per folder and the totals, so an
 engine upgrade is judged by numbers (the closing note of issue 5 records them).
+
+    python benchmarks/engine_conformance.py --library N [--seed S] [--cpp-every K]
+
+instead holds the bundled library to real OPA (in-process, ``opa-golib-python-bindings``): every
+example input in staging and production and N inputs generated from them
+(``tests/opa_reference.py``) are decided on regorus, OPA and every K-th on rego-cpp; prints the
+count of decisions that differ from OPA per engine and the first few (the larger run of
+``tests/test_opa_reference.py``, which runs 2,000).
 """
 
 from __future__ import annotations
@@ -251,7 +259,53 @@ def render_table(table: dict[str, dict[str, int]], *, timeouts: int) -> str:
     return "\n".join(lines)
 
 
+def library_differential(count: int, seed: int, cpp_every: int) -> int:
+    sys.path.insert(0, str(REPO / "tests"))
+    sys.path.insert(0, str(REPO))
+    from opa_reference import example_inputs, first_difference, mutations, outcome
+
+    from mlgate.policy import bundled_policy_dir, load_policy
+    from mlgate.policy.engine.opa_inprocess import OpaInProcessEngine
+    from mlgate.policy.engine.regopy_engine import RegopyEngine, available
+    from mlgate.policy.engine.regorus_engine import RegorusEngine
+
+    policy = load_policy(bundled_policy_dir())
+    engines = {"opa": OpaInProcessEngine(policy), "regorus": RegorusEngine(policy, timeout_s=0)}
+    if available() and cpp_every > 0:
+        engines["rego-cpp"] = RegopyEngine(policy, timeout_s=0)
+    examples = example_inputs()
+    cases = [(f"{r} {e}", d) for (r, e), d in sorted(examples.items())] + list(mutations(list(examples.values()), count, seed=seed))
+    started = time.monotonic()
+    differ: dict[str, list[tuple[str, str]]] = {k: [] for k in engines if k != "opa"}
+    compared = {k: 0 for k in differ}
+    for i, (name, doc) in enumerate(cases):
+        reference = outcome(engines["opa"].decide, doc)
+        for kind in differ:
+            if kind == "rego-cpp" and i >= len(examples) and i % cpp_every:
+                continue
+            compared[kind] += 1
+            got = outcome(engines[kind].decide, doc)
+            if got != reference:
+                differ[kind].append((name, first_difference(reference, got)))
+    print(f"library vs OPA {engines['opa'].version}: {len(cases)} inputs ({len(examples)} examples, {count} generated, seed {seed}), "
+          f"{time.monotonic() - started:.1f} s")
+    for kind, diffs in differ.items():
+        print(f"  {kind:<9} {compared[kind]:>6} compared, {len(diffs):>4} differ")
+        for name, what in diffs[:5]:
+            print(f"      {name}: {what[:300]}")
+    return 1 if any(differ.values()) else 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if "--library" in argv:
+        lib = argparse.ArgumentParser(description="the bundled library on regorus and rego-cpp against real OPA")
+        lib.add_argument("--library", type=int, required=True, help="generated inputs (besides the examples)")
+        lib.add_argument("--seed", type=int, default=17)
+        lib.add_argument("--cpp-every", type=int, default=10, help="every K-th generated input on rego-cpp (0: none)")
+        a = lib.parse_args(argv)
+        return library_differential(a.library, a.seed, a.cpp_every)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=Path, default=DEFAULT_CASES, help=f"case folder (default {DEFAULT_CASES})")
     parser.add_argument("--engine", choices=["regorus"], default="regorus", help="engine under test (the embedded one)")

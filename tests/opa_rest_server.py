@@ -1,7 +1,9 @@
-"""An HTTP server that answers like OPA's REST data API, for tests and benchmarks.
+"""An HTTP server that answers like OPA's REST data API, evaluating with real OPA, for tests and benchmarks.
 
-No OPA binary can be installed on the machines that run mlgate's tests, so the remote engine is
-tested against this server. It follows OPA's documented REST API (docs/content/rest-api.md,
+No OPA server binary can be installed on the machines that run mlgate's tests, so the remote
+engine is tested against this server: OPA itself (v1.20, in-process from the
+``opa-golib-python-bindings`` wheel, :mod:`mlgate.policy.engine.opa_inprocess`) evaluates every
+request, and this module is only its HTTP front. It follows OPA's documented REST API (docs/content/rest-api.md,
 "Get a Document (with Input)", "Errors", "Authentication"), exactly where mlgate depends on it:
 
 - ``POST /v1/data/{path}`` with a JSON body ``{"input": ...}``; the path's ``/`` become ``.``
@@ -16,8 +18,10 @@ tested against this server. It follows OPA's documented REST API (docs/content/r
   error (OPA's strict-builtin-errors answer);
 - HTTP/1.1 keep-alive, so a client's connection pool is exercised; optional TLS and mTLS.
 
-Policy evaluation is done by regorus on one dedicated thread (a regorus engine cannot move between
-threads). ``fault`` injects misbehaviour a real network or server can show: ``slow`` (answer
+Policy evaluation is done on one dedicated thread by real OPA (``engine="opa"``, the default; a
+missing wheel skips the test outside CI and fails it under ``CI``), or by regorus where a test or
+benchmark asks for it (``engine="regorus"``: a regorus engine cannot move between threads).
+Provenance reports the evaluating engine's version. ``fault`` injects misbehaviour a real network or server can show: ``slow`` (answer
 after ``delay_s``), ``drip`` (send the status line, then a header byte at a time), ``not-json``,
 ``json-array``, ``html-500``, ``redirect``.
 """
@@ -35,12 +39,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-OPA_VERSION = "1.4.2"  # what the fake reports in provenance
+OPA_VERSION = "1.4.2"  # what the server reports in provenance when regorus evaluates
 
 
 class FakeOpa:
     def __init__(self, policy: Any, *, include_tests: bool = False, token: str | None = None, decision_logging: bool = True,
-                 bundle_revision: str | None = None, tls: ssl.SSLContext | None = None, serve_bundle: bool = True):
+                 bundle_revision: str | None = None, tls: ssl.SSLContext | None = None, engine: str = "opa", serve_bundle: bool = True):
         from mlgate.policy.engine.regorus_engine import RegorusEngine
 
         self.token = token
@@ -53,7 +57,19 @@ class FakeOpa:
         self.requests: list[dict[str, Any]] = []
         self.connections = 0
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fake-opa-eval")
-        self._engine = self._worker.submit(lambda: RegorusEngine(policy, timeout_s=0, include_tests=include_tests)).result()
+        if engine == "opa":
+            from opa_reference import require_opa
+
+            require_opa()
+            from mlgate.policy.engine.opa_inprocess import OpaInProcessEngine
+
+            self._engine = self._worker.submit(lambda: OpaInProcessEngine(policy, include_tests=include_tests)).result()
+        elif engine == "regorus":
+            self._engine = self._worker.submit(lambda: RegorusEngine(policy, timeout_s=0, include_tests=include_tests)).result()
+        else:
+            raise ValueError(f"engine must be 'opa' or 'regorus', not {engine!r}")
+        self.engine = engine
+        self.version = self._engine.version if engine == "opa" else OPA_VERSION
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -152,13 +168,15 @@ class FakeOpa:
         if self.decision_logging:
             out["decision_id"] = str(uuid.uuid4())
         if params.get("provenance") == ["true"]:
-            out["provenance"] = {"version": OPA_VERSION, "build_commit": "fake", "build_timestamp": "", "build_hostname": ""}
+            out["provenance"] = {"version": self.version, "build_commit": self.engine, "build_timestamp": "", "build_hostname": ""}
             if self.bundle_revision is not None:
                 out["provenance"]["bundles"] = {"mlgate": {"revision": self.bundle_revision}}
         from mlgate.errors import EngineError, UndefinedDecision
 
         def evaluate() -> Any:
-            return self._engine.eval_json(query, body.get("input") if "input" in body else {})
+            if "input" in body:
+                return self._engine.eval_json(query, body["input"])
+            return self._engine.eval_json(query, None if self.engine == "opa" else {})  # OPA: no input at all
 
         try:
             out["result"] = self._worker.submit(evaluate).result()

@@ -45,7 +45,7 @@ waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
 } else := "does not bind the release identity (a legacy waiver); sign it again with this version of mlgate waive" if {
 	not r.release_binding == "bound"
 	not r.release_binding == "changed"
-} else := sprintf("no longer matches the release: %s", [concat("; ", lib.list_of(r, "release_changes"))]) if {
+} else := sprintf("no longer matches the release: %s", [trim_prefix(concat("; ", lib.list_of(r, "release_changes")), "")]) if {
 	r.release_binding == "changed"
 } else := sprintf("signed by %s, the release owner (separation of duties: the owner cannot accept the risk of their own release)", [lib.s(r, "signer_id")]) if {
 	approvals.person(r) == approvals.owner

@@ -65,7 +65,8 @@ unfilled contains i if {
 # the engine iterates a set of records: sorted in OPA and regorus, in the order
 # of insertion in rego-cpp. (With two or more effective approvals, MLG-APPR-004's
 # message is the one text that differs between these engines.)
-effective_text := lib.join([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in effective_here])
+# sorted: engines iterate a set of objects in different orders (rego-cpp in insertion order)
+effective_text := lib.join(sort([sprintf("%s: %s", [lib.s(r, "signer_id"), what(r)]) | some r in effective_here]))
 
 no_approvals if count(records) == 0
 
@@ -426,7 +427,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.70", "21CFR11.10(e)"],
 		"remediation": "Undo the change, or have the approvers review the release as it is now and sign again (finish the manifest, run mlgate evidence collect, then sign).",
-		"message": sprintf("approval %s by %s no longer matches the release: %s", [lib.s(r, "path"), lib.s(r, "signer_id"), concat("; ", lib.list_of(r, "release_changes"))]),
+		"message": sprintf("approval %s by %s no longer matches the release: %s", [lib.s(r, "path"), lib.s(r, "signer_id"), trim_prefix(concat("; ", lib.list_of(r, "release_changes")), "")]),
 		"subject": lib.s(r, "path"),
 	}
 }

@@ -409,7 +409,9 @@ warning contains w if {
 	audit.present == true
 	some c in comparisons
 	sufficient(c)
+	is_number(c.gap) # rego-cpp reads false >= 0.05 as true (Rego orders booleans before numbers)
 	c.gap >= cfg.delta
+	is_number(c.p_holm)
 	c.p_holm >= cfg.alpha
 	w := {
 		"id": "MLG-BIAS-011",
