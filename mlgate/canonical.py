@@ -133,9 +133,12 @@ def sha256_hex(data: bytes) -> str:
 
 
 def sha256_file(path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB chunks (datasets can be large)."""
+    """sha256 of a file's bytes, read in 1 MiB chunks (datasets can be large). Only a regular
+    file: a FIFO or a device raises :class:`mlgate.safeio.NotRegularFile` (an OSError) at once."""
+    from mlgate.safeio import open_regular
+
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

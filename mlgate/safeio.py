@@ -6,11 +6,13 @@ Every failure is an :class:`InputError` naming the file (and field), never a tra
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
+import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import yaml
 
@@ -68,16 +70,74 @@ def dumps_json(obj: Any, **kwargs: Any) -> str:
     return _UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text)
 
 
+#: Flags for opening a file mlgate only reads: ``O_NONBLOCK`` so that opening a named pipe (FIFO)
+#: returns at once instead of waiting for a writer, ``O_NOCTTY`` so that a terminal device never
+#: becomes the controlling terminal. Whether it is a regular file is checked on the opened
+#: descriptor (:func:`open_regular`), then the descriptor is made blocking again.
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def file_kind(mode: int) -> str:
+    """What a ``st_mode`` is, in words, for an error message."""
+    for test, kind in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+class NotRegularFile(OSError):
+    """A path names a FIFO, a device, a socket or a directory where a regular file is expected."""
+
+    def __init__(self, path: Path | str, mode: int):
+        self.kind = file_kind(mode)
+        super().__init__(errno.EISDIR if stat.S_ISDIR(mode) else errno.EINVAL,
+                         f"expected a regular file, found {self.kind}", str(path))
+
+
+def open_regular(path: Path | str, *, follow_symlinks: bool = True) -> BinaryIO:
+    """Open ``path`` for reading (binary, unbuffered) only if it is a regular file.
+
+    A named pipe, a device, a socket or a directory raises :class:`NotRegularFile` (an OSError)
+    at once: ``stat`` first, so nothing else is ever opened (opening a device can act on it);
+    then the type is checked again on the opened descriptor, so a file swapped for a FIFO
+    between the two is refused too, and ``O_NONBLOCK`` makes that open return at once.
+    With ``follow_symlinks=False`` a symbolic link is refused too (``O_NOFOLLOW``).
+    Other failures are the usual OSErrors (FileNotFoundError, PermissionError...)."""
+    st = os.stat(path, follow_symlinks=follow_symlinks)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(path, st.st_mode)
+    try:
+        fd = os.open(path, _READ_FLAGS | (0 if follow_symlinks else getattr(os, "O_NOFOLLOW", 0)))
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow_symlinks:  # became a symlink since the lstat
+            raise NotRegularFile(path, stat.S_IFLNK) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(path, mode)
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb", buffering=0)
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     name = display(path)
     try:
-        with open(path, "rb") as fh:
+        with open_regular(path) as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > limit:
                 raise InputError(f"file is {size / 1e6:.1f} MB, larger than the {limit // (1024 * 1024)} MiB limit for a document", file=name)
-            data = fh.read(limit + 1)
+            data = _read_upto(fh, limit + 1, first=size + 1)
     except FileNotFoundError:
         raise InputError("file not found", file=name) from None
+    except NotRegularFile as exc:
+        if exc.kind == "a directory":
+            raise InputError("expected a file, found a directory", file=name) from None
+        raise InputError(exc.strerror, file=name) from None
     except IsADirectoryError:
         raise InputError("expected a file, found a directory", file=name) from None
     except PermissionError:
@@ -87,6 +147,43 @@ def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
     if len(data) > limit:
         raise InputError(f"file is larger than the {limit // (1024 * 1024)} MiB limit for a document", file=name)
     return data
+
+
+def _read_upto(fh: BinaryIO, n: int, *, first: int) -> bytes:
+    """Up to ``n`` bytes: one read of ``first`` bytes (the size fstat gave, plus one to see the
+    end), then more only if the file grew meanwhile (an unbuffered read may also return short)."""
+    chunks, left, ask = [], n, first
+    while left > 0:
+        chunk = fh.read(min(left, ask))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+        ask = 1 << 20
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def sha256_regular_file(path: Path, *, field: str | None = None) -> str:
+    """sha256 (hex) of a regular file, streamed in 1 MiB reads (datasets can be large); a FIFO, a
+    device, a socket or a file that cannot be read is an :class:`InputError` naming it."""
+    import hashlib
+
+    name = display(path)
+    hasher = hashlib.sha256()
+    buf = bytearray(1 << 20)
+    try:
+        with open_regular(path) as fh, memoryview(buf) as view:
+            while n := fh.readinto(buf):
+                hasher.update(view[:n])
+    except FileNotFoundError:
+        raise InputError("file not found", file=name, field=field) from None
+    except NotRegularFile as exc:
+        raise InputError(exc.strerror, file=name, field=field) from None
+    except PermissionError:
+        raise InputError("permission denied", file=name, field=field) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", file=name, field=field) from None
+    return hasher.hexdigest()
 
 
 def decode_text(data: bytes, name: str) -> str:

@@ -26,7 +26,7 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable
 
 from mlgate.errors import InputError
-from mlgate.safeio import display
+from mlgate.safeio import NotRegularFile, display, open_regular
 
 #: Paths model-signing ignores by default (``--ignore-git-paths``), relative to the model root.
 GIT_PATHS: tuple[str, ...] = (".git", ".gitattributes", ".github", ".gitignore")
@@ -112,13 +112,17 @@ def _hash_file(path: Path) -> tuple[str, int]:
     buf = bytearray(READ_SIZE)
     view = memoryview(buf)
     try:
-        with open(path, "rb", buffering=0) as fh:
+        # The walk refused what lstat said was special; the opened file is checked again, so a
+        # file swapped for a FIFO or a device after the listing is refused, never waited on.
+        with open_regular(path, follow_symlinks=False) as fh:
             while True:
                 n = fh.readinto(buf)
                 if not n:
                     break
                 hasher.update(view[:n])
                 total += n
+    except NotRegularFile as exc:
+        raise _refuse(path, exc.strerror) from None
     except OSError as exc:
         raise _refuse(path, f"cannot read: {exc.strerror or exc}") from None
     finally:
