@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
 import shutil
+import time
 
 import pytest
 from conftest import EXAMPLES
 
 from mlgate.gate import GateOptions, prepare
 from mlgate.store import FactsCache, FileStore, ModelRef, StoreError, open_store
+from mlgate.store.file import RACY_S
 
 
 @pytest.fixture(scope="module")
@@ -28,16 +32,62 @@ def test_index_by_release_digest_and_uri(trust):
     assert store.ready() is None
 
 
+def later_wall_clock(seconds: float = 60.0):
+    """A wall clock ``seconds`` ahead: files written by the test count as settled, not racy."""
+    return lambda: time.time_ns() + int(seconds * 1e9)
+
+
 def test_facts_are_cached_until_a_file_changes(tmp_path, trust):
     shutil.copytree(EXAMPLES / "readmission-risk", tmp_path / "r")
     events = []
-    store = FileStore(tmp_path, cache=FactsCache(on_result=events.append))
+    store = FileStore(tmp_path, cache=FactsCache(on_result=events.append), wall_ns=later_wall_clock())
     ref = ModelRef("release", "readmission-risk@1.4.0", "t")
     first = store.load(ref, trust)
     assert store.load(ref, trust)[1] is first[1] and events == ["miss", "hit"]
     card = tmp_path / "r" / "evidence" / "model_card.md"
     card.write_text(card.read_text() + "\nchanged\n")
     assert store.load(ref, trust)[1] is not first[1] and events[-1] == "miss"
+
+
+def test_same_size_rewrite_with_the_mtime_put_back_is_noticed(tmp_path, trust):
+    """Issue 15 part 5: the fingerprint was (path, size, mtime, inode); rewriting a file in place
+    with the same size and restoring its mtime with os.utime served the old facts. The ctime
+    (set by the kernel on every write and utime, not settable from user space) is in the key."""
+    shutil.copytree(EXAMPLES / "readmission-risk", tmp_path / "r")
+    store = FileStore(tmp_path, wall_ns=later_wall_clock())
+    ref = ModelRef("release", "readmission-risk@1.4.0", "t")
+    first = store.load(ref, trust)[1]
+    assert store.load(ref, trust)[1] is first  # cached
+    card = tmp_path / "r" / "evidence" / "model_card.md"
+    before = card.stat()
+    data = card.read_bytes()
+    changed = data.replace(b"Limitations", b"LIMITATIONS", 1)
+    assert changed != data and len(changed) == len(data)
+    with open(card, "r+b") as fh:  # same inode, same size
+        fh.write(changed)
+    os.utime(card, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = card.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    facts = store.load(ref, trust)[1]
+    assert facts is not first
+    assert facts.evidence_files["evidence/model_card.md"] == hashlib.sha256(changed).hexdigest()
+
+
+def test_facts_of_files_changed_just_now_are_not_cached(tmp_path, trust):
+    """A file written within the last RACY_S seconds could be rewritten within the same
+    timestamp tick without any stat change: its facts are read afresh until it settles."""
+    shutil.copytree(EXAMPLES / "readmission-risk", tmp_path / "r")
+    events = []
+    now = [time.time_ns()]
+    store = FileStore(tmp_path, cache=FactsCache(on_result=events.append), wall_ns=lambda: now[0])
+    ref = ModelRef("release", "readmission-risk@1.4.0", "t")
+    store.load(ref, trust)
+    store.load(ref, trust)
+    assert events == ["miss", "miss"]
+    now[0] += int((RACY_S + 1) * 1e9)
+    store.load(ref, trust)
+    store.load(ref, trust)
+    assert events[2:] == ["miss", "hit"]
 
 
 def test_cache_is_bounded_and_expires():

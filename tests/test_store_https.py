@@ -145,6 +145,45 @@ def test_a_file_changed_on_the_server_is_refused(published, tmp_path, trust):
         store.load(ModelRef.parse_digest("sha256:" + "ab" * 32, "d"), trust)
 
 
+def test_a_tampered_on_disk_cache_is_verified_and_fetched_again(published, tmp_path, trust):
+    """Issue 15 part 5: a release already in the local cache directory was served as it lay on
+    disk. A new store (a restarted webhook) re-verifies it against the index before use: a
+    changed, added or removed file makes it fetch the release again; what it judges is the
+    server's release, never the tampered copy."""
+    server, root = published
+    ref = ModelRef.parse_release("readmission-risk@1.4.0", "a")
+    _release, good = _store(server, tmp_path).load(ref, trust)
+    (cached,) = (tmp_path / "cache" / "releases").iterdir()
+    card = cached / "evidence" / "model_card.md"
+    original = card.read_bytes()
+    tampered = original.replace(b"Limitations", b"LIMITATIONS", 1)
+    assert tampered != original and len(tampered) == len(original)
+
+    def reload():
+        store = _store(server, tmp_path)  # a fresh facts cache: what a restart starts with
+        before = len(server.httpd.paths)
+        facts = store.load(ref, trust)[1]
+        return store, facts, server.httpd.paths[before:]
+
+    # Untouched: verified and used, nothing downloaded but the index.
+    store, facts, fetched = reload()
+    assert fetched == ["/store/" + INDEX_NAME] and facts.all_digests == good.all_digests
+    for change in ("rewrite", "extra", "missing"):
+        if change == "rewrite":
+            card.chmod(0o644)
+            card.write_bytes(tampered)
+        elif change == "extra":
+            (cached / "evidence" / "approvals" / "forged.sigstore.json").write_bytes(b"{}")
+        else:
+            (cached / "model.sig").unlink()
+        store, facts, fetched = reload()
+        assert facts.all_digests == good.all_digests, change
+        assert len(fetched) > 1 and any(p.endswith("model_card.md") for p in fetched), (change, fetched)
+        assert len(store.cache_problems) == 1, change
+        assert card.read_bytes() == original
+    assert "model.sig is missing" in store.cache_problems[0]
+
+
 @pytest.mark.parametrize("path", ["../../etc/passwd", "/etc/passwd", "a/../../b", "a\\b"])
 def test_unsafe_paths_in_the_index_are_refused(published, tmp_path, trust, path):
     server, root = published

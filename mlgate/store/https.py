@@ -29,20 +29,30 @@ MAX_INDEX_BYTES = 16 * 1024 * 1024
 _REL_PATH = re.compile(r"^[^/\x00-\x1f\x7f\\][^\x00-\x1f\x7f\\]{0,1023}$")
 
 
-def _release_files(root: Path) -> dict[str, dict[str, Any]]:
-    """``{relative path: {"sha256", "size"}}`` of every file under a release (the layout a store serves)."""
+def _release_files(root: Path, errors: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """``{relative path: {"sha256", "size"}}`` of every regular file under a release (the layout a
+    store serves). Symbolic links are left out; a FIFO, a device or a socket is never opened, and
+    is named in ``errors`` (one line each) when a list is given."""
     import hashlib
+    import stat
+
+    from mlgate.safeio import NotRegularFile, open_regular
 
     out: dict[str, dict[str, Any]] = {}
-    for rel, _size, _mtime, _ino in _fingerprint(root):
-        path = root / rel
-        if path.is_symlink() or not path.is_file():
+    for rel, _size, _mtime, _ctime, _ino, mode in _fingerprint(root):
+        if stat.S_ISLNK(mode):
             continue
+        path = root / rel
         digest, size = hashlib.sha256(), 0
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(chunk)
-                size += len(chunk)
+        try:
+            with open_regular(path, follow_symlinks=False) as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except NotRegularFile as exc:
+            if errors is not None:
+                errors.append(f"{path}: {exc.strerror}; not published")
+            continue
         out[rel] = {"sha256": digest.hexdigest(), "size": size}
     return out
 
@@ -56,14 +66,14 @@ def build_index(root: Path | str) -> dict[str, Any]:
     store = FileStore(root)
     index = store.scan()
     base = store.root.resolve()
-    releases = []
+    releases, errors = [], list(index.errors)
     for entries in index.by_release.values():
         for entry in entries:
             releases.append({"release": entry.key, "path": entry.root.resolve().relative_to(base).as_posix(),
                              "model_digest": entry.model_digest, "storage_uri": entry.storage_uri,
-                             "files": _release_files(entry.root)})
+                             "files": _release_files(entry.root, errors)})
     releases.sort(key=lambda r: (r["release"], r["path"]))
-    return {"apiVersion": INDEX_VERSION, "releases": releases, "errors": list(index.errors)}
+    return {"apiVersion": INDEX_VERSION, "releases": releases, "errors": errors}
 
 
 @dataclass(frozen=True)
@@ -159,6 +169,7 @@ class HttpsStore:
         self._entries: dict[str, RemoteEntry] = {}
         self._fetched_at = float("-inf")
         self.last_error: str | None = None
+        self.cache_problems: list[str] = []  # cached releases found changed on disk (and fetched again)
         self._lock = threading.RLock()
         self._client: Any = None
 
@@ -265,8 +276,16 @@ class HttpsStore:
 
         root = self.cache_dir / "releases" / entry.digest
         if root.is_dir():  # complete: a release directory appears only by an atomic rename
-            os.utime(root)  # most recently used
-            return root
+            problem = _verify_cached(root, entry)
+            if problem is None:
+                os.utime(root)  # most recently used
+                return root
+            # Changed on disk since it was downloaded and verified: never served; fetched again.
+            self.cache_problems.append(f"{entry.key}: {problem}")
+            shutil.rmtree(root, ignore_errors=True)
+            if root.exists():
+                raise StoreError(f"the local evidence cache of {entry.key} ({root}) no longer matches {self.url}'s index "
+                                 f"({problem}) and cannot be removed; refusing")
         total = sum(size for _, _, size in entry.files)
         if total > self.cache_max_bytes:
             raise StoreError(f"release {entry.key} in {self.url} is {total} bytes, over the local cache's {self.cache_max_bytes}; refusing")
@@ -277,7 +296,7 @@ class HttpsStore:
                 if size > self.max_file_bytes:
                     raise StoreError(f"{entry.key}: {rel} is {size} bytes, over the {self.max_file_bytes}-byte limit; refusing")
                 target = work / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
+                target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 digest, got = hashlib.sha256(), [0]
                 with open(target, "xb") as fh:
                     def sink(chunk: bytes, fh=fh, digest=digest, got=got) -> None:
@@ -290,7 +309,7 @@ class HttpsStore:
                 if got[0] != size or digest.hexdigest() != sha:
                     raise StoreError(f"evidence store {self.url} served {remote} with sha256:{digest.hexdigest()[:16]}... ({got[0]} bytes), "
                                      f"expected sha256:{sha[:16]}... ({size} bytes) from its index; refusing")
-            root.parent.mkdir(parents=True, exist_ok=True)
+            root.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             try:
                 os.rename(work, root)
             except OSError:  # another thread finished it first
@@ -348,6 +367,43 @@ class HttpsStore:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+def _verify_cached(root: Path, entry: RemoteEntry) -> str | None:
+    """None when the cached release holds exactly the index's files, each of its size and
+    sha256; otherwise what differs (the first difference). Read only on a facts-cache miss,
+    which reads the release anyway."""
+    import hashlib
+    import stat
+
+    from mlgate.safeio import open_regular
+
+    expected = {rel: (sha, size) for rel, sha, size in entry.files}
+    try:
+        present = {rel: mode for rel, _s, _m, _c, _i, mode in _fingerprint(root)}
+    except StoreError as exc:
+        return exc.message
+    extra = sorted(set(present) - set(expected))
+    if extra:
+        return f"{extra[0]} is not in the index"
+    for rel, (sha, size) in sorted(expected.items()):
+        if rel not in present:
+            return f"{rel} is missing"
+        if not stat.S_ISREG(present[rel]):
+            return f"{rel} is not a regular file"
+        digest, got = hashlib.sha256(), 0
+        try:
+            with open_regular(root / rel, follow_symlinks=False) as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(chunk)
+                    got += len(chunk)
+                    if got > size:
+                        break
+        except OSError as exc:
+            return f"{rel}: cannot read: {exc.strerror or exc}"
+        if got != size or digest.hexdigest() != sha:
+            return f"{rel} hashes to sha256:{digest.hexdigest()[:16]}... ({got} bytes), the index says sha256:{sha[:16]}... ({size} bytes)"
+    return None
 
 
 def _quote(part: str) -> str:
