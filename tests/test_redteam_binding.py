@@ -1,0 +1,337 @@
+"""Red team of issue 14 (bind what is promoted to what was reviewed), as implemented on main.
+
+The attacker holds ONE approver key (Jane Roe, clinical-safety-officer; or Sam Patel, QA),
+write access to the release directory and the evidence store, and the command line, the
+environment and the working directory of the CI job. Each test states the SAFE outcome (a deny,
+a waiver that does not apply, an error, or an audit record that tells the truth). A test marked
+``xfail(strict=True, reason="red team: ...")`` is an attack that WORKS on the current code: the
+marker keeps the suite green and turns red the day the hole is closed (then drop the marker).
+
+Where a test re-signs with both example keys, it simulates honest reviewers who signed what
+they were shown: the question is whether the gate itself catches the trick.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cli_helpers import resign_approvals, run
+from conftest import EXAMPLES, EXAMPLES_NOW, REPO
+
+from mlgate.evidence.approval import create_approval
+from mlgate.evidence.model_digest import compute_model_digest
+from mlgate.evidence.waiver import create_waiver
+from mlgate.manifest import load_release
+from mlgate.policy.policyset import bundled_policy_dir
+
+TRUST = EXAMPLES / "trust.yaml"
+KEYS = EXAMPLES / "keys"
+JANE = {"printed_name": "Dr. Jane Roe", "signer_id": "jane.roe@hospital.example", "role": "clinical-safety-officer"}
+JUSTIFICATION = "Accepted risk, mitigated by a manual double check until the next release (CAPA-2026-999)."
+
+
+# --------------------------------------------------------------------------- helpers
+def _copy(tmp_path: Path, name: str = "readmission-risk") -> Path:
+    dst = tmp_path / name
+    shutil.copytree(EXAMPLES / name, dst)
+    return dst
+
+
+def _edit(release: Path, change) -> None:
+    path = release / "mlgate.yaml"
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def _check(release: Path, env: str, tmp_path: Path, *extra, trust=TRUST):
+    args = ["check", release, "--env", env, "-o", "json", "--audit-log", tmp_path / "audit.jsonl", *extra]
+    if trust is not None:
+        args[2:2] = ["--trust", trust]
+    code, out, err = run(args)
+    return code, (json.loads(out) if out.strip().startswith("{") else None), err
+
+
+def _ids(decision) -> set[str]:
+    return {v["id"] for v in decision["violations"]}
+
+
+def _last_record(tmp_path: Path) -> dict:
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    return json.loads(lines[-1])
+
+
+def _with_waivers_dir(release: Path) -> Path:
+    """List a waivers directory (``spec.evidence.waivers`` is not bound: approvals stay valid)."""
+    manifest = release / "mlgate.yaml"
+    text = manifest.read_text()
+    assert "    approvals: [evidence/approvals/]\n" in text
+    manifest.write_text(text.replace("    approvals: [evidence/approvals/]\n",
+                                     "    approvals: [evidence/approvals/]\n    waivers: [evidence/waivers/]\n"))
+    (release / "evidence" / "waivers").mkdir(exist_ok=True)
+    return release / "evidence" / "waivers"
+
+
+def _jane_waiver(release: Path, rules: list[str], env: str = "production", name: str = "jane.sigstore.json") -> Path:
+    """Jane (the one key the attacker holds) signs a waiver bound to the release as it is now."""
+    signed_at = EXAMPLES_NOW - dt.timedelta(days=1)
+    bundle = create_waiver(
+        (KEYS / "jane.roe.key").read_bytes(), release_name=load_release(release).name,
+        model_digest=compute_model_digest(release / "model").root, rules=rules, environment=env,
+        justification=JUSTIFICATION, signed_at=signed_at, expires_at=signed_at + dt.timedelta(days=20),
+        ticket="CAPA-2026-999", release=load_release(release).binding, **JANE,
+    )
+    path = _with_waivers_dir(release) / name
+    path.write_bytes(bundle)
+    return path
+
+
+def _applied(decision) -> list[dict]:
+    return [w for w in decision["waivers"] if w["applied"]]
+
+
+# =========================================================================== 1. the release directory
+@pytest.mark.xfail(strict=True, reason="red team: a local dataset file swapped for a directory is treated as a remote uri "
+                                       "(MLG-DATA-009, low warning) and production is ALLOWED with unverified data")
+def test_dataset_file_replaced_by_a_directory_is_denied(tmp_path):
+    """No key needed: replace data/train.csv by a directory holding other data. The manifest (and
+    so every approval) is unchanged; the gate cannot hash a directory and calls it 'not a local
+    file', a low warning. Safe: a local dataset path that is not the declared file is MLG-DATA-006."""
+    release = _copy(tmp_path)
+    (release / "data" / "train.csv").unlink()
+    (release / "data" / "train.csv").mkdir()
+    (release / "data" / "train.csv" / "part-0.csv").write_text("age,readmitted\n1,0\n")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1, decision["warnings"]
+    assert "MLG-DATA-006" in _ids(decision)
+
+
+def test_dataset_file_with_other_content_is_denied(tmp_path):
+    release = _copy(tmp_path)
+    (release / "data" / "train.csv").write_text("age,readmitted\n1,0\n")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-DATA-006" in _ids(decision)
+
+
+def test_dataset_symlink_out_of_the_release_is_an_error(tmp_path):
+    release = _copy(tmp_path)
+    outside = tmp_path / "elsewhere.csv"
+    shutil.copy(release / "data" / "train.csv", outside)
+    (release / "data" / "train.csv").unlink()
+    (release / "data" / "train.csv").symlink_to(outside)
+    code, _decision, err = _check(release, "production", tmp_path)
+    assert code == 2 and "outside the release directory" in err
+
+
+def test_dataset_hard_link_with_the_same_bytes_changes_nothing_and_other_bytes_deny(tmp_path):
+    """A hard link is the same file: identical bytes stay allowed, and writing through the other
+    name changes the dataset's digest (denied)."""
+    release = _copy(tmp_path)
+    other = tmp_path / "linked.csv"
+    os.link(release / "data" / "train.csv", other)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 0, decision["violations"]
+    with open(other, "a") as fh:
+        fh.write("1,1\n")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-DATA-006" in _ids(decision)
+
+
+@pytest.mark.xfail(strict=True, reason="red team: files under the model's git paths (.git/, .gitattributes, .github/, .gitignore) "
+                                       "are outside the model digest and the model signature: production stays ALLOWED")
+def test_a_file_added_where_the_model_digest_does_not_look_is_denied(tmp_path):
+    """model-signing ignores the git paths at the top of the model, and so does the model digest
+    the approvals sign. Whatever is put there ships with the model directory unreviewed (a serving
+    runtime that loads every file, or a `git lfs` attribute that changes what is fetched)."""
+    release = _copy(tmp_path)
+    (release / "model" / ".git").mkdir()
+    (release / "model" / ".git" / "model.pkl").write_bytes(b"unreviewed weights")
+    (release / "model" / ".gitattributes").write_text("*.pkl filter=lfs diff=lfs merge=lfs -text\n")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1, "a file inside the model directory changed nothing that was signed"
+
+
+def _unsigned_model_release(tmp_path: Path) -> Path:
+    """readmission-risk without a model signature, honestly approved for staging by Jane."""
+    release = _copy(tmp_path)
+    _edit(release, lambda doc: doc["spec"]["model"].pop("signature"))
+    (release / "model.sig").unlink()
+    resign_approvals(release)
+    return release
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the model digest concatenates per-file digests without their names; renaming "
+                                       "model files (order kept) keeps every approval valid when no model signature is required")
+def test_renaming_model_files_voids_the_approval(tmp_path):
+    """An attacker without any key renames files of an approved model (staging: no model signature
+    required). The root digest hashes only the files' digests in name order, not the names, so
+    config.json/model.pkl -> config.json/weights.pkl (or any rename keeping the order) is the
+    'same model' to every approval."""
+    release = _unsigned_model_release(tmp_path)
+    code, decision, _ = _check(release, "staging", tmp_path)
+    assert code == 0, decision["violations"]
+    (release / "model" / "model.pkl").rename(release / "model" / "weights.pkl")
+    (release / "model" / "config.json").rename(release / "model" / "a-config.json")
+    code, decision, _ = _check(release, "staging", tmp_path)
+    assert code == 1, "renamed model files kept the approval"
+
+
+def test_renaming_model_files_is_caught_by_the_model_signature(tmp_path):
+    release = _copy(tmp_path)
+    (release / "model" / "model.pkl").rename(release / "model" / "weights.pkl")
+    for env in ("staging", "production"):
+        code, decision, _ = _check(release, env, tmp_path)
+        assert code == 1 and "MLG-SIG-005" in _ids(decision), env
+
+
+def test_evidence_file_symlinked_to_another_evidence_file_is_denied(tmp_path):
+    release = _copy(tmp_path)
+    (release / "evidence" / "validation_eval.json").unlink()
+    (release / "evidence" / "validation_eval.json").symlink_to("validation_train.json")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-APPR-012" in _ids(decision)
+
+
+# =========================================================================== 2. the manifest (YAML)
+@pytest.mark.xfail(strict=True, reason="red team: duplicate mapping keys in mlgate.yaml are accepted (last wins): a reviewer "
+                                       "reading the file and another YAML reader see a different storageUri than the gate binds")
+def test_duplicate_keys_in_the_manifest_are_refused(tmp_path):
+    """`storageUri:` twice. PyYAML keeps the last; a reader of the text (the reviewer) or another
+    parser (first wins) sees the first. Binding the parsed value is consistent inside mlgate, but
+    the file no longer says one thing: refuse it (exit 2), as JSON-with-duplicates should be."""
+    release = _copy(tmp_path)
+    manifest = release / "mlgate.yaml"
+    text = manifest.read_text()
+    uri = "    storageUri: s3://models.hospital.example/readmission-risk/1.4.0/\n"
+    assert uri in text
+    manifest.write_text(text.replace(uri, uri + "    storageUri: s3://attacker-bucket/readmission-risk/1.4.0/\n"))
+    resign_approvals(release)  # the reviewers sign what `mlgate approve` binds
+    code, _decision, err = _check(release, "production", tmp_path)
+    assert code == 2 and "duplicate" in err.lower()
+
+
+def test_yaml_aliases_and_alias_merge_keys_are_refused(tmp_path):
+    release = _copy(tmp_path)
+    manifest = release / "mlgate.yaml"
+    text = manifest.read_text().replace("  owner: ml-platform@hospital.example\n", "  owner: &o ml-platform@hospital.example\n  description: *o\n")
+    manifest.write_text(text.replace('  description: "Diabetic 30-day readmission risk"\n', ""))
+    code, _decision, err = _check(release, "production", tmp_path)
+    assert code == 2 and "aliases are not allowed" in err
+
+
+@pytest.mark.parametrize("change", [
+    pytest.param(lambda d: d["spec"]["model"].update(storageUri="s3://models.hospital.example/Readmission-Risk/1.4.0/"), id="uri-case"),
+    pytest.param(lambda d: d["spec"]["model"].update(storageUri="s3://models.hospital.example/readmission-risk/1.4.0"), id="uri-slash"),
+    pytest.param(lambda d: d["spec"]["model"].update(storageUri="s3://models.hospital.example/readmission-risk/1.4.0/ "), id="uri-space"),
+    pytest.param(lambda d: d["spec"]["model"].update(storageUri="s3://models.hospital.example/readmission-risk/1.4.0/\u200b"), id="uri-zwsp"),
+    pytest.param(lambda d: d["metadata"].update(name="readmission-risk.v2"), id="name"),
+    pytest.param(lambda d: d["metadata"].update(version="1.4.0 "), id="version-space"),
+    pytest.param(lambda d: d["metadata"].update(owner="ML-Platform@hospital.example"), id="owner-case"),
+    pytest.param(lambda d: d["metadata"].update(labels={"team": "x"}), id="new-label"),
+    pytest.param(lambda d: d["spec"]["datasets"][0]["digest"].update(sha256="0" * 64), id="dataset-digest"),
+    pytest.param(lambda d: d["spec"]["datasets"][0].update(uri="s3://attacker/train.csv"), id="dataset-remote-uri"),
+    pytest.param(lambda d: d["spec"]["evidence"]["dataValidation"][0].update(validatedAt="2026-11-28T00:00:00Z"), id="validatedAt"),
+    pytest.param(lambda d: d["spec"]["provenance"]["git"].update(dirty=False, commit="0" * 40), id="provenance"),
+    pytest.param(lambda d: d["spec"].pop("lineage"), id="drop-lineage"),
+])
+def test_any_manifest_edit_voids_the_approvals(tmp_path, change):
+    release = _copy(tmp_path)
+    _edit(release, change)
+    code, decision, err = _check(release, "production", tmp_path)
+    assert code in (1, 2), decision
+    if code == 1:
+        assert "MLG-APPR-020" in _ids(decision), decision["violations"]
+
+
+def test_re_serialising_the_manifest_the_same_way_keeps_the_allow(tmp_path):
+    """The binding is over the parsed manifest: comments, quoting, flow vs block style do not
+    matter (so the gate is not brittle), and nothing else is needed to keep it."""
+    release = _copy(tmp_path)
+    _edit(release, lambda doc: None)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 0, decision["violations"]
+
+
+@pytest.mark.parametrize("value", ["2026-11-28", "2026-11-28T00:00:00Z"], ids=["date", "timestamp"])
+def test_untagged_yaml_timestamps_in_the_manifest_do_not_crash(tmp_path, value):
+    release = _copy(tmp_path)
+    manifest = release / "mlgate.yaml"
+    text = manifest.read_text()
+    manifest.write_text(text.replace("      - {path: evidence/validation_train.json, dataset: train}",
+                                     f"      - {{path: evidence/validation_train.json, dataset: train, validatedAt: {value}}}"))
+    code, decision, err = _check(release, "production", tmp_path)
+    assert code in (1, 2)
+    assert "Traceback" not in err and "internal error" not in err
+
+
+# =========================================================================== 3. approvals moved around
+def test_a_staging_approval_does_not_count_in_production(tmp_path):
+    release = _copy(tmp_path)
+    (release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.production.sigstore.json").unlink()
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-APPR-004" in _ids(decision), decision["violations"]
+
+
+def test_an_approval_listed_twice_counts_once(tmp_path):
+    """The approvals listing is not bound: list Sam's review twice (directory and file) and drop
+    Jane's production approval: still one person, one required signature missing."""
+    release = _copy(tmp_path)
+    (release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.production.sigstore.json").unlink()
+    text = (release / "mlgate.yaml").read_text()
+    (release / "mlgate.yaml").write_text(text.replace(
+        "approvals: [evidence/approvals/]",
+        "approvals: [evidence/approvals/, evidence/approvals/sam.patel_hospital.example.review.production.sigstore.json]"))
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-APPR-004" in _ids(decision), decision["violations"]
+
+
+def test_approvals_of_another_release_with_the_same_name_do_not_count(tmp_path):
+    """triage-acuity's production approvals copied into triage-acuity-v2 (same team, same name
+    family): another model digest and another binding."""
+    release = _copy(tmp_path, "triage-acuity-v2")
+    target = release / "evidence" / "approvals"
+    for f in target.iterdir():
+        f.unlink()
+    for f in (EXAMPLES / "triage-acuity" / "evidence" / "approvals").iterdir():
+        shutil.copy(f, target / f.name)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and {"MLG-APPR-010"} <= _ids(decision)
+
+
+def test_a_legacy_approval_made_with_the_one_key_is_refused_in_production(tmp_path):
+    """Jane signs an unbound (legacy-shaped) approval; production refuses legacy approvals."""
+    release = _copy(tmp_path)
+    path = release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.production.sigstore.json"
+    loaded = load_release(release)
+    from mlgate.canonical import sha256_hex
+    evidence = {rel: sha256_hex(p.read_bytes()) for p, rel in loaded.evaluated_evidence()}
+    path.write_bytes(create_approval(
+        (KEYS / "jane.roe.key").read_bytes(), release_name="readmission-risk",
+        model_digest=compute_model_digest(release / "model").root, printed_name="Dr. Jane Roe",
+        signer_id="jane.roe@hospital.example", role="clinical-safety-officer", meaning="approval", environment="production",
+        signed_at=EXAMPLES_NOW - dt.timedelta(days=1), expires_at=None, evidence_digests=evidence, comment=None, release=None))
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-APPR-021" in _ids(decision)
+
+
+def test_an_approval_claiming_a_differently_cased_environment_does_not_count(tmp_path):
+    release = _copy(tmp_path)
+    path = release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.production.sigstore.json"
+    loaded = load_release(release)
+    from mlgate.canonical import sha256_hex
+    evidence = {rel: sha256_hex(p.read_bytes()) for p, rel in loaded.evaluated_evidence()}
+    path.write_bytes(create_approval(
+        (KEYS / "jane.roe.key").read_bytes(), release_name="readmission-risk",
+        model_digest=compute_model_digest(release / "model").root, printed_name="Dr. Jane Roe",
+        signer_id="jane.roe@hospital.example", role="clinical-safety-officer", meaning="approval", environment="Production",
+        signed_at=EXAMPLES_NOW - dt.timedelta(days=1), expires_at=None, evidence_digests=evidence, comment=None,
+        release=loaded.binding))
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1
