@@ -70,11 +70,7 @@ def _last_record(tmp_path: Path) -> dict:
 
 def _with_waivers_dir(release: Path) -> Path:
     """List a waivers directory (``spec.evidence.waivers`` is not bound: approvals stay valid)."""
-    manifest = release / "mlgate.yaml"
-    text = manifest.read_text()
-    assert "    approvals: [evidence/approvals/]\n" in text
-    manifest.write_text(text.replace("    approvals: [evidence/approvals/]\n",
-                                     "    approvals: [evidence/approvals/]\n    waivers: [evidence/waivers/]\n"))
+    _edit(release, lambda doc: doc["spec"]["evidence"].update(waivers=["evidence/waivers/"]))
     (release / "evidence" / "waivers").mkdir(exist_ok=True)
     return release / "evidence" / "waivers"
 
@@ -335,3 +331,130 @@ def test_an_approval_claiming_a_differently_cased_environment_does_not_count(tmp
         release=loaded.binding))
     code, decision, _ = _check(release, "production", tmp_path)
     assert code == 1
+
+
+# =========================================================================== 4. separation of duties
+# Jane owns the release and also signs it (approval) or waives its violations. The owner field is
+# free text; the policy compares it with the signer id after lower() only.
+JANE_OWNER_HELD = ["jane.roe@hospital.example", "JANE.ROE@Hospital.Example"]
+JANE_OWNER_BROKEN = [
+    ("jane.roe@hospital.example ", "trailing space"),
+    (" jane.roe@hospital.example", "leading space"),
+    ("jane.roe@hospital.example\u200b", "zero-width space"),
+    ("mailto:jane.roe@hospital.example", "mailto: URI form"),
+    ("Dr. Jane Roe <jane.roe@hospital.example>", "RFC 5322 display-name form"),
+]
+
+
+def _owned_by(release: Path, owner: str) -> Path:
+    _edit(release, lambda doc: doc["metadata"].update(owner=owner))
+    resign_approvals(release)  # Sam and Jane sign the release as it now reads
+    return release
+
+
+def _sod_params():
+    out = [pytest.param(o, id=o.strip().replace(" ", "_")) for o in JANE_OWNER_HELD]
+    for owner, why in JANE_OWNER_BROKEN:
+        out.append(pytest.param(owner, id=why.replace(" ", "-"), marks=pytest.mark.xfail(
+            strict=True, reason=f"red team: owner written with a {why} is not recognised as the signer: the owner approves their own release")))
+    return out
+
+
+@pytest.mark.parametrize("owner", _sod_params())
+def test_the_owner_cannot_approve_their_own_release_whatever_the_spelling(tmp_path, owner):
+    """Jane writes the manifest (owner) and signs the production approval; Sam reviews in good
+    faith. MLG-APPR-007 must fire for every spelling of Jane's identity (or the owner must be
+    refused as not an identity)."""
+    release = _owned_by(_copy(tmp_path), owner)
+    code, decision, err = _check(release, "production", tmp_path)
+    assert code == 2 or (code == 1 and "MLG-APPR-007" in _ids(decision)), decision and decision["violations"]
+
+
+def _waiver_params():
+    out = [pytest.param("jane.roe@hospital.example", id="exact"), pytest.param("Jane.Roe@HOSPITAL.example", id="case")]
+    for owner, why in JANE_OWNER_BROKEN[:2]:
+        out.append(pytest.param(owner, id=why.replace(" ", "-"), marks=pytest.mark.xfail(
+            strict=True, reason=f"red team: owner written with a {why}: the owner's own waiver applies (separation of duties bypassed)")))
+    return out
+
+
+@pytest.mark.parametrize("owner", _waiver_params())
+def test_the_owners_waiver_does_not_apply_whatever_the_spelling(tmp_path, owner):
+    release = _owned_by(_copy(tmp_path, "triage-acuity"), owner)
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006"])
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code != 0 and not _applied(decision), decision["waivers"]
+
+
+def _trained_by(release: Path, user: str) -> None:
+    def change(doc):
+        doc["spec"]["provenance"]["mlflow"] = {
+            "present": True, "tracking_uri": "https://mlflow.hospital.example",
+            "run": {"id": "0123456789abcdef", "status": "FINISHED", "user": user, "git_commit": doc["spec"]["provenance"]["git"]["commit"],
+                    "params": {}, "metrics": {}},
+            "model_version": {"name": doc["metadata"]["name"], "version": "1", "run_id": "0123456789abcdef", "source": "runs:/0123456789abcdef/model",
+                              "status": "READY", "aliases": []},
+        }
+    _edit(release, change)
+    resign_approvals(release)
+
+
+def test_the_trainers_waiver_does_not_apply(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+    _trained_by(release, "jane.roe@hospital.example")
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006"])
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code != 0 and not _applied(decision), decision["waivers"]
+    assert any("trained the model" in (w["reason"] or "") for w in decision["waivers"])
+
+
+@pytest.mark.xfail(strict=True, reason="red team: the MLflow run user is a login ('jane.roe'), the signer an email: the trainer's own "
+                                       "waiver applies (SoD compares the two strings only)")
+def test_the_trainers_waiver_does_not_apply_when_mlflow_records_a_login(tmp_path):
+    """MLflow records the OS login of whoever started the run (``mlflow.user`` = ``getpass.getuser()``),
+    not an email. The honest provenance then says run user ``jane.roe``; Jane's waiver must not apply."""
+    release = _copy(tmp_path, "triage-acuity")
+    _trained_by(release, "jane.roe")
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006"])
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code != 0 and not _applied(decision), decision["waivers"]
+
+
+def test_a_staging_waiver_does_not_apply_in_production(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006"], env="staging")
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and not _applied(decision)
+
+
+def test_a_waiver_stops_applying_when_the_manifest_changes(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006"])
+    _edit(release, lambda doc: doc["metadata"].update(description="edited after the waiver"))
+    resign_approvals(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and not _applied(decision)
+    assert any("no longer matches the release" in (w["reason"] or "") for w in decision["waivers"])
+
+
+@pytest.mark.parametrize("rule", ["MLG-APPR-020", "MLG-APPR-012", "MLG-SIG-003", "MLG-CFG-001"])
+def test_integrity_rules_cannot_be_waived_by_the_one_key(tmp_path, rule):
+    release = _copy(tmp_path, "triage-acuity")
+    _jane_waiver(release, ["MLG-BIAS-002", "MLG-BIAS-006", rule])
+    _edit(release, lambda doc: doc["metadata"].update(description="edited after signing"))  # APPR-020 on every approval
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-APPR-020" in _ids(decision)
+
+
+@pytest.mark.xfail(strict=True, reason="red team: one clinical-safety-officer waiver of MLG-DATA-006 (the training data differs from "
+                                       "its declared, approved digest: severity critical) makes production ALLOWED; two_person is empty")
+def test_one_person_cannot_waive_that_the_data_is_not_the_approved_data(tmp_path):
+    """Jane alone swaps the training data (MLG-DATA-006, critical: the approvals' binding is
+    intact because the manifest still declares the old digest) and waives MLG-DATA-006 in
+    production. Safe: integrity rules not waivable, or waivable by two people only
+    (issue 14 part 5: 'waivers of rules the data marks as critical need two distinct signers')."""
+    release = _copy(tmp_path)
+    (release / "data" / "train.csv").write_text("age,readmitted\n1,0\n")
+    _jane_waiver(release, ["MLG-DATA-006"])
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1, decision["warnings"]
