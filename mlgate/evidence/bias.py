@@ -25,8 +25,11 @@ insufficient flags); then, when those hold, every interval, p-value and Holm-adj
 recomputed from the record's counts with the same statsmodels calls that made it
 (:func:`group_interval`, :func:`compare_proportions`, :func:`holm`), so a number edited by
 hand, even by an approver who then re-signs, is an error naming the subgroup and the field
-(issue 14). statsmodels is imported when a record is read (and cached with the facts by the
-webhook); pandas and Fairlearn only inside :func:`compute_bias_audit`.
+(issue 14). statsmodels is imported when a record is read for the first time; what the
+recomputation found is then remembered per user, keyed by the record's bytes, this code and the
+installed statistics libraries (:func:`_recomputed_problems_cached` says why that is safe), so a
+later ``mlgate check`` of the same record does not import it. pandas and Fairlearn are imported
+only inside :func:`compute_bias_audit`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import csv
 import datetime as dt
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -445,7 +449,7 @@ def read_bias_audit(data: bytes, name: str, *, path: str | None = None, digest: 
         problems.append(("created_at", f"{doc['created_at']!r} is not a valid RFC 3339 time"))
     problems.extend(_consistency_problems(doc))
     if not problems:
-        problems.extend(_recomputed_problems(doc))
+        problems.extend(_recomputed_problems_cached(doc))
     facts["errors"] = _render(name, problems)
     facts["valid"] = not problems
     return facts
@@ -506,6 +510,86 @@ def _differs(recorded: Any, computed: float | None) -> bool:
     if recorded is None or expected is None:
         return recorded is not expected
     return not math.isclose(float(recorded), expected, rel_tol=1e-4, abs_tol=1e-9)
+
+
+#: The libraries whose results the recomputation is; an installed version that changes is a new cache key.
+_STATS_LIBRARIES = ("statsmodels", "scipy", "numpy")
+_CACHE_NAMESPACE = "bias-recomputed-v1"
+
+
+def _library_fingerprint() -> str:
+    """Which statsmodels, scipy and numpy are installed, without importing them (importing
+    statsmodels costs about a second, :mod:`importlib.metadata` tens of milliseconds): each
+    package's directory, the name of its ``.dist-info`` (name and version) and the size and
+    mtime of its ``__init__.py``. A reinstall of any of them is a new fingerprint (a miss)."""
+    import importlib.util
+
+    parts = []
+    for name in _STATS_LIBRARIES:
+        spec = importlib.util.find_spec(name)
+        if spec is None or not spec.origin:
+            return ""  # not installed: nothing to key by, so no cache (the recomputation will say why)
+        origin = Path(spec.origin)
+        site = origin.parent.parent
+        try:
+            st = origin.stat()
+            dists = sorted(e for e in os.listdir(site) if e.startswith(name + "-") and e.endswith(".dist-info"))
+        except OSError:
+            return ""
+        parts.append(f"{origin}|{st.st_size}|{st.st_mtime_ns}|{','.join(dists)}")
+    return "\n".join(parts)
+
+
+def _cache_key(doc: dict[str, Any]) -> str | None:
+    """The cache key of a record's recomputation (None: the libraries or this code cannot be fingerprinted)."""
+    from mlgate import localcache
+    from mlgate.canonical import canonical_json
+
+    libraries = _library_fingerprint()
+    if not libraries:
+        return None
+    try:
+        code = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    return localcache.key_digest(_CACHE_NAMESPACE, code, libraries, canonical_json(doc))
+
+
+def _recomputed_problems_cached(doc: dict[str, Any]) -> list[tuple[str, str]]:
+    """:func:`_recomputed_problems`, remembered in the per-user cache (:mod:`mlgate.localcache`).
+
+    The key is the sha256 of everything the answer depends on: the record's canonical JSON
+    (every count, every recorded number, the confidence), this module's own source (the
+    checking code) and the installed statsmodels, scipy and numpy (:func:`_library_fingerprint`).
+    The value is the list of problems found, usually empty. So the first read of a record pays
+    for importing statsmodels and recomputing (seconds on a loaded machine); every later read
+    of the same bytes with the same code and libraries reads one small file.
+
+    Why this is safe: an entry only ever answers for the exact record it was computed from (a
+    number edited by hand is a different record, a different key, a fresh recomputation). A
+    forged entry could pass a record with hand-edited numbers, but only someone who runs as
+    this user can write one (the cache refuses directories and files that others can write),
+    and that person can already change mlgate's code or policy. Set ``MLGATE_CACHE_DIR=off``
+    where the cache directory may come from someone else (a CI cache restored from another job).
+    """
+    import json
+
+    from mlgate import localcache
+
+    key = _cache_key(doc)
+    if key is None:
+        return _recomputed_problems(doc)
+    cached = localcache.get(_CACHE_NAMESPACE, key)
+    if cached is not None:
+        try:
+            value = json.loads(cached)
+            if isinstance(value, list) and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value):
+                return [(where, what) for where, what in value]
+        except ValueError:
+            pass  # a torn or foreign file: recompute and rewrite it
+    problems = _recomputed_problems(doc)
+    localcache.put(_CACHE_NAMESPACE, key, json.dumps(problems).encode("utf-8"))
+    return problems
 
 
 def _recomputed_problems(doc: dict[str, Any]) -> list[tuple[str, str]]:
