@@ -267,7 +267,7 @@ def _file_trail(audit_url: str, command: str) -> Path:
     target = parse_audit_url(audit_url)
     if target.kind != "file":
         raise click.UsageError(f"mlgate audit {command} mends file trails; a PostgreSQL trail is written in transactions and "
-                               f"cannot tear (its head row is checked by mlgate audit verify)")
+                               f"cannot tear (a deleted head row: mlgate audit recover-head)")
     return Path(target.path)
 
 
@@ -276,13 +276,19 @@ def _mend(ctx, audit_url, trust_path, actor, fmt, command: str) -> None:
     from mlgate.audit.repair import RepairRefused, recover_head, repair_torn
     from mlgate.clock import SystemClock, uuid4_ids
 
-    path = _file_trail(audit_url, command)
+    from mlgate.audit.url import parse_audit_url
+
     obj = ctx.obj or {}
     clock, ids = obj.get("clock") or SystemClock(), obj.get("ids") or uuid4_ids
     policy = CheckpointPolicy(trust_path=trust_path or _default_trust())
-    fn = repair_torn if command == "repair" else recover_head
+    if command == "recover-head" and parse_audit_url(audit_url).kind == "postgresql":
+        from mlgate.audit.repair import recover_head_pg
+
+        fn, where = recover_head_pg, parse_audit_url(audit_url).dsn
+    else:
+        fn, where = (repair_torn if command == "repair" else recover_head), _file_trail(audit_url, command)
     try:
-        result = fn(path, now=clock.now(), ids=ids, actor=actor, checkpoints=policy)
+        result = fn(where, now=clock.now(), ids=ids, actor=actor, checkpoints=policy)
     except RepairRefused as exc:
         click.echo(f"mlgate: refused: {exc.diagnostics()}", err=True)
         sys.exit(EXIT_NOT_INTACT)
@@ -320,6 +326,41 @@ def repair(ctx, audit_url, trust_path, actor, fmt):
 @_mend_output
 @click.pass_context
 def recover_head_cmd(ctx, audit_url, trust_path, actor, fmt):
-    """Rebuild a lost or unreadable head file after a full verify (chain and signed checkpoints),
-    and append a recover-head record. Exit 0 rebuilt or nothing to recover, 1 refused, 2 error."""
+    """Rebuild a lost or unreadable head file, or a deleted PostgreSQL head row (run as the tables'
+    owner), after a full verify (chain and signed checkpoints), and append a recover-head record.
+    Exit 0 rebuilt or nothing to recover, 1 refused, 2 error."""
     _mend(ctx, audit_url, trust_path, actor, fmt, "recover-head")
+
+
+@audit.command("init-db")
+@_audit_option
+@click.option("--writer", "writers", multiple=True, required=True,
+              help="The role mlgate check and mlgate serve connect as: it may only append (repeatable).")
+@click.option("--reader", "readers", multiple=True, help="A role that may only read the trail (verify, show, export, report; repeatable).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def init_db_cmd(audit_url, writers, readers, fmt):
+    """Create the PostgreSQL audit tables as the role of --audit, which owns them, and grant the
+    writer role only what appending needs: INSERT on records, evidence and checkpoints, the head
+    moved only through a function that checks the chain; no UPDATE, DELETE, TRUNCATE, ALTER or
+    trigger control. Safe to run again. Exit 0 done, 2 error."""
+    from mlgate.audit.postgres import init_db
+    from mlgate.audit.url import parse_audit_url
+
+    target = parse_audit_url(audit_url)
+    if target.kind != "postgresql":
+        raise click.UsageError("mlgate audit init-db sets up a PostgreSQL trail: --audit postgresql://OWNER@HOST/DB")
+    try:
+        result = init_db(target.dsn, writers=writers, readers=readers)
+    except MlgateError as exc:
+        _fail(exc)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+        return
+    click.echo(f"mlgate: audit tables ready in {result.location} (schema {result.schema}), owned by {result.owner}")
+    for role in result.writers:
+        click.echo(f"mlgate: writer {role}: may append (INSERT records, evidence, checkpoints; the head only through "
+                   f"mlgate_audit_advance_head); no UPDATE, DELETE, TRUNCATE, ALTER or trigger control")
+    for role in result.readers:
+        click.echo(f"mlgate: reader {role}: may read (SELECT) only")
+    for note in result.notes:
+        click.echo(f"mlgate: note: {note}")

@@ -48,7 +48,8 @@ def test_pg_checkpoint_detects_a_superuser_rewrite(pg_url, keys, trust):  # noqa
         prev = sealed["hash"]
         text = canonical_json(sealed).decode().replace("'", "''")
         statements.append(f"INSERT INTO mlgate_audit_records (sequence, hash, prev_hash, record) VALUES ({i}, '{prev}', '{sealed['prev_hash']}', '{text}')")
-    statements += [f"UPDATE mlgate_audit_head SET sequence = 5, hash = '{prev}'", "ALTER TABLE mlgate_audit_records ENABLE TRIGGER USER"]
+    statements += ["ALTER TABLE mlgate_audit_head DISABLE TRIGGER USER", f"UPDATE mlgate_audit_head SET sequence = 5, hash = '{prev}'",
+                   "ALTER TABLE mlgate_audit_head ENABLE TRIGGER USER", "ALTER TABLE mlgate_audit_records ENABLE TRIGGER USER"]
     _sql(pg_url, *statements)
 
     trail = PostgresTrail(pg_url)

@@ -179,7 +179,8 @@ def test_verify_swapped_rows(six):
 
 
 def test_verify_missing_head(six):
-    _sql(six, "DELETE FROM mlgate_audit_head")
+    _sql(six, "ALTER TABLE mlgate_audit_head DISABLE TRIGGER USER", "DELETE FROM mlgate_audit_head",  # a superuser: the guard refuses
+         "ALTER TABLE mlgate_audit_head ENABLE TRIGGER USER")
     assert _verify(six).status == "tampered"
     with open_sink(six) as sink, pytest.raises(AuditError, match="head row is missing|row is missing"):
         sink.append({"decision_id": "x"})

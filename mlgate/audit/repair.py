@@ -17,6 +17,13 @@ could no longer be detected. The whole trail must verify as ``mlgate audit verif
 appending a ``kind: recover-head`` record (what the head was, the verified sequence and hash),
 which writes the head at the new record. A head that is present and readable is left alone.
 
+``recover-head`` for PostgreSQL -- the head row (``mlgate_audit_head``) deleted, which stops every
+decision ("head row is missing"). Only the tables' owner may insert a head row (the writer of
+``mlgate audit init-db`` cannot), so it runs as the owner. The whole trail must verify without
+a head (chain, and every signed checkpoint); then, in one transaction, the head row is put back
+at the last verified record (the head guard checks it is the last record, and no record can be
+committed while the head is missing) and a ``kind: recover-head`` record is appended after it.
+
 Refusals raise :class:`RepairRefused` (exit 1): a tampered, truncated or contradicted trail is
 for ``mlgate audit verify`` and a person, never for a tool that would extend it.
 """
@@ -185,6 +192,54 @@ def recover_head(path: Path | str, *, now, ids: Callable[[], str], actor: str | 
     return RepairResult(str(path), "recovered",
                         f"rebuilt the head file {hp} after {result.records} record(s) verified; recorded as sequence {sealed['sequence']}",
                         sequence=sealed["sequence"], hash=sealed["hash"], record=sealed, notes=notes)
+
+
+def recover_head_pg(dsn: str, *, now, ids: Callable[[], str], actor: str | None = None, checkpoints: Any = None) -> RepairResult:
+    """Rebuild a deleted head row of a PostgreSQL trail after a full verify, and record that."""
+    from mlgate.audit.trail import PostgresTrail
+
+    trail = PostgresTrail(dsn)
+    try:
+        location = trail.location
+        head = trail.head()
+        if head is not None:
+            return RepairResult(location, "nothing", f"the head row is present (sequence {head[0]}); nothing to recover")
+        user, allowed = trail.sink.may_restore_head()
+        if not allowed:
+            raise AuditError(f"role {user} may not insert the head row: run mlgate audit recover-head as the role that owns the audit "
+                             f"tables (the one mlgate audit init-db ran as)", file=location)
+        result = _verify_headless(trail, checkpoints)
+        if result.status == "unreadable":
+            raise AuditError(result.problem or "cannot read the audit trail", file=location)
+        if not result.ok:
+            raise RepairRefused(f"refusing to rebuild the head: the trail is {result.status}: {result.problem}", file=location)
+        record = _event("recover-head", now=now, ids=ids, actor=actor,
+                        reason="the head row was missing; rebuilt after the whole trail verified",
+                        head_before="missing", verified={"records": result.records, "hash": result.head_hash},
+                        checkpoints=sum(1 for cp in result.checkpoints or [] if cp.get("status") == "ok"))
+        sealed = trail.sink.restore_head((result.records, result.head_hash), record)
+    finally:
+        trail.close()
+    notes = [n for n in result.notes if "head" not in n]
+    return RepairResult(location, "recovered",
+                        f"rebuilt the head row of {location} after {result.records} record(s) verified; recorded as sequence {sealed['sequence']}",
+                        sequence=sealed["sequence"], hash=sealed["hash"], record=sealed, notes=notes)
+
+
+def _verify_headless(trail: Any, checkpoints: Any):
+    """``verify_trail`` for a trail whose head is gone: the whole chain, then every checkpoint."""
+    from mlgate.audit.verify import VerifyResult, _fail, _walk
+
+    result = VerifyResult(location=trail.location, status="intact")
+    try:
+        _walk(trail, trail.items(), result, None)
+    except AuditError as exc:
+        return _fail(result, "unreadable", exc.diagnostics())
+    if checkpoints is not None:
+        from mlgate.audit.checkpoint import check_checkpoints
+
+        check_checkpoints(trail, result, checkpoints)
+    return result
 
 
 def _append(fh, path: Path, record: dict[str, Any], sequence: int, prev_hash: str) -> dict[str, Any]:
