@@ -73,9 +73,15 @@ def cli() -> None:
 @engine_options()
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
 @click.option("--explain", is_flag=True, help="Also explain each finding: rule, inputs read and their values, what was expected, the tier's thresholds, remediation; and every rule evaluated (text and json output).")
+@click.option("--checkpoint-key", type=click.Path(dir_okay=False, path_type=Path), envvar="MLGATE_CHECKPOINT_KEY",
+              help="Sign a checkpoint of the audit trail's head when one is due (private key of a checkpointSigners entry of the trust policy).")
+@click.option("--checkpoint-every", metavar="N|T|N,T", help="When a checkpoint is due: N records after the newest, or T (30s, 15m, 1h, 1d) after it was signed [default: 1h].")
+@click.option("--checkpoint-anchor", "checkpoint_anchors", multiple=True, metavar="file:DIR",
+              help="Also copy each checkpoint to this anchor directory, outside the writer's reach (repeatable).")
+@click.option("--checkpoint-tsa", metavar="URL", help="RFC 3161 timestamping authority (one the trust policy lists in timestampAuthorities) to timestamp each checkpoint.")
 @click.pass_context
 def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s,
-          engine, bundle_key, explain=False, **opa_params):
+          engine, bundle_key, explain=False, checkpoint_key=None, checkpoint_every=None, checkpoint_anchors=(), checkpoint_tsa=None, **opa_params):
     """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error.
 
     RELEASE is a release directory, or models:/NAME/VERSION or models:/NAME@ALIAS on the MLflow
@@ -119,9 +125,17 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         sys.exit(EXIT_ERROR)
     if audit_log is not None:
         audit_url = f"file:{audit_log}"
+    checkpointer = None
     try:
-        sink = open_sink(audit_url or settings.audit or f"file:{DEFAULT_AUDIT_LOG}", AuditOptions(
-            policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
+        resolved_audit = audit_url or settings.audit or f"file:{DEFAULT_AUDIT_LOG}"
+        sink = open_sink(resolved_audit, AuditOptions(policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
+        from mlgate.audit.autocheckpoint import CheckpointingSink, Checkpointer, checkpoint_settings
+
+        cp_settings = checkpoint_settings(checkpoint_key, checkpoint_every, checkpoint_anchors, checkpoint_tsa)
+        if cp_settings is not None:  # refused before deciding: a key the trust policy does not list, a bad anchor
+            checkpointer = Checkpointer.from_settings(resolved_audit, cp_settings, clock=options.clock,
+                                                      trust_path=trust_policy or settings.trust)
+            sink = CheckpointingSink(sink, checkpointer)
     except MlgateError as exc:
         _fail(exc)
     fetch = None
@@ -136,6 +150,8 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         fetch = functools.partial(fetch_model_version, str(release), Path(workdir))
     with sink:
         decision = run_check_loaded(_release_loader(release, environment, fetch), options, sink)
+    for problem in checkpointer.errors if checkpointer is not None else ():  # the decision is recorded; the checkpoint is not
+        click.echo(printable(f"mlgate: warning: {problem}"), err=True)
     report = renderer(fmt)(decision)
     if explain:
         report = _with_explanation(report, fmt, decision, options)

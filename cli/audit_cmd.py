@@ -83,14 +83,29 @@ def _default_trust() -> Path | None:
 @_trust_option
 @click.option("--checkpoint", "extra_checkpoints", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="A checkpoint bundle held outside the trail (repeatable); checked like the stored ones.")
+@click.option("--anchor", "anchors", multiple=True, metavar="file:DIR",
+              help="Anchor directory holding checkpoint copies (repeatable): its checkpoints are checked, and count as anchored.")
+@click.option("--require-anchor", "require_anchor", metavar="AGE",
+              help="Fail (exit 1) when a record older than AGE (e.g. 24h, 7d) is not covered by an anchored checkpoint: one with a "
+                   "timestamp of a TSA the trust policy lists, or a copy in an --anchor directory, signed within AGE of the record.")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
-def verify(audit_url, trust_path, extra_checkpoints, fmt):
+@click.pass_context
+def verify(ctx, audit_url, trust_path, extra_checkpoints, anchors, require_anchor, fmt):
     """Walk the chain and report the first broken link, then check every signed checkpoint
-    against the trust policy. Exit 0 intact, 1 tampered, 2 cannot read or cannot check."""
-    from mlgate.audit.checkpoint import CheckpointPolicy
+    against the trust policy. Exit 0 intact, 1 tampered (or unanchored), 2 cannot read or cannot check."""
+    from mlgate.audit.checkpoint import CheckpointPolicy, anchor_store, parse_age
     from mlgate.audit.verify import VerifyResult, open_trail, verify_trail
+    from mlgate.clock import SystemClock
 
-    policy = CheckpointPolicy(trust_path=trust_path or _default_trust(), extra=tuple(extra_checkpoints))
+    try:
+        age = parse_age(require_anchor) if require_anchor is not None else None
+        for url in anchors:
+            anchor_store(url)
+    except MlgateError as exc:
+        _fail(exc)
+    clock = (ctx.obj or {}).get("clock") or SystemClock()
+    policy = CheckpointPolicy(trust_path=trust_path or _default_trust(), extra=tuple(extra_checkpoints), anchors=tuple(anchors),
+                              require_anchor=age, now=clock.now())
     try:
         trail = open_trail(audit_url)
     except MlgateError as exc:
@@ -122,6 +137,8 @@ def _checkpoint_line(cp: dict) -> str:
         return f"  checkpoint {cp['where']}: {cp['status'].upper()}: {cp['reason']}"
     who = f"{cp['signer_name']} <{cp['signer_id']}>" if cp["signer_id"] else "?"
     text = f"  checkpoint sequence {cp['sequence']} hash {cp['hash'][:16]} signed by {who} at {cp['time']}: {cp['status'].upper()}"
+    if cp.get("anchors"):
+        text += f" (anchored: {', '.join(cp['anchors'])}; at {cp['anchored_at']})"
     return text + (f": {cp['reason']}" if cp["reason"] else "")
 
 
@@ -130,9 +147,11 @@ def _checkpoint_line(cp: dict) -> str:
 @click.option("--key", "key_path", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Private key (PEM) of a checkpoint signer.")
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Trust policy: refuse a key that is not a checkpoint signer, and check the stored checkpoints first.")
+@click.option("--anchor", "anchors", multiple=True, metavar="file:DIR", help="Also copy the checkpoint to this anchor directory (repeatable).")
+@click.option("--tsa", metavar="URL", help="RFC 3161 timestamping authority to timestamp the checkpoint (with --trust: one it lists).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_context
-def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
+def checkpoint(ctx, audit_url, key_path, trust_path, anchors, tsa, fmt):
     """Verify the chain and sign its head (sequence, hash, time), so that a whole rewritten
     chain is detectable later. Exit 0 signed, 1 the chain is not intact, 2 error."""
     from mlgate.audit.anchor import create_checkpoint
@@ -145,9 +164,14 @@ def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
     try:
         key = load_private_key(key_path)
         trust = load_checkpoint_trust(trust_path) if trust_path else None
+        timestamper = None
+        if tsa is not None:
+            from mlgate.signing.timestamp import request_timestamp
+
+            timestamper = lambda signature: request_timestamp(tsa, signature)  # noqa: E731
         trail = open_trail(audit_url)
         try:
-            signed = create_checkpoint(trail, key, now=clock.now(), trust=trust)
+            signed = create_checkpoint(trail, key, now=clock.now(), trust=trust, timestamper=timestamper, anchors=anchors)
         finally:
             trail.close()
     except CheckpointRefused as exc:
@@ -157,11 +181,12 @@ def checkpoint(ctx, audit_url, key_path, trust_path, fmt):
         _fail(exc)
     if fmt == "json":
         click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-checkpoint-result/v1", "location": signed.location, "sequence": signed.sequence,
-                               "hash": signed.hash, "time": signed.time, "key_id": signed.key_id, "signer_id": signed.signer_id},
+                               "hash": signed.hash, "time": signed.time, "key_id": signed.key_id, "signer_id": signed.signer_id,
+                               "anchors": list(signed.anchors)},
                               indent=2, sort_keys=True))
     else:
         click.echo(f"mlgate: signed checkpoint of sequence {signed.sequence} hash {signed.hash} at {signed.time} "
-                   f"with key {signed.key_id[:16]}: {signed.location}")
+                   f"with key {signed.key_id[:16]}: {signed.location}" + (f" (anchored: {', '.join(signed.anchors)})" if signed.anchors else ""))
 
 
 @audit.command()

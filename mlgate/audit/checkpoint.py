@@ -70,6 +70,7 @@ class CheckpointTrust:
     signers: tuple[CheckpointSigner, ...]
     keys: dict[str, Any] = field(compare=False, repr=False)  # key id -> public key
     validity: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)  # key id -> mlgate.signing.trust.Validity
+    authorities: tuple[Any, ...] = field(default=(), compare=False, repr=False)  # timestampAuthorities (mlgate.signing.trust.TimestampAuthority)
 
     def signer_for_key(self, kid: str) -> CheckpointSigner | None:
         return next((s for s in self.signers if kid in s.key_ids), None)
@@ -100,7 +101,7 @@ def parse_trust_with_checkpoints(data: bytes, name: str, *, base_dir: Path):
     signers = tuple(CheckpointSigner(id=s.id, name=s.name, key_ids=tuple(k.key_id for k in s.keys)) for s in policy.checkpoint_signers)
     keys = {k.key_id: k.public_key for s in policy.checkpoint_signers for k in s.keys}
     validity = {k.key_id: getattr(k, "validity", None) for s in policy.checkpoint_signers for k in s.keys}
-    return policy, CheckpointTrust(source=name, signers=signers, keys=keys, validity=validity)
+    return policy, CheckpointTrust(source=name, signers=signers, keys=keys, validity=validity, authorities=tuple(policy.timestamp_authorities))
 
 
 # --------------------------------------------------------------------------- stores
@@ -108,17 +109,37 @@ def parse_trust_with_checkpoints(data: bytes, name: str, *, base_dir: Path):
 class StoredCheckpoint:
     where: str  # a file path, or "checkpoint row N", or the --checkpoint file as given
     data: bytes
+    anchor: str | None = None  # the anchor sink it was read from (file:DIR, postgresql://...), if any
+    anchored_at: str | None = None  # the anchor sink's own time for it (PostgreSQL: the server's clock), if it keeps one
 
 
 def checkpoint_dir(log: Path) -> Path:
     return Path(log).with_name(Path(log).name + ".checkpoints")
 
 
-class FileCheckpointStore:
-    """``PATH.checkpoints/``: one bundle per file, never overwritten."""
+_NAME = re.compile(r"^(\d{12})-(\d{8}T\d{12}Z)-[0-9a-zA-Z]+\.sigstore\.json$")
 
-    def __init__(self, log: Path):
-        self.dir = checkpoint_dir(log)
+
+class DirCheckpointStore:
+    """A directory of checkpoint bundles, one per file, never overwritten: ``PATH.checkpoints/``
+    beside a file trail, or an anchor directory (``--checkpoint-anchor file:DIR``)."""
+
+    def __init__(self, directory: Path, anchor: str | None = None):
+        self.dir = Path(directory)
+        self.anchor = anchor
+
+    def latest(self) -> tuple[int, dt.datetime] | None:
+        """(sequence, signing time) of the newest checkpoint by its file name (cheap: no bundle is
+        read; used only to decide when the next one is due, never to verify anything)."""
+        try:
+            names = [m for m in map(_NAME.match, (p.name for p in self.dir.iterdir())) if m]
+        except OSError:
+            return None
+        if not names:
+            return None
+        best = max(names, key=lambda m: (int(m.group(1)), m.group(2)))
+        when = dt.datetime.strptime(best.group(2), "%Y%m%dT%H%M%S%fZ").replace(tzinfo=dt.timezone.utc)
+        return int(best.group(1)), when
 
     def list(self) -> list[StoredCheckpoint]:
         from mlgate.signing.attestation import MAX_BUNDLE_BYTES
@@ -135,7 +156,7 @@ class FileCheckpointStore:
             if n.startswith("."):  # a write in progress
                 continue
             try:
-                out.append(StoredCheckpoint(str(self.dir / n), read_bytes(self.dir / n, limit=MAX_BUNDLE_BYTES)))
+                out.append(StoredCheckpoint(str(self.dir / n), read_bytes(self.dir / n, limit=MAX_BUNDLE_BYTES), anchor=self.anchor))
             except InputError as exc:
                 raise AuditError(f"cannot read the checkpoint: {exc.message}", file=str(self.dir / n)) from None
         return out
@@ -168,6 +189,13 @@ class FileCheckpointStore:
             except OSError:
                 pass
         return str(target)
+
+
+class FileCheckpointStore(DirCheckpointStore):
+    """``PATH.checkpoints/`` beside a file trail."""
+
+    def __init__(self, log: Path):
+        super().__init__(checkpoint_dir(log))
 
 
 class PostgresCheckpointStore:
@@ -226,12 +254,53 @@ class PostgresCheckpointStore:
             rows = self.sink._query(f"SELECT id FROM {CHECKPOINTS_TABLE} WHERE bundle = %s", (data.decode("ascii"),), what="read the checkpoints")
         return f"{self.sink.location} checkpoint row {int(rows[0][0])}"
 
+    def latest(self) -> tuple[int, dt.datetime] | None:
+        from mlgate.clock import parse_time
+
+        self._ensure()
+        rows = self.sink._query(f"SELECT sequence, signed_at FROM {CHECKPOINTS_TABLE} ORDER BY sequence DESC, id DESC LIMIT 1", (),
+                                what="read the checkpoints")
+        return (int(rows[0][0]), parse_time(str(rows[0][1]))) if rows else None
+
 
 def checkpoint_store(trail: Any):
     """The checkpoint store beside an open trail (:func:`mlgate.audit.verify.open_trail`)."""
     if trail.kind == "file":
         return FileCheckpointStore(trail.path)
     return PostgresCheckpointStore(trail.sink)
+
+
+def anchor_store(url: str, *, field: str = "--anchor") -> DirCheckpointStore:
+    """The anchor sink named by ``url``: ``file:DIR`` (or ``file:///abs/dir``), a directory the
+    trail's writer can add files to but that lives elsewhere (another volume, another host's
+    mount, a WORM bucket's mount). Copies there survive a deleted ``PATH.checkpoints/``."""
+    text = (url or "").strip()
+    if text.startswith("file://"):
+        rest = text[len("file://"):]
+        if not rest.startswith("/"):
+            raise InputError("file URLs with a host are not supported (use file:DIR or file:///abs/dir)", field=field)
+    elif text.startswith("file:"):
+        rest = text[len("file:"):]
+    else:
+        raise InputError(f"not an anchor URL: {text!r} (expected file:DIR)", field=field)
+    if not rest:
+        raise InputError("no directory in the anchor URL", field=field)
+    return DirCheckpointStore(Path(rest), anchor=f"file:{rest}")
+
+
+_AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_age(text: str, *, field: str = "--require-anchor") -> dt.timedelta:
+    """``90s``, ``30m``, ``24h``, ``7d`` as a timedelta (positive, finite); InputError otherwise."""
+    m = _AGE.match(str(text))
+    if m is None:
+        raise InputError(f"expected a duration such as 30m, 24h or 7d, got {text!r}", field=field)
+    seconds = float(m.group(1)) * _UNITS[m.group(2)]
+    if not 0 < seconds <= 3650 * 86400:
+        raise InputError(f"expected a duration from 1s to 3650d, got {text!r}", field=field)
+    return dt.timedelta(seconds=seconds)
 
 
 # --------------------------------------------------------------------------- reading a checkpoint
@@ -289,9 +358,12 @@ class CheckpointResult:
     signer_name: str | None = None
     key_id: str | None = None
     found: str | None = None  # the trail's hash at that sequence, when it differs
+    anchors: list[str] = field(default_factory=list)  # "tsa:<id>" (a verified RFC 3161 timestamp), the anchor sinks holding a copy
+    anchored_at: str | None = None  # the earliest time an anchor proves (the TSA's; else the anchor copy's signed time)
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("where", "status", "reason", "sequence", "hash", "time", "signer_id", "signer_name", "key_id", "found")}
+        return {k: getattr(self, k) for k in ("where", "status", "reason", "sequence", "hash", "time", "signer_id", "signer_name", "key_id", "found",
+                                              "anchors", "anchored_at")}
 
 
 def read_checkpoint(item: StoredCheckpoint, trust: CheckpointTrust) -> CheckpointResult:
@@ -313,10 +385,33 @@ def read_checkpoint(item: StoredCheckpoint, trust: CheckpointTrust) -> Checkpoin
         out.reason = exc.diagnostics()
         return out
     signer = trust.signer_for_key(verified.key_id)
+    tsa = None
+    if trust.authorities:  # an RFC 3161 timestamp over the signature: the checkpoint existed at a time its signer cannot choose
+        from mlgate.signing.attestation import parse_bundle
+        from mlgate.signing.timestamp import MAX_CLAIM_AHEAD, TimestampError, verify_timestamps
+
+        bundle = parse_bundle(item.data, item.where)
+        try:
+            tsa = verify_timestamps(bundle.timestamps, bundle.signature, trust.authorities, item.where)
+        except TimestampError as exc:
+            out.status, out.reason = "untrusted", exc.diagnostics()
+            return out
+        if tsa is not None:
+            from mlgate.clock import parse_time
+
+            if parse_time(pred["time"]) > tsa.at + MAX_CLAIM_AHEAD:
+                out.status = "untrusted"
+                out.reason = f"the checkpoint claims it was signed at {pred['time']}, after its own timestamp by {tsa.authority_id}"
+                return out
     out.status = "unchecked"
     out.sequence, out.hash, out.time = pred["sequence"], pred["hash"], pred["time"]
     out.key_id = verified.key_id
     out.signer_id, out.signer_name = (signer.id, signer.name) if signer else (None, None)
+    if tsa is not None:
+        from mlgate.clock import rfc3339
+
+        out.anchors.append(f"tsa:{tsa.authority_id}")
+        out.anchored_at = rfc3339(tsa.at)
     validity = trust.validity.get(verified.key_id)
     if validity is not None:  # the key's validity window and revocation, at the signed time
         from mlgate.clock import parse_time
@@ -336,6 +431,9 @@ class CheckpointPolicy:
     trust_path: Path | None = None
     extra: tuple[Path, ...] = ()
     trust: CheckpointTrust | None = None
+    anchors: tuple[str, ...] = ()  # anchor sinks holding copies (file:DIR): a copy there anchors its checkpoint
+    require_anchor: dt.timedelta | None = None  # records older than this must be covered by an anchored checkpoint
+    now: dt.datetime | None = None  # the verifier's clock, for require_anchor
 
     def load_trust(self) -> CheckpointTrust | None:
         if self.trust is None and self.trust_path is not None:
@@ -343,7 +441,7 @@ class CheckpointPolicy:
         return self.trust
 
 
-def gather(trail: Any, extra: Iterable[Path] = ()) -> list[StoredCheckpoint]:
+def gather(trail: Any, extra: Iterable[Path] = (), anchors: Iterable[str] = ()) -> list[StoredCheckpoint]:
     from mlgate.signing.attestation import MAX_BUNDLE_BYTES
     from mlgate.safeio import display, read_bytes
 
@@ -353,7 +451,24 @@ def gather(trail: Any, extra: Iterable[Path] = ()) -> list[StoredCheckpoint]:
             items.append(StoredCheckpoint(display(path), read_bytes(Path(path), limit=MAX_BUNDLE_BYTES)))
         except InputError as exc:
             raise AuditError(f"cannot read the checkpoint: {exc.message}", file=display(path)) from None
+    for url in anchors:
+        store = anchor_store(url)
+        if not store.dir.is_dir():  # an anchor sink that is gone is not "no checkpoints": fail closed
+            raise AuditError("cannot read the anchor directory: no such directory", file=str(store.dir))
+        items.extend(store.list())
     return items
+
+
+def _merge(items: list[StoredCheckpoint]) -> list[tuple[StoredCheckpoint, list[StoredCheckpoint]]]:
+    """One entry per distinct bundle (the copy beside the trail first), with every copy of it."""
+    groups: dict[bytes, list[StoredCheckpoint]] = {}
+    for item in items:
+        groups.setdefault(item.data, []).append(item)
+    out = []
+    for copies in groups.values():
+        copies.sort(key=lambda c: c.anchor is not None)
+        out.append((copies[0], copies))
+    return out
 
 
 def hashes_at(trail: Any, sequences: set[int]) -> dict[int, str]:
@@ -385,8 +500,8 @@ def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None
     from mlgate.audit.trail import _fail
 
     try:
-        items = gather(trail, policy.extra)
-    except AuditError as exc:
+        items = gather(trail, policy.extra, policy.anchors)
+    except (AuditError, InputError) as exc:
         if result.ok:
             _fail(result, "unreadable", exc.diagnostics(), field="checkpoint")
         result.checkpoints = []
@@ -394,6 +509,8 @@ def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None
     result.checkpoints = []
     if not items:
         result.notes.append("no signed checkpoints: a rewritten chain cannot be detected (sign one: mlgate audit checkpoint --key KEY)")
+        if policy.require_anchor is not None and result.ok:
+            check_anchor_coverage(trail, result, [], policy)
         return
     try:
         trust = policy.load_trust()
@@ -410,7 +527,18 @@ def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None
                   f"(pass --trust FILE with checkpointSigners)", field="checkpoint")
         return
 
-    checked = [read_checkpoint(item, trust) for item in items]
+    checked = []
+    for item, copies in _merge(items):
+        c = read_checkpoint(item, trust)
+        for copy in copies:
+            if copy.anchor is not None and copy.anchor not in c.anchors:
+                c.anchors.append(copy.anchor)
+                # A copy in an anchor sink proves the time it was put there when the sink keeps one;
+                # a directory does not (its mtimes are the writer's to set): the signed time then.
+                at = copy.anchored_at or c.time
+                if at is not None and (c.anchored_at is None or _before(at, c.anchored_at)):
+                    c.anchored_at = at
+        checked.append(c)
     verified_prefix = result.records
     wanted = {c.sequence for c in checked if c.status == "unchecked" and c.sequence <= verified_prefix}
     found = hashes_at(trail, wanted)
@@ -451,3 +579,72 @@ def check_checkpoints(trail: Any, result: Any, policy: CheckpointPolicy) -> None
             what = "is not signed by a checkpoint signer of the trust policy" if status == "untrusted" else "is not a valid checkpoint"
             _fail(result, verdict, f"checkpoint {bad.where} {what}: {bad.reason}", where=bad.where, field="checkpoint")
         return
+    if policy.require_anchor is not None:
+        check_anchor_coverage(trail, result, [c for c in checked if c.status == "ok" and c.anchors], policy)
+
+
+def _before(a: str, b: str) -> bool:
+    from mlgate.clock import parse_time
+
+    return parse_time(a) < parse_time(b)
+
+
+def check_anchor_coverage(trail: Any, result: Any, anchored: list[CheckpointResult], policy: CheckpointPolicy) -> None:
+    """``--require-anchor AGE``: every record older than AGE must be covered by an anchored
+    checkpoint (one that holds, at its sequence or later, and carries a verified RFC 3161
+    timestamp or sits in an anchor sink), and that anchor must be no more than AGE younger than
+    the record. Fails ``result`` as ``unanchored`` on the first record that is not.
+
+    Why the second condition: a writer that rewrites old records can sign and timestamp a new
+    checkpoint today; its anchor proves only that the rewritten chain existed today. A record
+    that claims to be a month old but was first anchored today was not anchored in time."""
+    import bisect
+
+    from mlgate.clock import parse_time, rfc3339
+    from mlgate.audit.trail import _fail, parse_record
+
+    age, now = policy.require_anchor, policy.now
+    if now is None:
+        raise ValueError("require_anchor needs the verifier's clock (CheckpointPolicy.now)")
+    cutoff = now - age
+    points = sorted((c.sequence, parse_time(c.anchored_at)) for c in anchored if c.anchored_at is not None)
+    seqs = [p[0] for p in points]
+    earliest: list[dt.datetime] = []  # earliest anchor time among the anchored checkpoints from index i on
+    for _seq, at in reversed(points):
+        earliest.append(at if not earliest else min(at, earliest[-1]))
+    earliest.reverse()
+    last = seqs[-1] if seqs else 0
+    for index, (where, raw, complete, _key) in enumerate(trail.items(), start=1):
+        if index > result.records or not complete:
+            break
+        try:
+            rec = parse_record(raw)
+            ts = parse_time(rec["timestamp"])
+        except (ValueError, KeyError, TypeError, OverflowError):
+            ts = None  # no time to judge by: it must be covered whatever its age
+        j = bisect.bisect_left(seqs, index)
+        shown = rfc3339(ts) if ts is not None else "an unreadable time"
+        if j == len(seqs):
+            if ts is None or ts <= cutoff:
+                _fail(result, "unanchored",
+                      f"sequence {index} ({where}, recorded at {shown}) is older than {_age(age)} and no anchored checkpoint covers it "
+                      f"(anchored checkpoints cover sequence {last} and before): records after the last anchor may have been "
+                      f"rewritten, cut or replaced unnoticed", sequence=index, where=where, field="anchor", expected=index, found=last)
+                return
+            continue
+        if ts is not None and earliest[j] > ts + age:
+            _fail(result, "unanchored",
+                  f"sequence {index} ({where}, recorded at {shown}) was first anchored at {rfc3339(earliest[j])}, more than "
+                  f"{_age(age)} later: the anchor proves only that the chain existed then", sequence=index, where=where,
+                  field="anchor", expected=rfc3339(ts + age), found=rfc3339(earliest[j]))
+            return
+    if result.records and last < result.records:
+        result.notes.append(f"sequences {last + 1} to {result.records} are not anchored yet (younger than {_age(age)})")
+
+
+def _age(age: dt.timedelta) -> str:
+    seconds = age.total_seconds()
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0 and (unit != "d" or seconds > 86400):  # 24h reads as 24h
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
