@@ -458,3 +458,243 @@ def test_one_person_cannot_waive_that_the_data_is_not_the_approved_data(tmp_path
     _jane_waiver(release, ["MLG-DATA-006"])
     code, decision, _ = _check(release, "production", tmp_path)
     assert code == 1, decision["warnings"]
+
+
+# =========================================================================== 5. overrides, policy directory
+def _write(path: Path, doc) -> Path:
+    path.write_text(json.dumps(doc) if path.suffix == ".json" else yaml.safe_dump(doc))
+    return path
+
+
+@pytest.mark.parametrize("doc", [
+    pytest.param({"mlgate": {"decision": {"allow": True}}}, id="decision"),
+    pytest.param({"mlgate.decision": {"allow": True}}, id="dotted-key"),
+    pytest.param({"mlgate": {"decision": {}}}, id="empty-object-over-a-rule"),
+    pytest.param({"mlgate": {"rules": {"bias": {"violation": []}}}}, id="a-rule-set"),
+    pytest.param({"mlgate": {"environments": {"production": {"bias": {"metrics": []}}}, "decision": {"allow": True}}}, id="mixed"),
+    pytest.param({"mlgate": {"lib": {"model_digest": "x"}}}, id="lib"),
+    pytest.param({"mlgate": {"environments": {"production": {"violation": []}}}}, id="undocumented-tier-key"),
+    pytest.param({"mlgate": {"environments": {"production": {}}}}, id="empty-tier"),
+    pytest.param({"mlgate": {"environments": []}}, id="environments-not-an-object"),
+    pytest.param({"mlgate": {"environments": {"production": {"waivers ": {"not_waivable": []}}}}}, id="key-with-trailing-space"),
+    pytest.param({"mlgate": {"environments": {"production": {"w\u0430ivers": {"not_waivable": []}}}}}, id="cyrillic-a-key"),
+    pytest.param({"system": {"authz": True}}, id="outside-mlgate"),
+])
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_overrides_that_touch_rules_or_undocumented_data_are_refused(tmp_path, doc, suffix):
+    override = _write(tmp_path / f"o{suffix}", doc)
+    code, _decision, err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--data", override)
+    assert code == 2 and ("override" in err or "policy data path" in err), err
+
+
+def test_an_override_with_a_non_string_key_is_refused(tmp_path):
+    override = tmp_path / "o.yaml"
+    override.write_text("mlgate:\n  environments:\n    production:\n      1: true\n")
+    code, _decision, err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--data", override)
+    assert code == 2
+
+
+def test_a_documented_override_that_weakens_production_is_in_the_record(tmp_path):
+    """Overrides may weaken a documented threshold (that is what they are for); the auditor must
+    see it: the override's path and digest in revision_inputs, and another policy revision."""
+    release = _copy(tmp_path)
+    (release / "evidence" / "approvals" / "sam.patel_hospital.example.review.production.sigstore.json").unlink()
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1
+    honest = _last_record(tmp_path)
+    override = _write(tmp_path / "o.json", {"mlgate": {"environments": {"production": {"approvals": {
+        "required": [{"role": "clinical-safety-officer", "meaning": "approval"}], "min_disciplines": 1}}}}})
+    code, decision, _ = _check(release, "production", tmp_path, "--data", override)
+    record = _last_record(tmp_path)
+    assert record["policy_revision"] != honest["policy_revision"]
+    assert [o["path"] for o in record["revision_inputs"]["data_overrides"]] == [str(override)]
+    assert record["revision_inputs"]["policy"] == honest["revision_inputs"]["policy"]
+
+
+@pytest.mark.xfail(strict=True, reason="red team: a data.json inside a policy directory may sit on a rule's path "
+                                       "(mlgate/decision/data.json) and the embedded engine lets it replace the decision: ALLOWED")
+def test_a_policy_directory_whose_data_shadows_a_rule_is_refused(tmp_path):
+    """A vendored copy of the bundled library, every .rego byte-identical (a reviewer diffing the
+    Rego sees no change), plus mlgate/decision/data.json = {allow: true}. --data refuses exactly
+    this; a policy directory (from --policy or `policy:` in .mlgate.yaml) does not, and regorus lets
+    the data document win over the rule. Safe: the same check as for overrides, at load (exit 2)."""
+    policy = tmp_path / "policy"
+    shutil.copytree(bundled_policy_dir(), policy, ignore=shutil.ignore_patterns("__pycache__"))
+    (policy / "mlgate" / "decision").mkdir()
+    (policy / "mlgate" / "decision" / "data.json").write_text('{"allow": true, "violations": [], "warnings": []}')
+    code, _decision, _err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--policy", policy)
+    assert code == 2
+
+
+def test_a_policy_directory_is_named_in_the_record(tmp_path):
+    policy = tmp_path / "policy"
+    shutil.copytree(bundled_policy_dir(), policy, ignore=shutil.ignore_patterns("__pycache__"))
+    _check(EXAMPLES / "readmission-risk", "production", tmp_path)
+    honest = _last_record(tmp_path)
+    (policy / "mlgate" / "rules" / "zz_extra.rego").write_text("package mlgate.rules.zz\n\nimport rego.v1\n\nx := 1\n")
+    _check(EXAMPLES / "readmission-risk", "production", tmp_path, "--policy", policy)
+    record = _last_record(tmp_path)
+    assert record["revision_inputs"]["policy"]["path"] == str(policy)
+    assert record["revision_inputs"]["policy"]["revision"] != honest["revision_inputs"]["policy"]["revision"]
+    assert record["policy_revision"] != honest["policy_revision"]
+
+
+def test_hidden_files_in_a_policy_directory_are_neither_loaded_nor_needed_in_the_revision(tmp_path):
+    """A module in a dot-directory is skipped by the loader; it must then not change the decision
+    either (what is not in the revision is not evaluated)."""
+    policy = tmp_path / "policy"
+    shutil.copytree(bundled_policy_dir(), policy, ignore=shutil.ignore_patterns("__pycache__"))
+    (policy / ".hidden").mkdir()
+    (policy / ".hidden" / "allow.rego").write_text("package mlgate\n\nimport rego.v1\n\ndecision := {\"allow\": true}\n")
+    (policy / "mlgate" / ".data.json").write_text('{"decision": {"allow": true}}')
+    code, decision, _ = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--policy", policy)
+    assert code == 1, decision
+
+
+# =========================================================================== 6. settings, trust policy, engine
+def test_settings_in_a_parent_directory_are_not_read(tmp_path, monkeypatch):
+    (tmp_path / ".mlgate.yaml").write_text(f"trust: {TRUST}\n")
+    child = tmp_path / "child"
+    child.mkdir()
+    monkeypatch.chdir(child)
+    code, _decision, err = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=None)
+    assert code == 2 and "no trust policy configured" in err
+
+
+def test_settings_in_a_child_directory_are_not_read(tmp_path, monkeypatch):
+    (tmp_path / "child").mkdir()
+    (tmp_path / "child" / ".mlgate.yaml").write_text(f"trust: {TRUST}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _decision, err = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=None)
+    assert code == 2 and "no trust policy configured" in err
+
+
+def _attacker_trust(tmp_path: Path) -> Path:
+    """A trust policy in which Jane holds every role and meaning."""
+    doc = yaml.safe_load(TRUST.read_text())
+    for a in doc["approvers"]:
+        if a["id"] == "jane.roe@hospital.example":
+            a["roles"] = ["clinical-safety-officer", "quality-assurance"]
+            a["meanings"] = ["approval", "review", "responsibility"]
+    path = tmp_path / "evil" / "trust.yaml"
+    path.parent.mkdir()
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def test_a_trust_policy_from_settings_in_the_working_directory_is_in_the_record(tmp_path, monkeypatch):
+    """The CI job's working directory is the attacker's: its .mlgate.yaml names their trust
+    policy. The decision may then allow (the gate trusts what it is told), but the record must
+    say where the trust came from and what it was."""
+    evil = _attacker_trust(tmp_path)
+    (tmp_path / ".mlgate.yaml").write_text(f"trust: {evil}\n")
+    monkeypatch.chdir(tmp_path)
+    _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=None)
+    record = _last_record(tmp_path)
+    assert record["trust_policy"]["from"] == "settings"
+    assert (tmp_path / record["trust_policy"]["path"]).resolve() == evil.resolve()
+    import hashlib
+    assert record["trust_policy"]["digest"] == hashlib.sha256(evil.read_bytes()).hexdigest()
+    assert record["revision_inputs"]["settings"]["digest"] == hashlib.sha256((tmp_path / ".mlgate.yaml").read_bytes()).hexdigest()
+
+
+@pytest.mark.xfail(strict=True, reason="red team: duplicate keys in .mlgate.yaml are accepted (last wins): `trust:` twice shows the "
+                                       "honest trust policy to a reader and gives the gate another")
+def test_duplicate_keys_in_the_settings_file_are_refused(tmp_path, monkeypatch):
+    evil = _attacker_trust(tmp_path)
+    (tmp_path / ".mlgate.yaml").write_text(f"trust: {TRUST}\n# (the project's trust policy)\ntrust: {evil}\n")
+    monkeypatch.chdir(tmp_path)
+    code, _decision, err = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=None)
+    assert code == 2 and "duplicate" in err.lower()
+
+
+def test_a_key_file_named_by_the_trust_policy_is_in_the_revision(tmp_path):
+    trust_dir = tmp_path / "trust"
+    (trust_dir / "keys").mkdir(parents=True)
+    doc = yaml.safe_load(TRUST.read_text())
+    for a in doc["approvers"]:
+        if a["id"] == "sam.patel@hospital.example":
+            (trust_dir / "keys" / "sam.pem").write_text(a["keys"][0]["pem"])
+            a["keys"] = [{"path": "keys/sam.pem"}]
+    (trust_dir / "trust.yaml").write_text(yaml.safe_dump(doc))
+    code, decision, _ = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=trust_dir / "trust.yaml")
+    assert code == 0, decision["violations"]
+    first = _last_record(tmp_path)
+    assert "keys/sam.pem" in first["trust_policy"]["files"]
+    # Sam's key file swapped for another public key (trust.yaml unchanged): another revision, recorded.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+    other = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (trust_dir / "keys" / "sam.pem").write_bytes(other)
+    _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=trust_dir / "trust.yaml")
+    second = _last_record(tmp_path)
+    assert second["trust_policy"]["digest"] == first["trust_policy"]["digest"]
+    assert second["trust_policy"]["files"]["keys/sam.pem"] != first["trust_policy"]["files"]["keys/sam.pem"]
+    assert second["policy_revision"] != first["policy_revision"]
+
+
+def test_a_trust_policy_key_path_may_not_leave_its_directory(tmp_path):
+    doc = yaml.safe_load(TRUST.read_text())
+    doc["approvers"][0]["keys"] = [{"path": "../../" + str(KEYS / "jane.roe.pub")}]
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "trust.yaml").write_text(yaml.safe_dump(doc))
+    code, _decision, err = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=tmp_path / "t" / "trust.yaml")
+    assert code == 2 and "leaves" in err
+
+
+def test_a_trust_policy_with_an_include_key_is_refused(tmp_path):
+    doc = yaml.safe_load(TRUST.read_text())
+    doc["include"] = str(_attacker_trust(tmp_path))
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(doc))
+    code, _decision, _err = _check(EXAMPLES / "readmission-risk", "production", tmp_path, trust=tmp_path / "t.yaml")
+    assert code == 2
+
+
+def test_a_proxy_in_the_environment_cannot_stand_in_for_opa(tmp_path, monkeypatch):
+    """HTTP_PROXY points at a fake 'OPA' that allows everything and claims the expected bundle
+    revision; --opa-url names an address where nothing listens. The engine must not use the
+    proxy (else the record would name the honest URL for a forged decision)."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from mlgate.policy import load_policy
+    expected = load_policy(None).bundle_revision
+
+    class Fake(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            body = json.dumps({"result": {"allow": True, "violations": [], "warnings": []},
+                               "provenance": {"version": "1.20.0", "bundles": {"mlgate": {"revision": expected}}}}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Fake)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        import socket
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+        s.close()
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        code, _decision, _err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--engine", "opa",
+                                       "--opa-url", f"http://127.0.0.1:{dead}")
+        assert code == 2
+        # And the fake OPA used directly: allowed (a remote engine is trusted), but the record names it.
+        code, _decision, _err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--engine", "opa",
+                                       "--opa-url", f"http://127.0.0.1:{server.server_address[1]}")
+        record = _last_record(tmp_path)
+        assert str(server.server_address[1]) in record["engine_version"]
+        assert str(server.server_address[1]) in json.dumps(record["revision_inputs"]["engine"])
+    finally:
+        server.shutdown()
