@@ -53,6 +53,7 @@ line moved aside; names the quarantine file and its sha256) and ``"kind": "recov
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -206,22 +207,45 @@ def policy_git(policy_dir: Path | None) -> dict[str, Any] | None:
     if key in _GIT_CACHE:
         _GIT_CACHE[policy_dir] = _GIT_CACHE[key]
         return _GIT_CACHE[key]
-    info: dict[str, Any] | None = None
-    try:
-        import git  # GitPython: imported here, it spawns git and is slow to import
-
-        repo = git.Repo(key, search_parent_directories=True)
-        try:
-            rel = os.path.relpath(key, repo.working_tree_dir)
-            commit = repo.head.commit.hexsha
-            dirty = repo.is_dirty(untracked_files=True, path=rel)
-            info = {"commit": commit, "dirty": bool(dirty), "path": Path(rel).as_posix()}
-        finally:
-            repo.close()
-    except Exception:  # noqa: BLE001 - not a checkout, no commits yet, no git binary: no git facts
-        info = None
+    info = _git_status(key)
     _GIT_CACHE[key] = _GIT_CACHE[policy_dir] = info
     return info
+
+
+#: git answers in milliseconds; a repository that takes longer (a network file system) records no git facts.
+_GIT_TIMEOUT_S = 10.0
+
+
+def _git_status(directory: str) -> dict[str, Any] | None:
+    """``{"commit", "dirty", "path"}`` from ONE ``git status --porcelain=v2 --branch`` of the
+    directory: ``# branch.oid`` is the HEAD commit (``(initial)`` when there is none yet), and
+    any entry line, untracked files included, means the directory differs from it (what
+    GitPython's ``is_dirty(untracked_files=True, path=...)`` answered, with its import and its
+    several git processes). The work tree is found by looking for ``.git`` upwards first, so a
+    directory outside any checkout (an installed package) costs no process at all."""
+    import subprocess
+
+    top = Path(directory)
+    while not (top / ".git").exists():
+        if top.parent == top:
+            return None
+        top = top.parent
+    try:
+        run = subprocess.run(["git", "-C", directory, "status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--", "."],
+                             stdin=subprocess.DEVNULL, capture_output=True, timeout=_GIT_TIMEOUT_S, check=False)
+    except (OSError, subprocess.SubprocessError):  # no git binary, a timeout: no git facts
+        return None
+    if run.returncode != 0:  # not a work tree after all, a repository git refuses (safe.directory): no git facts
+        return None
+    commit, dirty = None, False
+    for item in run.stdout.split(b"\0"):
+        if item.startswith(b"# branch.oid "):
+            commit = item[len(b"# branch.oid "):].decode("ascii", "replace")
+        elif item and not item.startswith(b"# "):
+            dirty = True
+    if commit is None or not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):  # "(initial)": no commit yet
+        return None
+    return {"commit": commit, "dirty": dirty, "path": Path(os.path.relpath(directory, top)).as_posix()}
 
 
 def prepare(record: dict[str, Any], options: AuditOptions, store: Any | None) -> dict[str, Any]:
