@@ -31,6 +31,11 @@ engine:
     clientCert: /etc/opa-tls/tls.crt
     clientKey: /etc/opa-tls/tls.key
     timeoutSeconds: 2          # per decision; always cut to fit each request's admission deadline
+auditCheckpoints:              # sign the trail's head as it grows (--checkpoint-key, --checkpoint-every, ...)
+  key: /etc/mlgate/checkpoint/key.pem      # a checkpointSigners key of the trust policy
+  every: 1000,5m               # N records or T (30s, 15m, 1h) after the newest checkpoint, whichever first
+  anchors: [file:/anchors]     # copies outside the writer's reach (another volume)
+  tsa: https://tsa.hospital.example/tsr    # RFC 3161 TSA the trust policy lists in timestampAuthorities
 ```
 
 An environment that the policy data defines but the file does not name runs in ``enforce``
@@ -149,6 +154,7 @@ class Settings:
     evidence_cache_dir: Path | None = None  # where an https:// store's releases are downloaded (default: a temp dir)
     engine: str = "embedded"  # embedded | rego-cpp | opa
     opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"; its timeout is cut per request to the admission deadline
+    checkpoint: Any = None  # mlgate.audit.autocheckpoint.CheckpointSettings: sign checkpoints of the trail as it grows
 
     def environment(self, name: str) -> EnvironmentSettings:
         return self.environments.get(name, EnvironmentSettings())
@@ -169,13 +175,14 @@ def load_config(path: Path, **flags: Any) -> Settings:
 
 
 def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | None = None, opa_flags: dict[str, Any] | None = None,
-                       **flags: Any) -> Settings:
+                       checkpoint_flags: dict[str, Any] | None = None, **flags: Any) -> Settings:
     """Settings from a parsed settings file (``{}`` and ``name=None`` when there is none) and the flags, which win.
 
     ``flags`` are :class:`Settings` fields (None: not given); ``opa_flags`` are the
     :class:`~mlgate.policy.engine.opa.OpaSettings` fields the command line gave."""
     _expect(isinstance(doc, dict), "the settings file must be a mapping", name, "$")
-    known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads", "evidenceStore", "engine"}
+    known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads", "evidenceStore", "engine",
+             "auditCheckpoints"}
     _unknown(doc, known, name, "$")
     values: dict[str, Any] = {"environments": _environments(doc, name)}
     for key, attr, lo, hi, integer in (("maxBodyBytes", "max_body_bytes", 1024, 64 * 1024 * 1024, True),
@@ -205,6 +212,7 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
     opa = {**opa, **opa_flags}
     values["engine"] = engine
     values["opa"] = _opa_settings(engine, opa, name)
+    values["checkpoint"] = _checkpoints(doc, name, base, checkpoint_flags or {})
     if not values.get("evidence_store"):
         raise InputError("no evidence store: give --evidence-store (or evidenceStore.url in the settings file)", file=name)
     if not str(values["evidence_store"]).startswith("https://"):
@@ -364,6 +372,30 @@ def _engine(doc: dict, name: str, base: Path | None) -> tuple[str, dict[str, Any
         else:
             fields[attr] = _path(opa[key], name, where, base, file=True)
     return kind, fields
+
+
+def _checkpoints(doc: dict, name: str, base: Path | None, flags: dict[str, Any]) -> Any:
+    """``auditCheckpoints`` (key, every, anchors, tsa), each overridden by its --checkpoint-* flag."""
+    from mlgate.audit.autocheckpoint import checkpoint_settings
+
+    raw = _mapping(doc, "auditCheckpoints", name)
+    _unknown(raw, {"key", "every", "anchors", "tsa"}, name, "auditCheckpoints")
+    key = _path(raw["key"], name, "auditCheckpoints.key", base, file=True) if "key" in raw else None
+    every = raw.get("every")
+    if every is not None:
+        _expect(isinstance(every, (str, int)) and not isinstance(every, bool), "must be N, a time (30s, 15m, 1h) or N,T", name, "auditCheckpoints.every")
+    anchors = raw.get("anchors", [])
+    _expect(isinstance(anchors, list) and all(isinstance(a, str) for a in anchors), "must be a list of file:DIR", name, "auditCheckpoints.anchors")
+    tsa = _string(raw["tsa"], name, "auditCheckpoints.tsa") if "tsa" in raw else None
+    key = flags.get("key") or key
+    every = flags.get("every") or every
+    anchors = list(flags.get("anchors") or ()) or [a if not a.startswith("file:") or a.startswith("file:/") or base is None
+                                                   else f"file:{base / a[5:]}" for a in anchors]
+    tsa = flags.get("tsa") or tsa
+    try:
+        return checkpoint_settings(key, None if every is None else str(every), tuple(anchors), tsa)
+    except InputError as exc:
+        raise InputError(exc.message, file=name, field=exc.field) from None
 
 
 def _opa_settings(engine: str, fields: dict[str, Any], name: str) -> Any:

@@ -338,3 +338,37 @@ def test_the_writer_refuses_to_sign_a_chain_rewritten_under_it(tmp_path, signer,
     assert "line 2: the record does not hash to its hash field; refusing to sign" in checkpointer.errors[0]
     sink.close()
     assert len(checkpointer.errors) == 2  # tried again as the sink closed, refused again
+
+
+def test_webhook_settings_sign_checkpoints_on_a_background_thread(tmp_path, signer, trust):
+    import time
+
+    from mlgate.gatekeeper.config import settings_from_dict
+    from mlgate.gatekeeper.service import open_audit_sink
+
+    log, anchors = tmp_path / "audit.jsonl", tmp_path / "anchors"
+    doc = {"auditCheckpoints": {"key": "cp.key", "every": "1", "anchors": ["file:anchors"]}}
+    settings = settings_from_dict(doc, "settings.yaml", base=tmp_path, evidence_store=f"file://{tmp_path}", audit=f"file:{log}",
+                                  trust_policy=trust)
+    assert settings.checkpoint.anchors == (f"file:{anchors}",) and settings.checkpoint.every.records == 1
+    sink = open_audit_sink(settings, StepClock(T0))
+    sink.append({"decision_id": "d1", "timestamp": rfc3339(T0), "result": "deny"})
+    deadline = time.monotonic() + 20  # signed by the thread, not by the appending caller
+    while not list(anchors.glob("*.sigstore.json")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [p.name[:12] for p in anchors.glob("*.sigstore.json")] == ["000000000001"]
+    for i in range(2, 5):
+        sink.append({"decision_id": f"d{i}", "timestamp": rfc3339(T0), "result": "deny"})
+    sink.close()  # joins the thread; what is still due is signed
+    assert sorted(p.name[:12] for p in anchors.glob("*.sigstore.json"))[-1] == "000000000004"
+    code, result, _ = _verify(log, trust, "--anchor", f"file:{anchors}", "--require-anchor", "24h")
+    assert code == 0 and result["status"] == "intact"
+    # the flags win over the file, key by key; a bad value is one line naming the settings file
+    flags = settings_from_dict(doc, "settings.yaml", base=tmp_path, evidence_store="file:///x", audit="file:a.jsonl",
+                               checkpoint_flags={"every": "30s"})
+    assert (flags.checkpoint.every.records, flags.checkpoint.every.seconds) == (None, 30.0)
+    with pytest.raises(InputError, match="settings.yaml: --checkpoint-every: expected N"):
+        settings_from_dict({"auditCheckpoints": {"key": "cp.key", "every": "often"}}, "settings.yaml", base=tmp_path,
+                           evidence_store="file:///x", audit="file:a.jsonl")
+    with pytest.raises(InputError, match="auditCheckpoints: unknown key 'keys'"):
+        settings_from_dict({"auditCheckpoints": {"keys": "cp.key"}}, "settings.yaml", base=tmp_path, evidence_store="file:///x", audit="file:a.jsonl")
