@@ -52,8 +52,14 @@ def _need(*modules: str) -> None:
 @click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]),
               help="json: every log line one JSON object, one line per admission (uid, kind, namespace, name, environment, mode, result, latency, rule ids).")
 @click.option("--access-log/--no-access-log", default=False, show_default=True)
+@click.option("--checkpoint-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="Sign checkpoints of the audit trail as it grows, on a background thread (a checkpointSigners key; or auditCheckpoints.key in --config).")
+@click.option("--checkpoint-every", metavar="N|T|N,T", help="N records or T (30s, 15m, 1h) after the newest checkpoint [default: 1h].")
+@click.option("--checkpoint-anchor", "checkpoint_anchors", multiple=True, metavar="file:DIR", help="Copy each checkpoint to this anchor directory (repeatable).")
+@click.option("--checkpoint-tsa", metavar="URL", help="RFC 3161 TSA (listed in the trust policy's timestampAuthorities) to timestamp each checkpoint.")
 def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file,
-          engine, gate_threads, workers, log_level, log_format, access_log, **opa_params):
+          engine, gate_threads, workers, log_level, log_format, access_log, checkpoint_key=None, checkpoint_every=None, checkpoint_anchors=(),
+          checkpoint_tsa=None, **opa_params):
     """Run the Kubernetes validating admission webhook over TLS: POST /v1/admit/ENVIRONMENT."""
     import os
     import ssl
@@ -66,8 +72,10 @@ def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cac
     flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy, "data_overrides": tuple(data_files),
              "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads, "engine": engine}
     opa_flags = opa_fields(opa_params)
+    cp_flags = {"key": checkpoint_key, "every": checkpoint_every, "anchors": checkpoint_anchors, "tsa": checkpoint_tsa}
     try:
-        settings = load_config(config_file, opa_flags=opa_flags, **flags) if config_file else settings_from_dict({}, None, opa_flags=opa_flags, **flags)
+        settings = (load_config(config_file, opa_flags=opa_flags, checkpoint_flags=cp_flags, **flags) if config_file
+                    else settings_from_dict({}, None, opa_flags=opa_flags, checkpoint_flags=cp_flags, **flags))
         if settings.gate_threads is None:  # neither the flag nor the settings file chose
             import dataclasses
 

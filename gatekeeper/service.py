@@ -180,12 +180,25 @@ def _disagreement(refs: tuple[ModelRef, ...] | list[ModelRef], decisions: list[D
     return None
 
 
-def open_audit_sink(settings: Settings):
+def open_audit_sink(settings: Settings, clock: Clock | None = None):
     """The foundation's sink for the audit URL (``file:PATH``, ``file:///abs``, a path, ``postgresql://``),
-    told which policy directory is evaluated so records carry its git commit."""
+    told which policy directory is evaluated so records carry its git commit. With
+    ``settings.checkpoint``, a background thread signs checkpoints as the trail grows
+    (:mod:`mlgate.audit.autocheckpoint`)."""
     from mlgate.audit import AuditOptions, open_sink
 
-    return open_sink(settings.audit, AuditOptions(policy_dir=settings.policy_dir))
+    sink = open_sink(settings.audit, AuditOptions(policy_dir=settings.policy_dir))
+    if settings.checkpoint is None:
+        return sink
+    from mlgate.audit.autocheckpoint import CheckpointingSink, Checkpointer
+
+    try:
+        checkpointer = Checkpointer.from_settings(settings.audit, settings.checkpoint, clock=clock or SystemClock(),
+                                                  trust_path=settings.trust_policy)
+    except BaseException:
+        sink.close()
+        raise
+    return CheckpointingSink(sink, checkpointer, background=True)
 
 
 class Gatekeeper:
@@ -194,7 +207,7 @@ class Gatekeeper:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.ids = ids or uuid4_ids
-        self.sink = sink if sink is not None else open_audit_sink(settings)
+        self.sink = sink if sink is not None else open_audit_sink(settings, self.clock)
         cache = FactsCache(max_entries=settings.cache_entries, ttl_s=settings.cache_ttl_s, on_result=on_cache)
         self.store = store if store is not None else open_store(settings.evidence_store, cache=cache, ca_file=settings.evidence_store_ca,
                                                                 cache_dir=settings.evidence_cache_dir)
