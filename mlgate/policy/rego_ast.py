@@ -289,6 +289,42 @@ def missing_builtins(parsed: ParsedPolicy) -> list[tuple[str, int, str]]:
     return sorted(found)
 
 
+_BUILTINS_CACHE = "regorus-builtins-v1"
+
+
+def checked_builtins(policy: PolicySet, engine: Any, engine_version: str,
+                     modules: list[tuple[str, str]] | None = None) -> list[tuple[str, int, str]]:
+    """:func:`missing_builtins` of the modules loaded into ``engine`` (``modules``: every (path,
+    text) it holds; by default the policy's decision modules), remembered per policy revision.
+
+    Parsing the library's AST and walking it for calls costs tens of milliseconds on every
+    engine start; its answer depends only on the modules' text, the engine's version and this
+    code. So a clean answer is remembered in the per-user cache (:mod:`mlgate.localcache`),
+    keyed by the sha256 of exactly those (content-addressed: any edit to a module is a new key),
+    and a later start with the same policy skips the parse. Only the clean answer is kept;
+    a policy that calls a missing builtin is parsed again each time, to name file and line.
+
+    Why this is safe to share: the check is a courtesy at load time, not a guard. A forged
+    "clean" entry lets a policy that calls a builtin regorus lacks load, and its evaluation
+    then fails with an engine error, which is a deny (fail closed), exactly as a policy whose
+    builtin call sits in a branch the check could not see.
+    """
+    from mlgate import localcache
+
+    pairs = sorted(modules if modules is not None else [(m.path, m.text) for m in policy.decision_modules()])
+    try:
+        code = Path(__file__).read_bytes()
+    except OSError:
+        code = b""
+    key = localcache.key_digest(_BUILTINS_CACHE, engine_version, code, *(part for pair in pairs for part in pair)) if code else None
+    if key is not None and localcache.get(_BUILTINS_CACHE, key) == b"[]":
+        return []
+    missing = missing_builtins(parse(policy, engine))
+    if key is not None and not missing:
+        localcache.put(_BUILTINS_CACHE, key, b"[]")
+    return missing
+
+
 # --- METADATA annotations ---------------------------------------------------------------------
 
 _METADATA_BLOCK = re.compile(r"^# METADATA\n((?:#.*\n)*)", re.MULTILINE)
