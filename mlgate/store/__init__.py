@@ -6,9 +6,16 @@ store indexes every ``mlgate.yaml`` it holds by all three, and hands back the re
 verified, parsed evidence (:class:`~mlgate.evidence.Facts`).
 
 Facts are cached (bounded, TTL) under a fingerprint of the release's files (path, size, mtime,
-inode of every file under the release root) and the trust policy: a changed file is a new
-key, so evidence is read, verified and parsed again. Decisions are never cached: the policy
-judges the cached facts afresh each time (approvals expire, the clock moves).
+ctime, inode and type of every file under the release root) and the trust policy: a changed
+file is a new key, so evidence is read, verified and parsed again (ctime changes on every write
+and cannot be set back, so a same-size rewrite with its mtime restored is noticed; facts of a
+file changed within the last ``RACY_S`` seconds are not cached). Decisions are never cached:
+the policy judges the cached facts afresh each time (approvals expire, the clock moves).
+
+A ``file://`` store answers an unknown reference from its index at once and rescans in the
+background (at most once per ``rescan_after_s``); an ``https://`` store verifies a release
+already in its local cache against the index before using it. Every file is opened through
+:func:`mlgate.safeio.open_regular`: a FIFO, a device or a socket is refused, never waited on.
 
 Two backends share that contract: :class:`FileStore` (``file://DIR``, a mounted volume) and
 :class:`HttpsStore` (``https://HOST/PREFIX``, the same layout served by a static HTTPS or
