@@ -119,3 +119,30 @@ def put(namespace: str, key: str, data: bytes) -> None:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+
+def library_fingerprint(*names: str) -> str:
+    """Which versions of the named installed packages are here, without importing them
+    (importing statsmodels costs about a second, :mod:`importlib.metadata` tens of milliseconds):
+    each package's location, the name of its ``.dist-info`` directory (name and version) and the
+    size and mtime of its ``__init__.py``. A reinstall of any of them is a new fingerprint.
+    ``""`` when one is not installed (then nothing should be cached)."""
+    import importlib.util
+
+    parts = []
+    for name in names:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            return ""
+        if spec is None or not spec.origin:
+            return ""
+        origin = Path(spec.origin)
+        site = origin.parent.parent
+        try:
+            st = origin.stat()
+            dists = sorted(e for e in os.listdir(site) if e.startswith(name + "-") and e.endswith(".dist-info"))
+        except OSError:
+            return ""
+        parts.append(f"{origin}|{st.st_size}|{st.st_mtime_ns}|{','.join(dists)}")
+    return "\n".join(parts)

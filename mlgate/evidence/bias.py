@@ -38,7 +38,6 @@ import csv
 import datetime as dt
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -517,35 +516,12 @@ _STATS_LIBRARIES = ("statsmodels", "scipy", "numpy")
 _CACHE_NAMESPACE = "bias-recomputed-v1"
 
 
-def _library_fingerprint() -> str:
-    """Which statsmodels, scipy and numpy are installed, without importing them (importing
-    statsmodels costs about a second, :mod:`importlib.metadata` tens of milliseconds): each
-    package's directory, the name of its ``.dist-info`` (name and version) and the size and
-    mtime of its ``__init__.py``. A reinstall of any of them is a new fingerprint (a miss)."""
-    import importlib.util
-
-    parts = []
-    for name in _STATS_LIBRARIES:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.origin:
-            return ""  # not installed: nothing to key by, so no cache (the recomputation will say why)
-        origin = Path(spec.origin)
-        site = origin.parent.parent
-        try:
-            st = origin.stat()
-            dists = sorted(e for e in os.listdir(site) if e.startswith(name + "-") and e.endswith(".dist-info"))
-        except OSError:
-            return ""
-        parts.append(f"{origin}|{st.st_size}|{st.st_mtime_ns}|{','.join(dists)}")
-    return "\n".join(parts)
-
-
 def _cache_key(doc: dict[str, Any]) -> str | None:
     """The cache key of a record's recomputation (None: the libraries or this code cannot be fingerprinted)."""
     from mlgate import localcache
     from mlgate.canonical import canonical_json
 
-    libraries = _library_fingerprint()
+    libraries = localcache.library_fingerprint(*_STATS_LIBRARIES)
     if not libraries:
         return None
     try:
@@ -560,7 +536,7 @@ def _recomputed_problems_cached(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
     The key is the sha256 of everything the answer depends on: the record's canonical JSON
     (every count, every recorded number, the confidence), this module's own source (the
-    checking code) and the installed statsmodels, scipy and numpy (:func:`_library_fingerprint`).
+    checking code) and the installed statsmodels, scipy and numpy (:func:`mlgate.localcache.library_fingerprint`).
     The value is the list of problems found, usually empty. So the first read of a record pays
     for importing statsmodels and recomputing (seconds on a loaded machine); every later read
     of the same bytes with the same code and libraries reads one small file.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 from typing import Any, Iterable
 
 MAX_ERRORS = 20
@@ -95,7 +96,15 @@ def _explain(err: Any) -> tuple[str, str]:
 
 
 def errors(name: str, instance: Any, *, limit: int = MAX_ERRORS) -> list[tuple[str, str]]:
-    """Validate ``instance`` against schema ``name``: (json path, message) pairs in path order."""
+    """Validate ``instance`` against schema ``name``: (json path, message) pairs in path order.
+
+    A document this user's mlgate has already found valid against the same schema is not
+    validated again (:func:`_verdict_key`): importing jsonschema and resolving the schemas'
+    ``$ref`` costs a CLI start tens of milliseconds, for documents (the trust policy, the
+    release's evidence) that rarely change between checks."""
+    key = _verdict_key(name, instance)
+    if key is not None and _cache().get(_VERDICTS, key) == _VALID:
+        return []
     found = sorted(_validator(name).iter_errors(instance), key=lambda e: (json_path(e.absolute_path), str(e.validator)))
     out: list[tuple[str, str]] = []
     for err in found:
@@ -104,7 +113,64 @@ def errors(name: str, instance: Any, *, limit: int = MAX_ERRORS) -> list[tuple[s
             out.append(pair)
         if len(out) >= limit:
             break
+    if key is not None and not out:
+        _cache().put(_VERDICTS, key, _VALID)
     return out
+
+
+_VERDICTS = "schema-valid-v1"
+_VALID = b"valid"
+_JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _cache():
+    from mlgate import localcache
+
+    return localcache
+
+
+def _verdict_key(name: str, instance: Any) -> str | None:
+    """The key under which "``instance`` is valid against schema ``name``" is remembered
+    (:mod:`mlgate.localcache`); None when the instance cannot be keyed exactly.
+
+    The key is the sha256 of the schema file's bytes, this module's code, the installed
+    jsonschema and referencing, and the instance written as strict JSON: only dicts with
+    string keys, lists, strings, numbers, booleans and null, no NaN (a YAML date, a tuple or an
+    integer key has no exact JSON form, so such an instance is always validated). Only a
+    "valid" verdict is kept; invalid documents are validated on every read so their errors are
+    always complete and fresh.
+
+    Why this is safe: the entry answers for these exact bytes of instance and schema, nothing
+    else; only this user can write it (:mod:`mlgate.localcache`), and a forged "valid" entry
+    for a malformed document gives the readers a document of the wrong shape, which they meet
+    with an error (a deny), never a fact they were not given."""
+    from mlgate import localcache
+
+    stack = [instance]
+    while stack:  # exact JSON types only; iterative: a deeply nested document must not exhaust the stack
+        value = stack.pop()
+        if isinstance(value, dict):
+            if not all(type(k) is str for k in value):
+                return None
+            stack.extend(value.values())
+        elif type(value) is list:
+            stack.extend(value)
+        elif type(value) not in _JSON_SCALARS or (type(value) is float and value != value) or value in (float("inf"), float("-inf")):
+            return None
+    libraries = localcache.library_fingerprint("jsonschema", "referencing")
+    if not libraries:
+        return None
+    try:
+        text = json.dumps(instance, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        schema, code = _schema_bytes(name), Path(__file__).read_bytes()
+    except (ValueError, TypeError, OSError, RecursionError):
+        return None
+    return localcache.key_digest(_VERDICTS, name, schema, code, libraries, text.encode("utf-8", "surrogatepass"))
+
+
+@lru_cache(maxsize=None)
+def _schema_bytes(name: str) -> bytes:
+    return resources.files(__name__).joinpath(name).read_bytes()
 
 
 def messages(name: str, instance: Any, file: str, *, limit: int = MAX_ERRORS) -> list[str]:
