@@ -511,19 +511,27 @@ def test_a_documented_override_that_weakens_production_is_in_the_record(tmp_path
     assert record["revision_inputs"]["policy"] == honest["revision_inputs"]["policy"]
 
 
+def _engines_to_try() -> list[str]:
+    from mlgate.policy.engine import ENGINES
+
+    return ["embedded"] + [e for e in ("regorus-interp",) if e in ENGINES]
+
+
 @pytest.mark.xfail(strict=True, reason="red team: a data.json inside a policy directory may sit on a rule's path "
-                                       "(mlgate/decision/data.json) and the embedded engine lets it replace the decision: ALLOWED")
+                                       "(mlgate/decision/data.json) and the interpreted regorus engine lets it replace the decision: ALLOWED")
 def test_a_policy_directory_whose_data_shadows_a_rule_is_refused(tmp_path):
     """A vendored copy of the bundled library, every .rego byte-identical (a reviewer diffing the
     Rego sees no change), plus mlgate/decision/data.json = {allow: true}. --data refuses exactly
-    this; a policy directory (from --policy or `policy:` in .mlgate.yaml) does not, and regorus lets
-    the data document win over the rule. Safe: the same check as for overrides, at load (exit 2)."""
+    this; a policy directory (from --policy or `policy:` in .mlgate.yaml) does not, and regorus
+    (interpreted: the embedded engine at commit 5a1acbc, `--engine regorus-interp` since) lets the
+    data document win over the rule. Safe: the same check as for overrides, at load, on every engine."""
     policy = tmp_path / "policy"
     shutil.copytree(bundled_policy_dir(), policy, ignore=shutil.ignore_patterns("__pycache__"))
     (policy / "mlgate" / "decision").mkdir()
     (policy / "mlgate" / "decision" / "data.json").write_text('{"allow": true, "violations": [], "warnings": []}')
-    code, _decision, _err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--policy", policy)
-    assert code == 2
+    for engine in _engines_to_try():
+        code, _decision, _err = _check(EXAMPLES / "triage-acuity", "production", tmp_path, "--policy", policy, "--engine", engine)
+        assert code != 0, f"ALLOWED on engine {engine}"
 
 
 def test_a_policy_directory_is_named_in_the_record(tmp_path):
@@ -698,3 +706,226 @@ def test_a_proxy_in_the_environment_cannot_stand_in_for_opa(tmp_path, monkeypatc
         assert str(server.server_address[1]) in json.dumps(record["revision_inputs"]["engine"])
     finally:
         server.shutdown()
+
+
+# =========================================================================== 7. evidence checked, not trusted
+SIGNERS = {
+    "jane.roe@hospital.example": dict(key_path=KEYS / "jane.roe.key", printed_name="Dr. Jane Roe", role="clinical-safety-officer", meaning="approval"),
+    "sam.patel@hospital.example": dict(key_path=KEYS / "sam.patel.key", printed_name="Sam Patel", role="quality-assurance", meaning="review"),
+}
+
+
+def _reviewers_sign_again(release: Path, env: str = "production") -> None:
+    """The reviewers sign the edited evidence in good faith (new evidence digests)."""
+    from mlgate.signing.approve import approve_release
+
+    for signer_id, who in SIGNERS.items():
+        if env == "staging" and who["meaning"] == "review":
+            continue
+        approve_release(release, signer_id=signer_id, environment=env, expires=None, comment=None, out=None,
+                        now=EXAMPLES_NOW - dt.timedelta(hours=1), force=True, **who)
+
+
+def _bias(release: Path, change) -> None:
+    path = release / "evidence" / "bias_audit.json"
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize("renamed", ["ethnicity ", "ethnicity\u200b", "ethn\u0456city", "race/ethnicity"])
+def test_a_renamed_required_attribute_does_not_count_as_audited(tmp_path, renamed):
+    """The failing attribute renamed (consistently, counts untouched) so that it no longer matches
+    a required attribute. Production then misses race/ethnicity (MLG-BIAS-013), and the failing
+    group still fails under its new name."""
+    release = _copy(tmp_path, "triage-acuity")
+
+    def rename(doc):
+        doc["columns"]["sensitive"] = [renamed if a == "ethnicity" else a for a in doc["columns"]["sensitive"]]
+        for item in doc["groups"] + doc["comparisons"]:
+            if item["attribute"] == "ethnicity":
+                item["attribute"] = renamed
+    _bias(release, rename)
+    _reviewers_sign_again(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code in (1, 2)
+    if code == 1:
+        assert "MLG-BIAS-013" in _ids(decision) or "MLG-BIAS-002" in _ids(decision)
+
+
+def test_dropping_the_failing_attribute_is_denied_in_production(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+
+    def drop(doc):
+        doc["columns"]["sensitive"] = ["sex"]
+        doc["groups"] = [g for g in doc["groups"] if g["attribute"] != "ethnicity"]
+        doc["comparisons"] = [c for c in doc["comparisons"] if c["attribute"] != "ethnicity"]
+    _bias(release, drop)
+    _reviewers_sign_again(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1 and "MLG-BIAS-013" in _ids(decision)
+
+
+def test_doctored_p_values_are_denied(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+
+    def doctor(doc):
+        for c in doc["comparisons"]:
+            if c["group"] == "Black":
+                c["p_value"], c["p_holm"] = 0.5, 1.0
+    _bias(release, doctor)
+    _reviewers_sign_again(release, "staging")
+    code, decision, _ = _check(release, "staging", tmp_path)
+    assert code == 1
+
+
+def test_a_raised_n_min_that_makes_every_group_insufficient_fails_closed(tmp_path):
+    release = _copy(tmp_path, "triage-acuity")
+
+    def raise_n_min(doc):
+        doc["n_min"] = 10 ** 9
+        for g in doc["groups"]:
+            g["insufficient"] = True
+        for c in doc["comparisons"]:
+            c["insufficient"] = True
+    _bias(release, raise_n_min)
+    _reviewers_sign_again(release, "staging")
+    code, decision, _ = _check(release, "staging", tmp_path)
+    assert code == 1
+
+
+def _validation(release: Path, name: str, change) -> None:
+    path = release / "evidence" / name
+    doc = json.loads(path.read_text())
+    change(doc)
+    path.write_text(json.dumps(doc, indent=2))
+
+
+def test_a_validation_result_with_no_checks_is_refused(tmp_path):
+    release = _copy(tmp_path)
+
+    def empty(doc):
+        doc["results"] = []
+        doc["statistics"] = {"evaluated_expectations": 0, "successful_expectations": 0, "unsuccessful_expectations": 0, "success_percent": None}
+    _validation(release, "validation_train.json", empty)
+    _reviewers_sign_again(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code in (1, 2) and (code == 2 or any(v["id"].startswith("MLG-DATA") for v in decision["violations"]))
+
+
+def test_validation_statistics_that_contradict_the_results_are_refused(tmp_path):
+    """One failing expectation, statistics saying all passed and success true."""
+    release = _copy(tmp_path)
+
+    def lie(doc):
+        doc["results"][0]["success"] = False
+        doc["success"] = True
+    _validation(release, "validation_train.json", lie)
+    _reviewers_sign_again(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code in (1, 2)
+
+
+@pytest.mark.xfail(strict=True, reason="red team (limitation): a Great Expectations result with ONE trivial expectation (row count "
+                                       "between 1000 and 1e6) counts as the dataset's validation in production")
+def test_a_validation_suite_of_one_trivial_expectation_is_not_enough_for_production(tmp_path):
+    """Not claimed by issue 14 (it refuses results with no checks); listed because the brief asked.
+    Safe would be a per-environment minimum (expectation count or required expectation types)."""
+    release = _copy(tmp_path)
+
+    def trivial(doc):
+        doc["results"] = [r for r in doc["results"] if r["expectation_config"]["type"] == "expect_table_row_count_to_be_between"][:1]
+        doc["results"][0]["expectation_config"]["kwargs"].update(min_value=0, max_value=10 ** 9)
+        doc["statistics"] = {"evaluated_expectations": 1, "successful_expectations": 1, "unsuccessful_expectations": 0, "success_percent": 100.0}
+        doc["success"] = True
+    for name in ("validation_train.json", "validation_eval.json"):
+        _validation(release, name, trivial)
+    _reviewers_sign_again(release)
+    code, decision, _ = _check(release, "production", tmp_path)
+    assert code == 1, decision["warnings"]
+
+
+# =========================================================================== 8. time
+@pytest.fixture(scope="module")
+def tsa():
+    from tsa_local import running_tsa
+
+    server = running_tsa("Hospital Timestamping Authority")
+    yield server
+    server.close()
+
+
+def _trust_with(tmp_path: Path, jane_line: str | None, tsa=None) -> Path:
+    text = TRUST.read_text()
+    anchor = "  - id: jane.roe@hospital.example"
+    head, tail = text.split(anchor, 1)
+    if jane_line:
+        tail = tail.replace("      - pem: |", f"      - {jane_line}\n        pem: |", 1)
+    text = head + anchor + tail
+    if tsa is not None:
+        text += "timestampAuthorities:\n" + tsa.trust_entry()
+    path = tmp_path / "trust.yaml"
+    path.write_text(text)
+    return path
+
+
+def _forge_staging(release: Path, signed_at: dt.datetime, tsa_url: str | None = None) -> None:
+    """The thief, with Jane's stolen key, renames a copy and approves it for staging."""
+    from mlgate.signing.approve import approve_release
+
+    _edit(release, lambda doc: doc["metadata"].update(name="sepsis-alert") or doc["spec"]["model"].update(storageUri="s3://attacker/sepsis/"))
+    target = release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.staging.sigstore.json"
+    target.unlink()
+    approve_release(release, signer_id="jane.roe@hospital.example", environment="staging", expires=None, comment="forged",
+                    out=target, now=signed_at, tsa=tsa_url, **SIGNERS["jane.roe@hospital.example"])
+
+
+def _check_at(release: Path, env: str, tmp_path: Path, trust: Path, now: dt.datetime):
+    code, out, err = run(["check", release, "--env", env, "-o", "json", "--trust", trust, "--audit-log", tmp_path / "audit.jsonl"], now=now)
+    return code, json.loads(out), err
+
+
+def test_a_backdated_forgery_with_a_key_revoked_for_compromise_is_denied(tmp_path):
+    release = _copy(tmp_path)
+    _forge_staging(release, EXAMPLES_NOW - dt.timedelta(days=2))
+    trust = _trust_with(tmp_path, f"revoked: {{at: '{(EXAMPLES_NOW - dt.timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%SZ')}', reason: keyCompromise}}")
+    code, decision, _ = _check_at(release, "staging", tmp_path, trust, EXAMPLES_NOW)
+    assert code == 1
+
+
+def test_a_backdated_forgery_with_an_expired_key_is_denied(tmp_path):
+    release = _copy(tmp_path)
+    _forge_staging(release, EXAMPLES_NOW - dt.timedelta(days=2))
+    trust = _trust_with(tmp_path, f"notAfter: '{(EXAMPLES_NOW - dt.timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%SZ')}'")
+    code, decision, _ = _check_at(release, "staging", tmp_path, trust, EXAMPLES_NOW)
+    assert code == 1
+
+
+@pytest.mark.parametrize("reason", ["KeyCompromise", "key_compromise", "superseded ", "Superseded"])
+def test_a_misspelt_revocation_reason_is_refused_or_treated_as_compromise(tmp_path, reason):
+    """A trust-policy typo must not turn a compromise into a benign revocation."""
+    release = _copy(tmp_path)
+    _forge_staging(release, EXAMPLES_NOW - dt.timedelta(days=2))
+    trust = _trust_with(tmp_path, f"revoked: {{at: '{(EXAMPLES_NOW - dt.timedelta(days=1)).strftime('%Y-%m-%dT%H:%M:%SZ')}', reason: '{reason}'}}")
+    code, decision, _ = _check_at(release, "staging", tmp_path, trust, EXAMPLES_NOW)
+    assert code in (1, 2)
+
+
+@pytest.mark.xfail(strict=True, reason="red team (design): a forgery the thief timestamped with the listed TSA between the theft and the "
+                                       "keyCompromise revocation still counts; the trust policy cannot say when the compromise began")
+def test_a_timestamped_forgery_made_before_a_compromise_revocation_is_denied(tmp_path, tsa):
+    """Keys are revoked after the compromise is found, not when it happens. The thief signs and
+    timestamps (a public TSA stamps anything) a renamed copy on the day of the theft; Jane's key is
+    revoked for keyCompromise ten minutes later; the forgery still approves staging (with an
+    MLG-APPR-018 warning). Safe: keyCompromise voids every signature unless the trust policy gives
+    a compromise time (RFC 5280 invalidityDate) that the trusted time predates."""
+    now = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    release = _copy(tmp_path)
+    # Jane's own (untimestamped) production approval would fail verification after the revocation
+    # (MLG-APPR-003 looks at every approval listed): the thief simply removes it.
+    (release / "evidence" / "approvals" / "jane.roe_hospital.example.approval.production.sigstore.json").unlink()
+    _forge_staging(release, now, tsa_url=tsa.url)
+    revoked = now + dt.timedelta(minutes=10)
+    trust = _trust_with(tmp_path, f"revoked: {{at: '{revoked.strftime('%Y-%m-%dT%H:%M:%SZ')}', reason: keyCompromise}}", tsa=tsa)
+    code, decision, _ = _check_at(release, "staging", tmp_path, trust, now + dt.timedelta(days=1))
+    assert code == 1, decision["warnings"]
