@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mlgate.errors import InputError
-from mlgate.safeio import decode_text, parse_yaml, read_bytes
+from mlgate.safeio import NotRegularFile, decode_text, open_regular, parse_yaml, read_bytes
 
 MD5_WARNING = (
     "DVC md5 is a content address for DVC's cache, not a security digest (md5 collisions are "
@@ -35,7 +35,11 @@ def _hash_local(path: Path) -> tuple[str | None, str | None]:
     if not path.is_file():
         return None, None
     md5, sha = hashlib.md5(usedforsecurity=False), hashlib.sha256()
-    with open(path, "rb") as fh:
+    try:
+        fh = open_regular(path)  # never waits on a FIFO swapped in after the is_file() check
+    except NotRegularFile:
+        return None, None
+    with fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             md5.update(chunk)
             sha.update(chunk)
