@@ -293,7 +293,6 @@ def index(directory, output):
 @click.option("--evidence-size", default="1Gi", show_default=True, help="Size of a file:// evidence store's PersistentVolumeClaim.")
 @click.option("--storage-class", help="storageClassName of the PersistentVolumeClaims (default: the cluster's).")
 @click.option("--exempt-namespace-label", "exempt_ns", multiple=True, metavar="KEY[=VALUE]", help="Namespaces with this label are never sent to the webhook (repeatable).")
-@click.option("--exempt-object-label", "exempt_obj", multiple=True, metavar="KEY[=VALUE]", help="Objects with this label are never sent to the webhook (repeatable).")
 @click.option("--timeout", "timeout_s", default=5, show_default=True, type=click.IntRange(1, 30), help="timeoutSeconds of each webhook.")
 @click.option("--cert-manager", is_flag=True, help="Emit a cert-manager Issuer and Certificate and inject the CA with its annotation.")
 @click.option("--certs", "certs_dir", type=click.Path(file_okay=False, path_type=Path), help="Directory from `mlgate webhook certs`: a TLS Secret and the caBundle.")
@@ -303,7 +302,7 @@ def index(directory, output):
 @click.option("--trust-policy", "trust_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trust policy (YAML, keys inline) put in the ConfigMap and given to mlgate serve --trust.")
 def manifests(namespace, image, environments, modes, name, kube_version, replicas, audit_url_secret, audit_url, audit_size, evidence_store,
-              evidence_size, storage_class, exempt_ns, exempt_obj, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format, trust_file):
+              evidence_size, storage_class, exempt_ns, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format, trust_file):
     """Print every Kubernetes object the webhook needs (YAML), built with the kubernetes client's typed models."""
     _need("kubernetes")
     from mlgate.gatekeeper.manifests import ManifestOptions, render
@@ -338,7 +337,7 @@ def manifests(namespace, image, environments, modes, name, kube_version, replica
                                       timeout_s=timeout_s, cert_manager=cert_manager, certs=certs, workers=workers, gate_threads=gate_threads,
                                       kube_version=kube_version, modes=mode_map, evidence_store=evidence_store, evidence_size=evidence_size,
                                       audit_url=audit_url, audit_url_secret=audit_url_secret, audit_size=audit_size, storage_class=storage_class,
-                                      exempt_namespace_labels=list(exempt_ns), exempt_object_labels=list(exempt_obj), log_format=log_format,
+                                      exempt_namespace_labels=list(exempt_ns), log_format=log_format,
                                       trust_policy=trust))
     except MlgateError as exc:
         _fail(exc.diagnostics())

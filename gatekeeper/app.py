@@ -4,8 +4,10 @@ Routes: ``POST /v1/admit/{environment}``, ``GET /healthz``, ``GET /readyz``, ``G
 
 Two error channels (kopf's habit), both shaped as Kubernetes expects: whatever can be answered
 as an AdmissionReview is (a deny with a ``Status`` message and an audit record: a review naming
-an unknown environment in its path, a review with a readable ``uid`` but a malformed field, a
-failure while judging); anything else (a body that is not JSON or has no ``uid``, a wrong method
+an unknown environment in its path, a review with a readable ``uid`` but a malformed field or a
+body the JSON parser refuses (the ``uid`` is then read from the raw bytes by
+:func:`~mlgate.gatekeeper.review.peek_raw_uid_and_version`), a failure while judging); anything
+else (a body with no ``uid`` to be found, a wrong method
 or route, a body over the limit) is an HTTP 4xx carrying a ``Status`` object (``kind: Status,
 apiVersion: v1, status: Failure, message, reason, code``), which the apiserver shows the user.
 Never a stack trace in a response. One log line per admission (``mlgate.admission``).
@@ -36,7 +38,15 @@ from typing import Any
 
 from mlgate.gatekeeper.config import ENVIRONMENT_NAME, Settings
 from mlgate.gatekeeper.logs import ADMISSION_LOGGER, admission_fields
-from mlgate.gatekeeper.review import MAX_UID_CHARS, Review, WebhookError, parse_review, peek_uid_and_version, response
+from mlgate.gatekeeper.review import (
+    MAX_UID_CHARS,
+    Review,
+    WebhookError,
+    parse_review,
+    peek_raw_uid_and_version,
+    peek_uid_and_version,
+    response,
+)
 from mlgate.gatekeeper.service import Delivery, Gatekeeper
 
 from mlgate.errors import MlgateError
@@ -263,6 +273,8 @@ class WebhookApp:
         if not ENVIRONMENT_NAME.match(environment):  # still judged (a recorded deny), under a bounded, printable name
             environment = "".join(c if c.isprintable() else "?" for c in environment)[:63]
         doc: Any = None
+        body = b""
+        started = self._now()
         try:
             body = await self._read_body(scope, receive)
             started = self._now()
@@ -279,6 +291,10 @@ class WebhookApp:
         except WebhookError as exc:
             self.metrics.errors.labels("too_large" if exc.status == 413 else "bad_request").inc()
             uid, version = peek_uid_and_version(doc)
+            if uid is None and doc is None and body and exc.status == 400:
+                # The parser gave up (nested too deeply, a bad byte): the uid is still read from the raw
+                # bytes, so the refusal is answered by uid and recorded like any other malformed review.
+                uid, version = peek_raw_uid_and_version(body)
             if exc.status == 400 and _answerable(uid) and self.gatekeeper is not None and self.executor is not None:
                 return await self._refuse_malformed(send, environment, env_label, uid, version, exc.message, started)
             return await _send_status(send, exc.status, exc.message)
@@ -323,7 +339,7 @@ class WebhookApp:
         loop = asyncio.get_running_loop()
         decisions = []
         try:
-            decision = await loop.run_in_executor(self.executor, self._record_malformed, environment, message)
+            decision = await loop.run_in_executor(self.executor, self._record_malformed, environment, message, uid)
             decisions = [decision]
             text = f"mlgate: the AdmissionReview could not be read (decision {decision.decision_id}): {message}; denied"
         except Exception:  # noqa: BLE001 - the audit write failed: still a deny, and logged
@@ -339,15 +355,18 @@ class WebhookApp:
                   admitted=False, started=started, decisions=decisions, dry_run=False)
         await _send_json(send, 200, answer)
 
-    def _record_malformed(self, environment: str, message: str):
+    def _record_malformed(self, environment: str, message: str, uid: str | None = None):
         from mlgate.gate import Finding, GateOptions, refuse
+        from mlgate.gatekeeper.service import RequestSink
         from mlgate.inputdoc import Request
 
         gk = getattr(self._local, "gk", None) or self.gatekeeper
+        # The record names the request by its uid (the object could not be read).
+        sink = RequestSink(gk.sink, {"uid": uid, "operation": None, "user": None, "object": None}, None)
         options = GateOptions(environment=environment, clock=gk.clock, ids=gk.ids, timeout_s=0,
                               request=Request(source="admission", operation="unknown", mode="enforce"))
         finding = Finding("MLG-ADM-003", f"the AdmissionReview could not be read: {message}", "high")
-        return refuse(finding, options, gk.sink, prepared=gk.prepared)
+        return refuse(finding, options, sink, prepared=gk.prepared)
 
     async def _finish(self, send: Callable, env_label: str, review: Review, environment: str, mode: str | None, result: str,
                       body: dict[str, Any], started: float, decisions: list[Any]) -> None:

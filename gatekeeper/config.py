@@ -11,6 +11,13 @@ environments:
           matchExpressions: [{key: kubernetes.io/metadata.name, operator: In, values: [ingress-nginx]}]
       - rule: feature-store-jobs
         objectSelector: {matchLabels: {mlgate.dev/no-model: "true"}}
+    trustedStorageCredentials:   # what a model may be fetched with (default: nothing; see below)
+      secrets: [models-s3-reader]          # envSecretRefName, secretName, envFrom/valueFrom secretRef
+      configMaps: [model-runtime-env]      # envFrom/valueFrom configMapRef
+      serviceAccounts: [models-reader]     # serviceAccountName of a KServe component or Seldon node
+      storageKeys: [hospital-s3]           # KServe storage.key (an entry of the storage-config Secret)
+      env: ["S3_ENDPOINT=s3.eu-west-1.amazonaws.com", "AWS_REGION=eu-west-1"]   # literal NAME=VALUE
+      initializerImages: [seldonio/rclone-storage-initializer:1.18.0]           # Seldon storageInitializerImage
   staging:    {mode: warn}
   research:   {mode: audit, requireModelReference: false}
 maxBodyBytes: 4194304          # larger bodies get 413 before they are read
@@ -42,6 +49,15 @@ An environment that the policy data defines but the file does not name runs in `
 and requires a model reference (so does every environment, with no settings file at all). An
 exemption waives only that requirement, for the objects its selectors match (both, when both are
 given; Kubernetes label-selector semantics): an object that names a model is judged all the same.
+
+``trustedStorageCredentials`` closes a hole an approved URI leaves open: *where* it is fetched from.
+A field that can point the downloader at another endpoint (a KServe ``storage.key`` or
+``storage.parameters`` beyond ``type``/``bucket``, a Seldon ``envSecretRefName`` or Core 2
+``secretName``, a non-default ``serviceAccountName`` on a model-loading component, a Seldon
+``storageInitializerImage``, an ``AWS_*``, ``S3_*``, ``RCLONE_CONFIG_*``, ``AZURE_*``, ``GCS_*``,
+``GOOGLE_APPLICATION_CREDENTIALS``, ``HF_ENDPOINT`` env or any ``envFrom`` on a container of an object
+that loads a model) is unresolved, a deny in enforce mode, unless it names something listed here
+(``storage.parameters`` other keys never are). Names are exact; an ``env`` entry is ``NAME=VALUE``.
 Relative paths in the file are relative to the file's directory. Flags override the file, key
 by key (``--opa-url`` replaces ``engine.opa.url`` and keeps the file's ``tokenFile``); an
 ``--engine`` other than ``opa`` on the command line drops the file's ``engine.opa``.
@@ -123,12 +139,35 @@ class Exemption:
         return out
 
 
+#: ``trustedStorageCredentials`` keys: what each one trusts.
+TRUSTED_STORAGE_KEYS = ("secrets", "configMaps", "serviceAccounts", "storageKeys", "env", "initializerImages")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_STORAGE_KEY = re.compile(r"^[-._A-Za-z0-9]{1,253}$")  # a Secret data key
+_ENV_ENTRY = re.compile(r"^[-._A-Za-z][-._A-Za-z0-9]{0,252}=")
+
+
+@dataclass(frozen=True)
+class TrustedStorage:
+    """What an object in this environment may fetch its model with (``trustedStorageCredentials``)."""
+
+    secrets: frozenset[str] = frozenset()
+    configMaps: frozenset[str] = frozenset()  # noqa: N815 - spelled as in the settings file
+    serviceAccounts: frozenset[str] = frozenset()  # noqa: N815
+    storageKeys: frozenset[str] = frozenset()  # noqa: N815
+    env: frozenset[str] = frozenset()  # NAME=VALUE
+    initializerImages: frozenset[str] = frozenset()  # noqa: N815
+
+    def allows(self, kind: str, name: str) -> bool:
+        return name in getattr(self, kind, frozenset())
+
+
 @dataclass(frozen=True)
 class EnvironmentSettings:
     mode: str = "enforce"
     #: Safe default: every object sent must name its model (issue 15); a settings file may turn it off.
     require_model_reference: bool = True
     exemptions: tuple[Exemption, ...] = ()
+    trusted_storage: TrustedStorage = TrustedStorage()
 
     def exemption_for(self, namespace: str | None, labels: dict[str, str]) -> Exemption | None:
         """The first exemption whose selectors match the object, or None."""
@@ -267,13 +306,15 @@ def _environments(doc: dict, name: str) -> dict[str, EnvironmentSettings]:
         _expect(isinstance(env, str) and bool(ENVIRONMENT_NAME.match(env)), "environment names are DNS labels", name, where)
         body = body or {}
         _expect(isinstance(body, dict), "must be a mapping", name, where)
-        _unknown(body, {"mode", "requireModelReference", "exemptions"}, name, where)
+        _unknown(body, {"mode", "requireModelReference", "exemptions", "trustedStorageCredentials"}, name, where)
         mode = body.get("mode", "enforce")
         _expect(mode in MODES, f"mode must be one of {', '.join(MODES)}, got {mode!r}", name, where + ".mode")
         require = body.get("requireModelReference", True)
         _expect(isinstance(require, bool), "must be true or false", name, where + ".requireModelReference")
         envs[env] = EnvironmentSettings(mode=mode, require_model_reference=require,
-                                        exemptions=_exemptions(body.get("exemptions"), name, where + ".exemptions"))
+                                        exemptions=_exemptions(body.get("exemptions"), name, where + ".exemptions"),
+                                        trusted_storage=_trusted_storage(body.get("trustedStorageCredentials"), name,
+                                                                         where + ".trustedStorageCredentials"))
     return envs
 
 
@@ -299,6 +340,31 @@ def _exemptions(raw: Any, name: str, where: str) -> tuple[Exemption, ...]:
         obj = _selector(item["objectSelector"], name, at + ".objectSelector") if "objectSelector" in item else None
         out.append(Exemption(rule, ns, obj))
     return tuple(out)
+
+
+def _trusted_storage(raw: Any, name: str, where: str) -> TrustedStorage:
+    if raw is None:
+        return TrustedStorage()
+    _expect(isinstance(raw, dict), f"must be a mapping with any of {', '.join(TRUSTED_STORAGE_KEYS)}", name, where)
+    _unknown(raw, set(TRUSTED_STORAGE_KEYS), name, where)
+    out: dict[str, frozenset[str]] = {}
+    for key in TRUSTED_STORAGE_KEYS:
+        items = raw.get(key) or []
+        _expect(isinstance(items, list), "must be a list of names", name, f"{where}.{key}")
+        for i, item in enumerate(items):
+            at = f"{where}.{key}[{i}]"
+            _expect(isinstance(item, str), f"must be a string, got {type(item).__name__}", name, at)
+            if key in ("secrets", "configMaps", "serviceAccounts"):
+                _expect(bool(_DNS_SUBDOMAIN.match(item)), f"{item!r} is not a Kubernetes object name", name, at)
+            elif key == "storageKeys":
+                _expect(bool(_STORAGE_KEY.match(item)), f"{item!r} is not a Secret key", name, at)
+            elif key == "env":
+                _expect(bool(_ENV_ENTRY.match(item)), f"{item!r}: expected NAME=VALUE", name, at)
+            else:
+                _expect(bool(item.strip()) and item == item.strip() and not any(c.isspace() for c in item),
+                        f"{item!r} is not an image reference", name, at)
+        out[key] = frozenset(items)
+    return TrustedStorage(**out)
 
 
 def _selector(raw: Any, name: str, where: str) -> LabelSelector:

@@ -11,7 +11,8 @@ ValidatingWebhookConfiguration.
 One ValidatingWebhook per environment (``<env>.<name>.mlgate.dev``), selected by the namespace
 label ``mlgate.dev/environment=<env>`` and posting to ``/v1/admit/<env>``; ``failurePolicy:
 Fail``, ``sideEffects: NoneOnDryRun``. Only what mlgate judges is routed to it: CREATE and
-UPDATE of the workload and model-serving kinds, never DELETE, ``*/scale`` or ``*/status`` (so a
+UPDATE of the workload and model-serving kinds (and UPDATE of ``pods/ephemeralcontainers``: an
+ephemeral container can load a model too), never DELETE, ``*/scale`` or ``*/status`` (so a
 webhook that is down blocks no deletion and no scaling). The webhook's own namespace and
 kube-system are left out by the namespace selector (every version), and again by
 ``matchConditions`` where the target server has them (``--kube-version`` 1.28 or later).
@@ -34,9 +35,10 @@ from mlgate.errors import InputError
 ENV_LABEL = "mlgate.dev/environment"
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"  # set by the apiserver on every namespace (1.22+)
 #: (API group, resources, the kind each resource is): CREATE and UPDATE of these reach the webhook.
-#: No subresources: ``deployments`` does not match ``deployments/scale`` or ``deployments/status``.
+#: No subresources but one: ``deployments`` does not match ``deployments/scale`` or ``deployments/status``;
+#: ``pods/ephemeralcontainers`` (UPDATE only: its object is the Pod) adds containers to a running pod.
 WORKLOAD_RULES = [
-    ("", {"pods": "Pod", "replicationcontrollers": "ReplicationController"}),
+    ("", {"pods": "Pod", "pods/ephemeralcontainers": "Pod", "replicationcontrollers": "ReplicationController"}),
     ("apps", {"deployments": "Deployment", "statefulsets": "StatefulSet", "daemonsets": "DaemonSet", "replicasets": "ReplicaSet"}),
     ("batch", {"jobs": "Job", "cronjobs": "CronJob"}),
     ("serving.kserve.io", {"inferenceservices": "InferenceService", "trainedmodels": "TrainedModel"}),
@@ -44,6 +46,8 @@ WORKLOAD_RULES = [
     ("mlops.seldon.io", {"models": "Model"}),
 ]
 OPERATIONS = ["CREATE", "UPDATE"]
+#: Subresources that are only ever updated (no CREATE rule is written for them).
+UPDATE_ONLY = frozenset({"pods/ephemeralcontainers"})
 #: Kubernetes minor versions the manifests are made for (each checked against its published OpenAPI schema).
 MIN_KUBE_MINOR, MAX_KUBE_MINOR = 25, 37
 #: admissionregistration.k8s.io/v1 ``matchConditions``: beta (on by default) in 1.28, GA in 1.30; unknown before.
@@ -80,7 +84,6 @@ class ManifestOptions:
     audit_size: str = "5Gi"
     storage_class: str | None = None
     exempt_namespace_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: namespaces never sent
-    exempt_object_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: objects never sent
     log_format: str = "json"
     trust_policy: str | None = None  # the trust policy's YAML text (mlgate trusts no signer by default)
 
@@ -279,9 +282,17 @@ def _webhook_configuration(opts: ManifestOptions, minor: int, labels: dict[str, 
     ca_bundle = base64.b64encode(opts.certs["ca.crt"]).decode() if opts.certs is not None else None
     skipped = sorted({opts.namespace, "kube-system"})
     namespace_exempt = _exemptions(opts.exempt_namespace_labels, "--exempt-namespace-label")
-    object_exempt = _exemptions(opts.exempt_object_labels, "--exempt-object-label")
-    rules = [k.V1RuleWithOperations(api_groups=[group], api_versions=["*"], operations=list(OPERATIONS), resources=sorted(resources),
-                                    scope="Namespaced") for group, resources in WORKLOAD_RULES]
+    # No objectSelector: an object's labels are its author's to set, so a label would route an object
+    # around the webhook unjudged and unrecorded. Object exemptions live in the settings file (judged, recorded).
+    rules = []
+    for group, resources in WORKLOAD_RULES:
+        plain = sorted(r for r in resources if r not in UPDATE_ONLY)
+        rules.append(k.V1RuleWithOperations(api_groups=[group], api_versions=["*"], operations=list(OPERATIONS), resources=plain,
+                                            scope="Namespaced"))
+        update_only = sorted(r for r in resources if r in UPDATE_ONLY)
+        if update_only:
+            rules.append(k.V1RuleWithOperations(api_groups=[group], api_versions=["*"], operations=["UPDATE"], resources=update_only,
+                                                scope="Namespaced"))
     webhooks = []
     for env in opts.environments:
         client_config = k.AdmissionregistrationV1WebhookClientConfig(
@@ -296,7 +307,6 @@ def _webhook_configuration(opts: ManifestOptions, minor: int, labels: dict[str, 
             failure_policy="Fail", side_effects="NoneOnDryRun", timeout_seconds=opts.timeout_s, match_policy="Equivalent",
             namespace_selector=k.V1LabelSelector(match_labels={ENV_LABEL: env}, match_expressions=[
                 k.V1LabelSelectorRequirement(key=NAMESPACE_NAME_LABEL, operator="NotIn", values=skipped), *namespace_exempt]),
-            object_selector=k.V1LabelSelector(match_expressions=object_exempt) if object_exempt else None,
             rules=rules, match_conditions=match_conditions))
     return k.V1ValidatingWebhookConfiguration(
         api_version="admissionregistration.k8s.io/v1", kind="ValidatingWebhookConfiguration",

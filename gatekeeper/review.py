@@ -153,6 +153,57 @@ def peek_uid_and_version(doc: Any) -> tuple[str | None, str]:
     return None, API_VERSIONS[0]
 
 
+#: A JSON string or a structural character: enough to follow keys and nesting without building the document.
+_JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\]:,]')
+
+
+def peek_raw_uid_and_version(body: bytes) -> tuple[str | None, str]:
+    """``request.uid`` and ``apiVersion`` of a body the JSON parser refused (nested too deeply, a bad byte
+    far in): one linear pass of a tokenising regex that tracks keys and nesting, never recursion, so a
+    malformed review is still answered by uid and recorded. (None, v1) when they cannot be found."""
+    path: list[str | None] = []  # the key each open container sits under (None: an array element or the top)
+    key: str | None = None
+    after_colon = False
+    last: bytes | None = None
+    uid, version = None, None
+    for m in _JSON_TOKEN.finditer(body):
+        tok = m.group()
+        if tok in (b"{", b"["):
+            path.append(key if after_colon else None)
+            key, after_colon = None, False
+        elif tok in (b"}", b"]"):
+            if path:
+                path.pop()
+            key, after_colon = None, False
+        elif tok == b":":
+            key, after_colon = _json_str(last), True
+        elif tok == b",":
+            key, after_colon = None, False
+        else:  # a string: a key (a colon follows) or a value
+            if after_colon and key is not None and len(tok) <= 4 * MAX_UID_CHARS:
+                if len(path) == 2 and path[1] == "request" and key == "uid" and uid is None:
+                    uid = _json_str(tok)
+                elif len(path) == 1 and key == "apiVersion" and version is None:
+                    version = _json_str(tok)
+                if uid is not None and version is not None:
+                    break
+            after_colon = False
+            last = tok
+    return uid, (version if version in API_VERSIONS else API_VERSIONS[0])
+
+
+def _json_str(tok: bytes | None) -> str | None:
+    import json
+
+    if tok is None or len(tok) > 4096:
+        return None
+    try:
+        value = json.loads(tok.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 # ---------------------------------------------------------------------------- responses
 def one_line(text: str, limit: int) -> str:
     """No control characters (the apiserver silently drops a warning holding one), bounded length."""

@@ -339,7 +339,7 @@ class Gatekeeper:
             return self._exempt(review, env.mode, f"scale of {what}: the model is unchanged", options, "other", sink, {"rule": "builtin:scale"})
 
         try:
-            found = find_refs(review.kind["group"], kind, review.obj)
+            found = find_refs(review.kind["group"], kind, review.obj, trusted=env.trusted_storage)
         except StoreError as exc:
             error = exc
 

@@ -122,8 +122,7 @@ def check_settings(objects: list[dict], tmp_path) -> dict:
 @pytest.mark.parametrize("variant", [
     ["--cert-manager"],
     ["--certs", "CERTS", "--audit-url", "postgresql://mlgate:secret@db.example:5432/mlgate", "--evidence-store", "https://artifacts.example/mlgate"],
-    ["--cert-manager", "--audit-url-secret", "audit-db", "--replicas", "2", "--exempt-namespace-label", "team=platform",
-     "--exempt-object-label", "mlgate.dev/exempt"],
+    ["--cert-manager", "--audit-url-secret", "audit-db", "--replicas", "2", "--exempt-namespace-label", "team=platform"],
 ])
 def test_every_object_validates_for_the_chosen_version(kube_version, variant, tmp_path):
     if "CERTS" in variant:
@@ -169,19 +168,23 @@ def test_validating_webhook_configuration():
 
 
 def test_only_what_mlgate_judges_is_routed():
-    """CREATE and UPDATE of every kind the webhook judges; no DELETE, no */scale, no */status."""
+    """CREATE and UPDATE of every kind the webhook judges, UPDATE of pods/ephemeralcontainers (an ephemeral
+    container can load a model); no DELETE, no */scale, no */status."""
     from mlgate.gatekeeper.refs import KINDS
 
     vwc = docs("--kube-version", "1.30")["ValidatingWebhookConfiguration"]
     routed = {}
     for w in vwc["webhooks"]:
         for rule in w["rules"]:
-            assert rule["operations"] == ["CREATE", "UPDATE"]
             assert rule["apiVersions"] == ["*"] and rule["scope"] == "Namespaced"
+            if rule["resources"] == ["pods/ephemeralcontainers"]:
+                assert rule["operations"] == ["UPDATE"] and rule["apiGroups"] == [""]
+            else:
+                assert rule["operations"] == ["CREATE", "UPDATE"]
             for r in rule["resources"]:
-                assert "/" not in r and r != "*"
+                assert r != "*" and ("/" not in r or r == "pods/ephemeralcontainers")
                 routed.setdefault(rule["apiGroups"][0], set()).add(r)
-    assert routed == {"": {"pods", "replicationcontrollers"}, "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
+    assert routed == {"": {"pods", "pods/ephemeralcontainers", "replicationcontrollers"}, "apps": {"deployments", "statefulsets", "daemonsets", "replicasets"},
                       "batch": {"jobs", "cronjobs"}, "serving.kserve.io": {"inferenceservices", "trainedmodels"},
                       "machinelearning.seldon.io": {"seldondeployments"}, "mlops.seldon.io": {"models"}}
     from mlgate.gatekeeper.manifests import WORKLOAD_RULES
@@ -191,14 +194,21 @@ def test_only_what_mlgate_judges_is_routed():
 
 
 def test_exemption_selectors():
-    vwc = docs("--exempt-namespace-label", "team=platform", "--exempt-namespace-label", "mlgate.dev/skip",
-               "--exempt-object-label", "app.kubernetes.io/managed-by=argo")["ValidatingWebhookConfiguration"]
+    vwc = docs("--exempt-namespace-label", "team=platform", "--exempt-namespace-label", "mlgate.dev/skip")["ValidatingWebhookConfiguration"]
     for w in vwc["webhooks"]:
         assert w["namespaceSelector"]["matchExpressions"][1:] == [{"key": "team", "operator": "NotIn", "values": ["platform"]},
                                                                   {"key": "mlgate.dev/skip", "operator": "DoesNotExist"}]
-        assert w["objectSelector"] == {"matchExpressions": [{"key": "app.kubernetes.io/managed-by", "operator": "NotIn", "values": ["argo"]}]}
-    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", "--exempt-object-label", "bad key=1"])
-    assert code == 2 and "--exempt-object-label 'bad key=1'" in err
+        assert "objectSelector" not in w
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager", "--exempt-namespace-label", "bad key=1"])
+    assert code == 2 and "--exempt-namespace-label 'bad key=1'" in err
+
+
+def test_no_object_label_routes_around_the_webhook():
+    """An object's labels are its author's: --exempt-object-label (an objectSelector: never sent, never judged,
+    never recorded) is gone; the settings file's objectSelector exemptions are judged and recorded."""
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", TRUST, "--cert-manager",
+                        "--exempt-object-label", "mlgate.dev/no-model=true"])
+    assert code == 2 and "--exempt-object-label" in err
 
 
 def test_single_replica_file_trail():

@@ -127,8 +127,13 @@ PART1 = {
         False, "spec.predictor.model.storage", "storage-config Secret"),
     "kserve model.storage with type and bucket": (lambda: isvc(
         predictor={"model": {"modelFormat": {"name": "sklearn"}, "storage": {
-            "key": "hospital-s3", "path": "readmission-risk/1.4.0", "parameters": {"type": "s3", "bucket": "models.hospital.example"}}}}),
+            "path": "readmission-risk/1.4.0", "parameters": {"type": "s3", "bucket": "models.hospital.example"}}}}),
         True, "spec.predictor.model.storage", "readmission-risk@1.4.0"),
+    # A storage-config entry sets the endpoint the approved path is fetched from: trusted only when the settings name it.
+    "kserve model.storage with an untrusted key": (lambda: isvc(
+        predictor={"model": {"modelFormat": {"name": "sklearn"}, "storage": {
+            "key": "hospital-s3", "path": "readmission-risk/1.4.0", "parameters": {"type": "s3", "bucket": "models.hospital.example"}}}}),
+        False, "spec.predictor.model.storage.key", "trustedStorageCredentials.storageKeys"),
     "kserve env STORAGE_URI from a ConfigMap": (lambda: isvc(
         predictor={"containers": [container("kserve-container", env=[
             {"name": "STORAGE_URI", "valueFrom": {"configMapKeyRef": {"name": "model-location", "key": "uri"}}}])]}),

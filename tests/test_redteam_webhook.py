@@ -249,18 +249,15 @@ def test_seldon_core2_artifact_version_must_be_an_integer(hook, client):
 
 # ============================================================================== attacks that SUCCEED
 # --- 1. container command lines: the model a server loads is named where the webhook does not look
-@pytest.mark.xfail(strict=True, reason="red team: Kubernetes expands $(VAR) in args, so '$(F)' with env F=--model_dir hides the flag")
 def test_model_flag_name_from_env_expansion(hook, client):
     doc = approved_deployment(args=["$(F)", BAD], env=[{"name": "F", "value": "--model_dir"}])
     assert refused(hook, client, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: argparse accepts unique prefixes: --model_d= is --model_dir to KServe's servers")
 def test_model_flag_abbreviated_as_argparse_allows(hook, client):
     assert refused(hook, client, approved_deployment(args=[f"--model_d={BAD}", "--http_port=8080"]))
 
 
-@pytest.mark.xfail(strict=True, reason="red team: model-server flags beyond the list (Triton, TF Serving, OVMS, TorchServe) are not read")
 @pytest.mark.parametrize("args", [
     [f"--model-repository={BAD2}"],  # Triton (tritonserver reads s3:// and gs:// repositories itself)
     ["--model-store", BAD2],  # Triton's alias
@@ -272,13 +269,11 @@ def test_other_model_server_flags(hook, client, args):
     assert refused(hook, client, approved_deployment(args=args))
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a shell command line (sh -c '... --model_dir=URI') is one string the webhook never parses")
 def test_model_flag_inside_a_shell_command(hook, client):
     doc = approved_deployment(command=["sh", "-c", f"exec python -m sklearnserver --model_dir={BAD} --model_name=triage"], args=[])
     assert refused(hook, client, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: the storage-initializer image under another container name is not read")
 def test_kserve_storage_initializer_image_under_another_name(hook, client):
     doc = deployment("readmission-risk@1.4.0")
     template_spec(doc)["initContainers"] = [{"name": "fetch-model", "image": "kserve/storage-initializer:v0.14.0",
@@ -287,13 +282,11 @@ def test_kserve_storage_initializer_image_under_another_name(hook, client):
 
 
 # --- 2. environment the webhook does not see
-@pytest.mark.xfail(strict=True, reason="red team: STORAGE_URI from envFrom (ConfigMap, prefix STORAGE_) is not read, unlike env valueFrom")
 def test_storage_uri_from_env_from(hook, client):
     doc = approved_deployment(envFrom=[{"prefix": "STORAGE_", "configMapRef": {"name": "model-location"}}])  # key URI -> STORAGE_URI
     assert refused(hook, client, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: Seldon's PREDICTIVE_UNIT_PARAMETERS env (model_uri, downloaded by the prepackaged servers) is not read")
 def test_seldon_parameters_env_in_a_plain_deployment(hook, client):
     params = json.dumps([{"name": "model_uri", "value": BAD2, "type": "STRING"}])
     doc = approved_deployment(image="seldonio/sklearnserver:1.18.0", args=[], env=[{"name": "PREDICTIVE_UNIT_PARAMETERS", "value": params}])
@@ -301,7 +294,6 @@ def test_seldon_parameters_env_in_a_plain_deployment(hook, client):
 
 
 # --- 3. the approved NAME with attacker BYTES: the URI is resolved through user-controlled endpoints
-@pytest.mark.xfail(strict=True, reason="red team: an approved s3:// URI fetched from an attacker's endpoint (KServe storage parameters/Secret, env, rclone Secret)")
 @pytest.mark.parametrize("case", ["kserve storage.parameters.endpoint_url", "kserve storage.key (Secret entry)", "pod AWS_ENDPOINT_URL",
                                   "seldon v1 envSecretRefName", "seldon core 2 secretName"])
 def test_approved_uri_through_an_attacker_endpoint(hook, client, case):
@@ -323,20 +315,17 @@ def test_approved_uri_through_an_attacker_endpoint(hook, client, case):
 
 
 # --- 4. model-loading fields of the supported kinds that are not read
-@pytest.mark.xfail(strict=True, reason="red team: Seldon v1 graph node parameters model_uri (prepackaged servers download it) is not read")
 def test_seldon_node_parameter_model_uri(hook, client):
     node = {"name": "shadow", "type": "MODEL", "implementation": "SKLEARN_SERVER", "children": [],
             "parameters": [{"name": "model_uri", "type": "STRING", "value": BAD2}]}
     assert refused(hook, client, seldon(lambda p: p["graph"]["children"][0]["children"].append(node)))
 
 
-@pytest.mark.xfail(strict=True, reason="red team: Seldon v1 storageInitializerImage lets the user pick the downloader of an approved URI")
 def test_seldon_user_chosen_storage_initializer_image(hook, client):
     doc = seldon(lambda p: p["graph"]["children"][0].update(storageInitializerImage="registry.attacker.example/fetch:latest"))
     assert refused(hook, client, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a Seldon MODEL node served by a custom image (no modelUri) beside approved nodes is not judged")
 def test_seldon_custom_image_node_beside_approved_nodes(hook, client):
     def add(p):
         p["graph"]["children"][0]["children"].append({"name": "xray", "type": "MODEL", "children": []})
@@ -344,14 +333,12 @@ def test_seldon_custom_image_node_beside_approved_nodes(hook, client):
     assert refused(hook, client, seldon(add))
 
 
-@pytest.mark.xfail(strict=True, reason="red team: a KServe custom predictor (model baked in its image) rides on an approved explainer")
 def test_kserve_custom_predictor_beside_an_approved_explainer(hook, client):
     doc = isvc(predictor={"containers": [{"name": "kserve-container", "image": "registry.attacker.example/chest-xray-server:0.9.0"}]},
                explainer={"art": {"type": "SquareAttack", "storageUri": OK}})
     assert refused(hook, client, doc)
 
 
-@pytest.mark.xfail(strict=True, reason="red team: an image volume (OCI model artifact) mounted at --model_dir is not read")
 def test_image_volume_model(hook, client):
     doc = approved_deployment(args=["--model_dir=/mnt/xray"], volumeMounts=[{"name": "xray", "mountPath": "/mnt/xray"}])
     template_spec(doc)["volumes"] = [{"name": "xray", "image": {"reference": "registry.attacker.example/models/chest-xray:0.9.0", "pullPolicy": "IfNotPresent"}}]
@@ -359,7 +346,6 @@ def test_image_volume_model(hook, client):
 
 
 # --- 5. paths around the webhook
-@pytest.mark.xfail(strict=True, reason="red team: ephemeral containers (pods/ephemeralcontainers) are neither routed to nor read by the webhook")
 def test_ephemeral_container_loading_a_denied_model(hook, client):
     from mlgate.gatekeeper.manifests import WORKLOAD_RULES
 
@@ -373,7 +359,6 @@ def test_ephemeral_container_loading_a_denied_model(hook, client):
     assert any("pods/ephemeralcontainers" in resources for _, resources in WORKLOAD_RULES)  # and it is never sent
 
 
-@pytest.mark.xfail(strict=True, reason="red team: --exempt-object-label routes a label the workload's own author sets around the webhook, unrecorded")
 def test_exempt_object_label_is_not_a_user_controlled_bypass():
     from kubernetes import client as k
     from mlgate.gatekeeper.manifests import ManifestOptions, build
@@ -391,7 +376,6 @@ def test_exempt_object_label_is_not_a_user_controlled_bypass():
 
 
 # --- 6. the trail
-@pytest.mark.xfail(strict=True, reason="red team: a review nested deeper than Python's JSON parser allows is refused (HTTP 400) with no audit record")
 def test_deeply_nested_review_is_recorded(hook, client):
     doc = isvc(predictor=predictor(OK2))
     doc["request"]["object"]["spec"]["predictor"]["model"]["runtimeVersion"] = "__DEEP__"
