@@ -247,7 +247,8 @@ def test_seldon_core2_artifact_version_must_be_an_integer(hook, client):
     assert refused(hook, client, seldon2_model(storageUri="s3://models.hospital.example/readmission-risk/1.4.0", artifactVersion="../../chest-xray/0.9.0"))
 
 
-# ============================================================================== attacks that SUCCEED
+# ============================================================================== attacks that succeeded at dd2f817
+# (strict xfails until the fixes of issue 15's red-team follow-up closed them; now regression tests)
 # --- 1. container command lines: the model a server loads is named where the webhook does not look
 def test_model_flag_name_from_env_expansion(hook, client):
     doc = approved_deployment(args=["$(F)", BAD], env=[{"name": "F", "value": "--model_dir"}])
