@@ -56,6 +56,10 @@ PEOPLE = {
                  "meanings": ["review", "approval"], "type": "ed25519"},
 }
 MODEL_SIGNER = {"key": "ml-platform-ci", "id": "ml-platform-ci@hospital.example", "name": "ML platform CI (model signing)"}
+# Signs audit-trail checkpoints (the README's `mlgate audit checkpoint --key examples/keys/audit-checkpointer.key`).
+CHECKPOINT_SIGNER = {"key": "audit-checkpointer", "id": "audit-checkpointer@hospital.example", "name": "Audit checkpoint service"}
+# Releases that declare a waivers directory (spec.evidence.waivers), empty until someone signs a waiver (README).
+WAIVER_EXAMPLES = {"triage-acuity"}
 OWNER = "ml-platform@hospital.example"
 
 
@@ -95,6 +99,8 @@ def ensure_keys() -> None:
             mlgate(["keygen", "--type", person["type"], "-o", KEYS / key], at(1))
     if not (KEYS / f"{MODEL_SIGNER['key']}.key").exists():
         mlgate(["keygen", "--type", "ecdsa-p256", "-o", KEYS / MODEL_SIGNER["key"]], at(1))
+    if not (KEYS / f"{CHECKPOINT_SIGNER['key']}.key").exists():
+        mlgate(["keygen", "--type", "ed25519", "-o", KEYS / CHECKPOINT_SIGNER["key"]], at(1))
 
 
 def write_trust_policy() -> None:
@@ -123,6 +129,15 @@ def write_trust_policy() -> None:
         "modelSigners:",
         f"  - id: {MODEL_SIGNER['id']}",
         f"    name: {MODEL_SIGNER['name']}",
+        "    keys:",
+        "      - pem: |",
+        *[f"          {line}" for line in pem],
+    ]
+    pem = (KEYS / f"{CHECKPOINT_SIGNER['key']}.pub").read_text().strip().splitlines()
+    lines += [
+        "checkpointSigners:",
+        f"  - id: {CHECKPOINT_SIGNER['id']}",
+        f"    name: {CHECKPOINT_SIGNER['name']}",
         "    keys:",
         "      - pem: |",
         *[f"          {line}" for line in pem],
@@ -309,6 +324,9 @@ def write_release(
     if evidence.exists():
         shutil.rmtree(evidence)
     (evidence / "approvals").mkdir(parents=True)
+    if release.name in WAIVER_EXAMPLES:
+        (evidence / "waivers").mkdir()
+        (evidence / "waivers" / ".gitkeep").write_text("")  # git keeps no empty directory; dot files are not evidence
     for ds, cols in frames.items():
         write_csv(release / "data" / f"{ds}.csv", cols)
     save_model(release / "model", estimator, config)
@@ -375,6 +393,7 @@ def manifest(release: Path, *, name: str, version: str, description: str, datase
         *[f"      - {{path: evidence/validation_{ds}.json, dataset: {ds}}}" for ds in datasets],
         "    biasAudit: evidence/bias_audit.json",
         "    approvals: [evidence/approvals/]",
+        *(["    waivers: [evidence/waivers/]"] if release.name in WAIVER_EXAMPLES else []),
         *(lineage if lineage is not None else INITIAL),
         *PRIVACY,
     ]

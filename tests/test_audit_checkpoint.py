@@ -43,7 +43,7 @@ def keys(tmp_path):
 def trust(tmp_path, keys):
     """The bundled trust policy plus a checkpoint signer, as an auditor's trust file."""
     path = tmp_path / "trust.yaml"
-    path.write_text((REPO / "examples" / "trust.yaml").read_text() + "checkpointSigners:\n"
+    path.write_text((REPO / "examples" / "trust.yaml").read_text().split("\ncheckpointSigners:")[0].rstrip("\n") + "\ncheckpointSigners:\n"
                     "  - id: audit-checkpointer@hospital.example\n    name: Audit checkpoint service\n    keys: [{path: signer.pub}]\n")
     return path
 
@@ -172,7 +172,9 @@ def test_deleted_stored_checkpoints_are_still_caught_by_a_copy_held_elsewhere(tm
 def test_checkpoints_without_trusted_signers_cannot_be_verified_exit_2(tmp_path, keys):
     log = _trail(tmp_path)
     assert _sign(log, keys["signer"])[0] == 0
-    code, out, err = run(["audit", "verify", "--audit", f"file:{log}"])  # the bundled trust policy lists no checkpoint signer
+    bare = tmp_path / "no-checkpointers.yaml"  # the examples' trust policy without its checkpointSigners
+    bare.write_text((REPO / "examples" / "trust.yaml").read_text().split("\ncheckpointSigners:")[0].rstrip("\n") + "\n")
+    code, out, err = run(["audit", "verify", "--audit", f"file:{log}", "--trust", bare])
     assert code == 2 and "1 checkpoint(s) cannot be verified" in err and "lists no checkpointSigners" in err
 
 
@@ -273,7 +275,7 @@ def test_verify_without_checkpoints_notes_it(tmp_path, trust):
 def test_trust_reader_errors_name_the_file_and_field(tmp_path, keys, entry, field, message):
     shutil.copy(REPO / "examples" / "keys" / "jane.roe.pub", tmp_path / "jane.pub")
     path = tmp_path / "trust.yaml"
-    path.write_text((REPO / "examples" / "trust.yaml").read_text() + "checkpointSigners:\n" + entry)
+    path.write_text((REPO / "examples" / "trust.yaml").read_text().split("\ncheckpointSigners:")[0].rstrip("\n") + "\ncheckpointSigners:\n" + entry)
     with pytest.raises(InputError) as info:
         load_checkpoint_trust(path)
     assert info.value.field == field and message in info.value.message and "trust.yaml" in info.value.file
@@ -314,7 +316,7 @@ def test_checkpoint_signed_after_its_key_was_revoked_does_not_count(tmp_path, ke
     assert _sign(log, keys["signer"], now=T1)[0] == 0  # signed before the revocation: still counts
     assert _sign(log, keys["signer"], now=T1 + dt.timedelta(days=2))[0] == 0  # after it: does not
     path = tmp_path / "trust.yaml"
-    path.write_text((REPO / "examples" / "trust.yaml").read_text() + "checkpointSigners:\n"
+    path.write_text((REPO / "examples" / "trust.yaml").read_text().split("\ncheckpointSigners:")[0].rstrip("\n") + "\ncheckpointSigners:\n"
                     "  - id: cp@hospital.example\n    name: CP\n    keys:\n      - path: signer.pub\n"
                     "        revoked: {at: '2026-12-02T00:00:00Z', reason: keyCompromise}\n")
     code, result, _ = _verify(log, path)

@@ -151,7 +151,7 @@ def checkpoint_trust(tmp_path):
     (tmp_path / "signer.key").write_bytes(priv)
     (tmp_path / "signer.pub").write_bytes(pub)
     path = tmp_path / "trust.yaml"
-    path.write_text((REPO / "examples" / "trust.yaml").read_text() + "checkpointSigners:\n"
+    path.write_text((REPO / "examples" / "trust.yaml").read_text().split("\ncheckpointSigners:")[0].rstrip("\n") + "\ncheckpointSigners:\n"
                     "  - id: audit-checkpointer@hospital.example\n    name: Audit checkpoint service\n    keys: [{path: signer.pub}]\n")
     return path, tmp_path / "signer.key"
 

@@ -180,7 +180,7 @@ def test_owner_waiver_does_not_lift_their_own_bias_deny(tmp_path):
     release = _copy(tmp_path, "triage-acuity")
     _edit(release, lambda d: (d["metadata"].__setitem__("owner", "jane.roe@hospital.example"),
                               d["spec"]["evidence"].__setitem__("waivers", ["evidence/waivers/"])))
-    (release / "evidence" / "waivers").mkdir()
+    (release / "evidence" / "waivers").mkdir(exist_ok=True)  # the example has it
     code, out, err = run(["waive", release, "--rule", "MLG-BIAS-002", "--rule", "MLG-BIAS-006", "--env", "production",
                           "--justification", "Owner accepts own risk", "--expires", "2026-12-20T00:00:00Z",
                           "--key", KEYS / "jane.roe.key", "--name", "Dr. Jane Roe", "--id", "jane.roe@hospital.example",

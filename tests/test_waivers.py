@@ -39,14 +39,11 @@ def key(name: str) -> bytes:
 
 @pytest.fixture
 def triage(tmp_path) -> Path:
-    """A copy of the triage-acuity example whose manifest lists a waivers directory."""
+    """A copy of the triage-acuity example, whose manifest lists a waivers directory (empty)."""
     root = tmp_path / "triage-acuity"
     shutil.copytree(EXAMPLES / "triage-acuity", root)
-    manifest = root / "mlgate.yaml"
-    text = manifest.read_text()
-    assert "    approvals: [evidence/approvals/]\n" in text
-    manifest.write_text(text.replace("    approvals: [evidence/approvals/]\n", "    approvals: [evidence/approvals/]\n    waivers: [evidence/waivers/]\n"))
-    (root / "evidence" / "waivers").mkdir()
+    assert "    waivers: [evidence/waivers/]\n" in (root / "mlgate.yaml").read_text()
+    assert [p.name for p in (root / "evidence" / "waivers").iterdir()] == [".gitkeep"]
     return root
 
 
@@ -242,7 +239,7 @@ def test_cli_waive_then_check_text_and_sarif(triage, tmp_path):
                           "--justification", JUSTIFICATION, "--expires", "2026-12-20T00:00:00Z", "--key", KEYS / "jane.roe.key",
                           "--name", "Dr. Jane Roe", "--id", "jane.roe@hospital.example", "--role", "clinical-safety-officer"])
     assert code == 0, err
-    written = list((triage / "evidence" / "waivers").iterdir())
+    written = [p for p in (triage / "evidence" / "waivers").iterdir() if not p.name.startswith(".")]
     assert len(written) == 1 and str(written[0]) in out
     code, out, _ = run(["check", triage, "--env", "production", "--audit-log", tmp_path / "a.jsonl"])
     assert code == 0
@@ -269,7 +266,7 @@ def test_cli_waive_bad_input_is_one_line_error(triage, args, message):
     code, _, err = run(["waive", triage, *flat])
     assert code == 2
     assert message in err and len(err.strip().splitlines()) == 1
-    assert not list((triage / "evidence" / "waivers").iterdir())
+    assert not [p for p in (triage / "evidence" / "waivers").iterdir() if not p.name.startswith(".")]
 
 
 def test_cli_waive_needs_an_expiry(triage):
