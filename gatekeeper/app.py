@@ -47,7 +47,7 @@ from mlgate.gatekeeper.review import (
     peek_uid_and_version,
     response,
 )
-from mlgate.gatekeeper.service import Delivery, Gatekeeper
+from mlgate.gatekeeper.service import Delivery, Gatekeeper, RequestSink
 
 from mlgate.errors import MlgateError
 
@@ -357,7 +357,6 @@ class WebhookApp:
 
     def _record_malformed(self, environment: str, message: str, uid: str | None = None):
         from mlgate.gate import Finding, GateOptions, refuse
-        from mlgate.gatekeeper.service import RequestSink
         from mlgate.inputdoc import Request
 
         gk = getattr(self._local, "gk", None) or self.gatekeeper

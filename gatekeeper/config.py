@@ -151,11 +151,11 @@ class TrustedStorage:
     """What an object in this environment may fetch its model with (``trustedStorageCredentials``)."""
 
     secrets: frozenset[str] = frozenset()
-    configMaps: frozenset[str] = frozenset()  # noqa: N815 - spelled as in the settings file
-    serviceAccounts: frozenset[str] = frozenset()  # noqa: N815
-    storageKeys: frozenset[str] = frozenset()  # noqa: N815
+    configMaps: frozenset[str] = frozenset()
+    serviceAccounts: frozenset[str] = frozenset()
+    storageKeys: frozenset[str] = frozenset()
     env: frozenset[str] = frozenset()  # NAME=VALUE
-    initializerImages: frozenset[str] = frozenset()  # noqa: N815
+    initializerImages: frozenset[str] = frozenset()
 
     def allows(self, kind: str, name: str) -> bool:
         return name in getattr(self, kind, frozenset())

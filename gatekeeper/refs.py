@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,7 +75,8 @@ MODEL_SCHEMES = frozenset({"s3", "gs", "gcs", "hf", "pvc", "oci", "azure", "az",
 #: a flag that is not about models, and in an env value whose name is about models.
 WEB_SCHEMES = frozenset({"http", "https"})
 _MODELISH = re.compile(r"model|storage|weight|checkpoint|artifact|repo", re.IGNORECASE)
-_URI_IN_TEXT = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,15})://[^\s\"'`,;|&<>(){}\[\]\\]*")
+_URI_REST = re.compile(r"[^\s\"'`,;|&<>(){}\[\]\\]*")  # what follows "://" up to a delimiter
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 #: Env names that set where (or as whom) a downloader fetches: an approved URI fetched from another endpoint.
 CREDENTIAL_ENV = re.compile(r"^(AWS_|S3_|RCLONE_CONFIG_|AZURE_|GCS_)|^(GOOGLE_APPLICATION_CREDENTIALS|HF_ENDPOINT|STORAGE_EMULATOR_HOST)$")
@@ -92,6 +94,14 @@ MAX_GRAPH_DEPTH = 32
 MAX_REFS = 16
 MAX_CONTAINERS = 64
 MAX_SHELL_CHARS = 32 * 1024
+#: shlex reads about a character a microsecond: beyond this many characters per object, shell strings
+#: are split on whitespace only (linear, and still read for model flags and URIs).
+MAX_SHELL_TOTAL = 64 * 1024
+#: Command-line words read per object (arguments and the words of shell strings): a bound on the work
+#: one review can cause; more is refused (no real workload comes near it).
+MAX_WORDS = 20_000
+#: ``scheme://`` occurrences examined per object (the same bound, for URIs packed into one string).
+MAX_URIS_SEEN = 20_000
 MAX_SHELL_DEPTH = 3
 MAX_PARAMETERS_CHARS = 64 * 1024
 
@@ -162,6 +172,26 @@ def _short(value: Any, limit: int = 120) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def uris_in(text: str) -> Iterator[tuple[str, str]]:
+    """(scheme, URI) of every ``scheme://...`` in ``text``: one ``find`` per occurrence and a look back of
+    at most 16 characters for the scheme, so the work is linear in ``text`` (a regex search for a
+    scheme at every position is not)."""
+    start = 0
+    while True:
+        k = text.find("://", start)
+        if k < 0:
+            return
+        j = k
+        while j > 0 and k - j < 16 and text[j - 1] in _SCHEME_CHARS:
+            j -= 1
+        while j < k and not text[j].isalpha():  # a scheme starts with a letter
+            j += 1
+        end = _URI_REST.match(text, k + 3).end()
+        if j < k:
+            yield text[j:k], text[j:end]
+        start = max(end, k + 3)
+
+
 def _model_flag(flag: str) -> tuple[str, bool] | None:
     """(the model flag, exact) for ``flag`` or an abbreviation of one; None if it is not one."""
     if flag in MODEL_FLAGS:
@@ -221,20 +251,29 @@ class _Collector:
         self.if_model: list[Unresolved] = []  # unresolved only when the object loads a model
         self.trusted = trusted or TrustedStorage()
         self.object_annotated = False  # the object carries a release or digest annotation
+        self.shell_budget = MAX_SHELL_TOTAL
+        self.words = 0
+        self.uris_seen = 0
 
     def count(self) -> int:
         return len(self.refs) + len(self.unresolved)
 
     # ---------------------------------------------------------------- primitives
+    def _bound(self, where: str) -> None:
+        if len(self.refs) + len(self.unresolved) >= 4 * MAX_REFS:
+            raise StoreError(f"more than {4 * MAX_REFS} model references in one object; refusing to read further", field=where)
+
     def uri(self, value: Any, where: str) -> None:
         if not isinstance(value, str) or not value.strip():
             raise StoreError("must be a non-empty string", field=where)
+        self._bound(where)
         if _UNKNOWN in value or "$" in value:
             self.cannot(where, value, "part of it comes from a variable the webhook cannot read")
             return
         self.refs.append(ModelRef("storage_uri", value.strip(), where))
 
     def cannot(self, where: str, value: Any, reason: str) -> None:
+        self._bound(where)
         self.unresolved.append(Unresolved(where, _short(value), reason))
 
     def credential(self, where: str, kind: str, name: Any, what: str, shown: str | None = None) -> None:
@@ -270,10 +309,13 @@ class _Collector:
         """Every ``scheme://`` URI of a model scheme in ``text`` (http(s) only when ``web``)."""
         if "://" not in text:
             return
-        for m in _URI_IN_TEXT.finditer(text):
-            scheme = m.group(1).lower()
+        self.uris_seen += text.count("://")
+        if self.uris_seen > MAX_URIS_SEEN:
+            raise StoreError(f"more than {MAX_URIS_SEEN} URIs in one object's command lines and env; refusing to read further", field=where)
+        for scheme, uri in uris_in(text):
+            scheme = scheme.lower()
             if scheme in MODEL_SCHEMES and (web or scheme not in WEB_SCHEMES):
-                self.uri(m.group(0), where)
+                self.uri(uri, where)
 
     # ---------------------------------------------------------------- containers and pod specs
     def environment(self, c: dict[str, Any], where: str) -> _Env:
@@ -357,6 +399,9 @@ class _Collector:
     def argv(self, argv: list[str], labels: list[str] | None, where: str, env: _Env, depth: int) -> None:
         """A command line after the kubelet's expansion: model flags, every model URI, and shell strings inside it.
         ``labels``: each word's field (None inside a shell string: then ``where`` names them all)."""
+        self.words += len(argv)
+        if self.words > MAX_WORDS:
+            raise StoreError(f"more than {MAX_WORDS} command-line words in one object; refusing to read further", field=where)
         i = 0
         while i < len(argv):
             arg = argv[i]
@@ -388,8 +433,8 @@ class _Collector:
 
     def _flag_value(self, flag: str, exact: bool, value: str, at: str) -> None:
         if "://" in value:
-            for m in _URI_IN_TEXT.finditer(value):
-                self.uri(m.group(0), at)
+            for _, uri in uris_in(value):
+                self.uri(uri, at)
             if _UNKNOWN in value or "$" in value:
                 self.cannot(at, value, "the model comes from a variable the webhook cannot read")
         elif _UNKNOWN in value or value.startswith("$") or ("$" in value and flag in HUB_FLAGS):
@@ -404,7 +449,8 @@ class _Collector:
             return
         text = env.expand_shell(text)
         words = None
-        if len(text) <= MAX_SHELL_CHARS:  # shlex is slow: a longer string is split on whitespace only
+        if len(text) <= min(MAX_SHELL_CHARS, self.shell_budget):  # shlex is slow: beyond it, whitespace only
+            self.shell_budget -= len(text)
             try:
                 lexer = shlex.shlex(text, posix=True, punctuation_chars=";&|()<>")
                 lexer.whitespace_split = True

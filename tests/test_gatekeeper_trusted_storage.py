@@ -176,3 +176,22 @@ def test_raw_uid_is_request_uid_not_the_objects():
 def test_unparseable_body_without_a_uid_is_a_plain_status(client):
     r = client.post("/v1/admit/production", content=b"[" * 5000, headers={"Content-Type": "application/json"})
     assert r.status_code == 400 and r.json()["kind"] == "Status"
+
+
+@pytest.mark.parametrize("args", [["a://b " * 500_000], ["s3://a " * 500_000], ["-c", "echo " * 700_000], ["x" * 3_000_000 + f" {BAD}"]])
+def test_the_work_per_review_is_bounded(args):
+    """Megabytes of command line (within the body limit) are read in bounded time: refused past the
+    word, URI and reference bounds; shlex only for the first 64 KiB of shell strings."""
+    import time
+
+    from mlgate.store import StoreError
+
+    obj = deployment("readmission-risk@1.4.0")["request"]["object"]
+    obj["spec"]["template"]["spec"]["containers"] = [{"name": "c", "image": "x", "args": args, "env": [{"name": "E", "value": args[-1]}]}]
+    started = time.perf_counter()
+    try:
+        found = find_refs("apps", "Deployment", obj, TrustedStorage())
+        assert BAD in {r.value for r in found.refs}
+    except StoreError as exc:
+        assert "refusing to read further" in str(exc)
+    assert time.perf_counter() - started < 2.0
