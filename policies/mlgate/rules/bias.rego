@@ -29,6 +29,10 @@ label(x) := sprintf("%s=%s", [lib.s(x, "attribute"), lib.s(x, "group")])
 
 sufficient(c) if c.insufficient == false
 
+# The comparisons the audit marks sufficient, filtered once for the rules that
+# judge only those (MLG-BIAS-002, -003, -006, -011).
+sufficient_comparisons := [c | some c in comparisons; c.insufficient == false]
+
 # "95% CI" for messages
 ci_label := sprintf("%v%% CI", [round(audit.confidence * 100)]) if is_number(audit.confidence)
 
@@ -89,8 +93,7 @@ violation contains v if {
 #     is not significant (Holm-corrected p >= bias.alpha).
 violation contains v if {
 	audit.present == true
-	some c in comparisons
-	sufficient(c)
+	some c in sufficient_comparisons
 	not not_significant_harm(c)
 	v := {
 		"id": "MLG-BIAS-002",
@@ -136,10 +139,21 @@ violation contains v if {
 # The numbers a sufficient comparison must carry.
 comparison_numbers := ["value", "reference_value", "gap", "gap_ci_low", "gap_ci_high", "p_holm"]
 
+# Every one of comparison_numbers is a number (checked field by field: the list
+# is walked only for a comparison that lacks one, to name what is missing).
+has_numbers(c) if {
+	is_number(c.value)
+	is_number(c.reference_value)
+	is_number(c.gap)
+	is_number(c.gap_ci_low)
+	is_number(c.gap_ci_high)
+	is_number(c.p_holm)
+}
+
 violation contains v if {
 	audit.present == true
-	some c in comparisons
-	sufficient(c)
+	some c in sufficient_comparisons
+	not has_numbers(c)
 	missing := [k | some k in comparison_numbers; not is_number(object.get(c, k, null))]
 	count(missing) > 0
 	v := {
@@ -242,13 +256,22 @@ upper_bound_below_delta(c) if {
 	c.gap_ci_high < cfg.delta
 }
 
-# The group entry (with its counts) for a comparison.
-group_of(c) := [g | some g in groups; g.attribute == c.attribute; g.group == c.group]
+# Joins by lookup, not by nested iteration (a decision stays linear in the
+# number of comparisons): [attribute, group] of every group, of every compared
+# group, and [attribute, reference_group] of every comparison.
+group_keys := {[g.attribute, g.group] | some g in groups}
+
+compared_keys := {[c.attribute, c.group] | some c in comparisons}
+
+reference_keys := {[c.attribute, c.reference_group] | some c in comparisons}
+
+# The comparison has a group entry (with its counts).
+has_group(c) if [c.attribute, c.group] in group_keys
 
 violation contains v if {
 	audit.present == true
 	some c in comparisons
-	count(group_of(c)) == 0
+	not has_group(c)
 	v := {
 		"id": "MLG-BIAS-005",
 		"severity": "high",
@@ -277,8 +300,7 @@ violation contains v if {
 violation contains v if {
 	audit.present == true
 	not cfg.non_inferiority == false
-	some c in comparisons
-	sufficient(c)
+	some c in sufficient_comparisons
 	not upper_bound_below_delta(c)
 	v := {
 		"id": "MLG-BIAS-006",
@@ -407,8 +429,7 @@ violation contains v if {
 #     MLG-BIAS-002).
 warning contains w if {
 	audit.present == true
-	some c in comparisons
-	sufficient(c)
+	some c in sufficient_comparisons
 	is_number(c.gap) # rego-cpp reads false >= 0.05 as true (Rego orders booleans before numbers)
 	c.gap >= cfg.delta
 	is_number(c.p_holm)
@@ -425,11 +446,10 @@ warning contains w if {
 
 # The group is the reference of its attribute's comparisons (a named or the best
 # group): it is the baseline, never compared with itself.
-is_reference(g) if {
-	some c in comparisons
-	c.attribute == g.attribute
-	c.reference_group == g.group
-}
+is_reference(g) if [g.attribute, g.group] in reference_keys
+
+# Some comparison judges the group.
+is_compared(g) if [g.attribute, g.group] in compared_keys
 
 # METADATA
 # title: Audited group without comparison
@@ -448,7 +468,7 @@ is_reference(g) if {
 violation contains v if {
 	audit.present == true
 	some g in groups
-	count([c | some c in comparisons; c.attribute == g.attribute; c.group == g.group]) == 0
+	not is_compared(g)
 	not is_reference(g)
 	v := {
 		"id": "MLG-BIAS-012",

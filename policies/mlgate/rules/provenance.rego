@@ -58,11 +58,29 @@ hex_commit(x) if {
 	regex.match(`^[0-9a-f]{40}([0-9a-f]{24})?$`, x)
 }
 
+# The provenance entries that record a sha256, and their names. When every
+# name is recorded once (the normal case) an entry is found by lookup, so the
+# joins below stay linear in the number of datasets; with a name recorded
+# twice, by scanning, as before.
+prov_with_sha := [p | some p in prov_datasets; is_string(p.sha256)]
+
+prov_names := {p.name | some p in prov_with_sha}
+
+unique_prov_names if count(prov_names) == count(prov_with_sha)
+
+prov_by_name := {p.name: p | some p in prov_with_sha} if unique_prov_names
+
+# The provenance entries (with a sha256) for a dataset name.
+prov_entries(name) := [p] if {
+	unique_prov_names
+	p := prov_by_name[name]
+}
+
+prov_entries(name) := [p | some p in prov_with_sha; p.name == name] if not unique_prov_names
+
 # The sha256 the provenance records for a dataset (undefined when none).
 prov_sha256(name) := p.sha256 if {
-	some p in prov_datasets
-	p.name == name
-	is_string(p.sha256)
+	some p in prov_entries(name)
 }
 
 # Every digest known for a dataset: declared in the manifest, or recorded by provenance.
@@ -293,10 +311,8 @@ violation contains v if {
 #     every data validation result for that dataset name validated.
 violation contains v if {
 	present
-	some p in prov_datasets
-	is_string(p.sha256)
 	some r in records
-	r.dataset.name == p.name
+	some p in prov_entries(r.dataset.name)
 	r.dataset.digest != p.sha256
 	v := {
 		"id": "MLG-PROV-007",
@@ -310,10 +326,8 @@ violation contains v if {
 
 violation contains v if {
 	present
-	some p in prov_datasets
-	is_string(p.sha256)
 	some d in datasets
-	d.name == p.name
+	some p in prov_entries(d.name)
 	d.declared_digest != p.sha256
 	v := {
 		"id": "MLG-PROV-007",
@@ -324,6 +338,17 @@ violation contains v if {
 		"subject": lib.s(p, "name"),
 	}
 }
+
+# Each dataset's role and digests by its index, computed once (the pairs below
+# read them; digests only for the roles judged here, as before).
+roles := {i: role(d.name) | some i, d in datasets}
+
+digests_at := {i: digests(d) | some i, d in datasets; roles[i] in judged_roles}
+
+# Every digest of a training dataset: an eval or test dataset that shares none
+# is independent without looking at the training datasets one by one.
+# (keys, not `some i, r in roles`: rego-cpp reads the comma in a set comprehension as a set literal's)
+train_digests := {x | some i in object.keys(roles); roles[i] == "train"; some x in digests_at[i]}
 
 # METADATA
 # title: Evaluation data not independent of training data
@@ -341,11 +366,12 @@ violation contains v if {
 #     training dataset.
 violation contains v if {
 	independent_eval
-	some e in datasets
-	role(e.name) in {"eval", "test"}
-	some tr in datasets
-	role(tr.name) == "train"
-	shared := digests(e) & digests(tr)
+	some i, e in datasets
+	roles[i] in {"eval", "test"}
+	count(digests_at[i] & train_digests) > 0
+	some j, tr in datasets
+	roles[j] == "train"
+	shared := digests_at[i] & digests_at[j]
 	count(shared) > 0
 	v := {
 		"id": "MLG-PROV-008",

@@ -198,3 +198,31 @@ test_roles_from_names if {
 	provenance.role("holdout") == "eval"
 	provenance.role("reference") == "other"
 }
+
+# The joins by name (issue 17 part 4): with a name the provenance records twice (here
+# with the same sha256: two different ones are an evaluation error, a deny), the entries
+# are scanned instead of looked up, and each is compared.
+test_a_name_recorded_twice_is_still_compared if {
+	inp := json.patch(td.good_input, [
+		{"op": "replace", "path": "/evidence/provenance/datasets/0/sha256", "value": td.other_digest},
+		{"op": "add", "path": "/evidence/provenance/datasets/-", "value": {"name": "train", "sha256": td.other_digest, "source": "second"}},
+	])
+	vs := violations(inp)
+	td.ids(vs) == {"MLG-PROV-007"}
+	{v.message | some v in vs} == {
+		"dataset train: the provenance records sha256 05b3abf2579a (<missing>) but validation result evidence/validation_train.json validated digest 116f54c41d04; expected the same data",
+		"dataset train: the provenance records sha256 05b3abf2579a (<missing>) but the manifest declares 116f54c41d04; expected the same data",
+		"dataset train: the provenance records sha256 05b3abf2579a (second) but validation result evidence/validation_train.json validated digest 116f54c41d04; expected the same data",
+		"dataset train: the provenance records sha256 05b3abf2579a (second) but the manifest declares 116f54c41d04; expected the same data",
+	}
+}
+
+test_an_eval_set_equal_to_the_second_training_set if {
+	inp := json.patch(td.good_input, [
+		{"op": "add", "path": "/datasets/-", "value": {"name": "train-extra", "uri": "data/extra.csv", "declared_digest": td.other_digest, "actual_digest": td.other_digest, "digest_matches": true}},
+		{"op": "add", "path": "/datasets/-", "value": {"name": "test", "uri": "data/test.csv", "declared_digest": td.other_digest, "actual_digest": td.other_digest, "digest_matches": true}},
+		{"op": "replace", "path": "/evidence/provenance/datasets", "value": []},
+	])
+	vs := [v | some v in violations(inp); v.id == "MLG-PROV-008"]
+	{v.message | some v in vs} == {"test dataset test has the same digest 05b3abf2579a as training dataset train-extra; expected evaluation data independent of the training data"}
+}
