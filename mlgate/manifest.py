@@ -133,8 +133,10 @@ def _build(root: Path, manifest_path: Path, name: str, digest: str, doc: dict[st
         local, missing = None, False
         if _is_local_uri(ds["uri"]):
             local = resolve_inside(root, ds["uri"], file=name, field=field + ".uri")
-            missing = not local.exists()  # declared inside the release, and gone: the evidence facts say so
-            if missing or local.is_dir():  # a FIFO or a device stays: hashing it is an error naming it, never a remote uri
+            # Declared inside the release, and gone (or a directory where a file belongs: nothing
+            # whose digest can match): the evidence facts say so, a deny naming it (MLG-DATA-006).
+            missing = not local.exists() or local.is_dir()
+            if missing:  # a FIFO or a device stays: hashing it is an error naming it, never a remote uri
                 local = None
         datasets.append(Dataset(ds["name"], ds["uri"], ds["digest"]["sha256"], local, missing))
 

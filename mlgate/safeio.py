@@ -226,6 +226,27 @@ class _NoAliasLoader(yaml.SafeLoader):
             )
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        """Refuse a key given twice (YAML keeps the last one silently: a reviewer reading the first
+        would sign what the gate never reads) and merge keys (``<<``), which hide where a value
+        comes from."""
+        if isinstance(node, yaml.MappingNode):
+            seen: set = set()
+            for key_node, _value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "YAML merge keys (<<) are not allowed in mlgate documents", key_node.start_mark)
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    duplicate = key in seen
+                except TypeError:  # an unhashable key: SafeConstructor refuses it below
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {str(key)[:80]!r} (YAML would keep only the last)", key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
 
 def parse_yaml(text: str, name: str) -> Any:
     try:

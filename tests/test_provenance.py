@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_helpers import check_json, run
+from cli_helpers import check_json, resign_approvals, run
 from conftest import EXAMPLES
 
 UTC = dt.timezone.utc
@@ -227,6 +227,13 @@ def test_collect_writes_the_block_and_keeps_the_manifest(training_repo, tmp_path
     code, _, _ = run(["evidence", "collect", root / "release"], now=WHEN)
     assert code == 0 and manifest.read_text() == after
 
+    # Collected after signing: the approvals signed the manifest as it was, so they no longer count
+    # (issue 14: collect provenance first, then sign) ...
+    code, decision, _ = check_json(root / "release", "production", tmp_path / "a.jsonl")
+    assert code == 1
+    assert all("spec.provenance: changed since it was signed" in v["message"] for v in decision["violations"] if v["id"] == "MLG-APPR-020")
+    # ... until the approvers sign the finished manifest.
+    resign_approvals(root / "release")
     code, decision, _ = check_json(root / "release", "production", tmp_path / "a.jsonl")
     assert code == 0, decision["violations"]
 

@@ -29,12 +29,12 @@ def test_messages_are_one_line_and_clip_hostile_values():
 
 def test_type_names_read_as_yaml_authors_know_them():
     assert schemas.errors("manifest.schema.json", {"apiVersion": "mlgate.dev/v1", "kind": "ModelRelease",
-                                                   "metadata": {"name": "a", "version": "1", "owner": "o"},
+                                                   "metadata": {"name": "a", "version": "1", "owner": "o@x.example"},
                                                    "spec": {"model": {"path": ["x"]}}}) == [("spec.model.path", "expected string, got list")]
 
 
 def test_limit_and_overflow_line():
-    doc = {"apiVersion": "mlgate.dev/v1", "kind": "ModelRelease", "metadata": {"name": "a", "version": "1", "owner": "o"},
+    doc = {"apiVersion": "mlgate.dev/v1", "kind": "ModelRelease", "metadata": {"name": "a", "version": "1", "owner": "o@x.example"},
            "spec": {"model": {"path": "m"}, "datasets": [{"name": i} for i in range(30)]}}
     lines = schemas.messages("manifest.schema.json", doc, "m.yaml", limit=5)
     assert len(lines) == 6 and lines[-1] == "m.yaml: $: more errors not shown"

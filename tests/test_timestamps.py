@@ -203,8 +203,28 @@ def test_timestamp_after_a_compromise_does_not_rescue(release: Path, tsa: Tsa) -
     gen_time = t(record_of(release, path)["signed_at"])
     jane_key(release, f"revoked: {{at: '{rfc3339(gen_time - dt.timedelta(days=1))}', reason: keyCompromise}}")
     record = record_of(release, path)
-    assert not record["verified"] and "at or after the credential was revoked" in record["reason"]
+    assert not record["verified"] and "does not show the signature predates the compromise" in record["reason"]
     assert "(time from Hospital Timestamping Authority)" in record["reason"]
+
+
+def test_timestamp_before_compromised_at_still_counts(release: Path, tsa: Tsa) -> None:
+    """Issue 14 red team: a compromise voids timestamped signatures too, unless the revoker says
+    since when the key was at risk (compromisedAt) and the timestamp predates it."""
+    list_tsa(release, tsa)
+    path = resign_staging(release, dt.datetime.now(UTC), tsa=tsa.url)
+    gen_time = t(record_of(release, path)["signed_at"])
+    revoked = rfc3339(gen_time + dt.timedelta(days=1))
+    original = trust_file(release).read_text()
+
+    def revoke(extra: str) -> dict:
+        trust_file(release).write_text(original)
+        jane_key(release, f"revoked: {{at: '{revoked}', reason: keyCompromise{extra}}}")
+        return record_of(release, path)
+
+    assert not revoke("")["verified"]  # no compromisedAt: nothing the key signed counts
+    record = revoke(f", compromisedAt: '{rfc3339(gen_time + dt.timedelta(hours=1))}'")
+    assert record["verified"] and record["key_status"] == "revoked_after_signing", record["reason"]
+    assert not revoke(f", compromisedAt: '{rfc3339(gen_time - dt.timedelta(hours=1))}'")["verified"]
 
 
 def test_timestamp_from_a_tsa_not_in_the_trust_policy_does_not_count(release: Path, tsa: Tsa, rogue_tsa: Tsa) -> None:
@@ -324,7 +344,12 @@ D = lambda day: dt.datetime(2026, 11, day, tzinfo=UTC)  # noqa: E731
 @pytest.mark.parametrize("validity, claimed, trusted, status, counts, until", [
     # a compromise: no claimed time rescues; a trusted time before it does
     (Validity(revoked_at=D(10), revocation_reason="keyCompromise"), D(9), None, "revoked", False, None),
-    (Validity(revoked_at=D(10), revocation_reason="keyCompromise"), D(9), D(9), "revoked_after_signing", True, None),
+    # ... and a trusted time counts only before compromisedAt (none given: the thief may have
+    # timestamped forgeries between the theft and the revocation, so nothing counts)
+    (Validity(revoked_at=D(10), revocation_reason="keyCompromise"), D(9), D(9), "revoked", False, None),
+    (Validity(revoked_at=D(10), revocation_reason="keyCompromise", compromised_at=D(9)), D(8), D(8), "revoked_after_signing", True, None),
+    (Validity(revoked_at=D(10), revocation_reason="keyCompromise", compromised_at=D(9)), D(8), D(9), "revoked", False, None),
+    (Validity(revoked_at=D(10), revocation_reason=None, compromised_at=D(9)), D(8), D(8), "revoked_after_signing", True, None),
     (Validity(revoked_at=D(10), revocation_reason="keyCompromise"), D(9), D(11), "revoked", False, None),
     # another reason: counts until the revocation without a trusted time
     (Validity(revoked_at=D(10), revocation_reason="superseded"), D(9), None, "valid", True, D(10)),

@@ -84,6 +84,7 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
     modules: list[Module] = []
     data: dict[str, Any] = {}
     files: dict[str, str] = {}
+    data_docs: list[tuple[str, dict[str, Any]]] = []
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts):
@@ -99,7 +100,9 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
             doc = parse_json(raw, display(path)) if path.suffix == ".json" else parse_yaml(decode_text(raw, display(path)), display(path))
             if not isinstance(doc, dict):
                 raise PolicyError("a data document must be an object", file=display(path))
-            _merge(data, _nest(path.relative_to(root).parent.parts, doc), rel)
+            nested = _nest(path.relative_to(root).parent.parts, doc)
+            data_docs.append((display(path), nested))
+            _merge(data, nested, rel)
             files[rel] = sha256_hex(raw)
         elif rel == TRUST_POLICY_NAME:
             files[rel] = sha256_hex(read_bytes(path))
@@ -116,9 +119,18 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
         files=dict(files),
         bundle_revision=digest_json(files),
     )
+    # The policy's own data may not sit on a rule's path either (a data.json beside the rules
+    # that sets data.mlgate.decision would replace the decision on engines that let data shadow
+    # a rule): the same check as for --data overrides, as a policy error.
+    rules = _rule_paths(base)
+    for name, nested in data_docs:
+        for set_path in _set_paths(nested, name):
+            for rule, where in rules.items():
+                if set_path[: len(rule)] == rule or rule[: len(set_path)] == set_path:
+                    raise PolicyError(f"a data document may not set a path a rule defines (data.{'.'.join(rule)}, rule {rule[-1]!r} "
+                                      f"in {where}): {'.'.join(set_path)}", file=name)
     if not data_overrides:
         return base
-    rules = _rule_paths(base)
     tiers = (data.get("mlgate") or {}).get("environments") if isinstance(data.get("mlgate"), dict) else None
     known = sorted({k for tier in (tiers or {}).values() if isinstance(tier, dict) for k in tier})
     merged = copy.deepcopy(data)

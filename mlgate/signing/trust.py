@@ -96,6 +96,7 @@ class Validity:
     not_after: dt.datetime | None = None
     revoked_at: dt.datetime | None = None
     revocation_reason: str | None = None
+    compromised_at: dt.datetime | None = None  # a compromise's invalidity date: when the key may first have been stolen
 
     @property
     def unbounded(self) -> bool:
@@ -136,7 +137,9 @@ class Validity:
         Only a trusted time can show that a signature predates a revocation or the end of the
         validity window (:meth:`judge` at that time). Without one the claimed time is a claim:
 
-        * revoked for a compromise (:attr:`compromised`): every signature is void;
+        * revoked for a compromise (:attr:`compromised`): every signature is void; with a trusted
+          time, one made before ``compromisedAt`` (the revoker's invalidity date) still counts, and
+          without a ``compromisedAt`` none does (forgeries may be timestamped before the revocation);
         * revoked for another reason (superseded, affiliationChanged, cessationOfOperation), or a
           ``notAfter``: the signature counts only until then (``valid_until``; the policy compares
           it with the evaluation time, so the facts stay time-independent), and not at all when
@@ -145,6 +148,14 @@ class Validity:
           it gains nothing, since a signing time after the evaluation is refused by the policy).
         """
         if trusted is not None:
+            if self.compromised and (self.compromised_at is None or trusted >= self.compromised_at):
+                # A thief can timestamp forgeries between the theft and the revocation: a trusted
+                # time helps only when it is before the key was (by the revoker's word) at risk.
+                since = (f"compromised from {rfc3339(self.compromised_at)}" if self.compromised_at is not None else
+                         "no compromisedAt says since when it was at risk")
+                return Judgement("revoked", (
+                    f"revoked at {rfc3339(self.revoked_at)} ({self.revocation_reason or 'no reason given'}; {since}); the trusted time "
+                    f"{rfc3339(trusted)} does not show the signature predates the compromise"), None)
             status, problem = self.judge(trusted)
             return Judgement(status, problem, None)
         if claimed is None:
@@ -418,7 +429,15 @@ class _Loader:
         validity = Validity(
             not_before=t("notBefore"), not_after=t("notAfter"),
             revoked_at=parse_time(revoked["at"]) if revoked else None, revocation_reason=revoked.get("reason"),
+            compromised_at=parse_time(revoked["compromisedAt"]) if revoked.get("compromisedAt") else None,
         )
+        if validity.compromised_at is not None:
+            if validity.revocation_reason in SAFE_REVOCATION_REASONS:
+                raise InputError(f"compromisedAt belongs to a compromise, not to a revocation for {validity.revocation_reason}",
+                                 file=self.name, field=f"{field_path}.revoked.compromisedAt")
+            if validity.compromised_at > validity.revoked_at:
+                raise InputError(f"compromisedAt {rfc3339(validity.compromised_at)} is after the revocation at {rfc3339(validity.revoked_at)}",
+                                 file=self.name, field=f"{field_path}.revoked.compromisedAt")
         if validity.not_before and validity.not_after and validity.not_after <= validity.not_before:
             raise InputError(f"notAfter {rfc3339(validity.not_after)} is not after notBefore {rfc3339(validity.not_before)}", file=self.name, field=f"{field_path}.notAfter")
         return validity

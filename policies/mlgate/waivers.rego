@@ -45,17 +45,17 @@ waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
 } else := "does not bind the release identity (a legacy waiver); sign it again with this version of mlgate waive" if {
 	not r.release_binding == "bound"
 	not r.release_binding == "changed"
-} else := sprintf("no longer matches the release: %s", [trim_prefix(concat("; ", lib.list_of(r, "release_changes")), "")]) if {
+} else := sprintf("no longer matches the release: %s", [trim_prefix(concat("; ", [sprintf("%v", [c]) | some c in lib.list_of(r, "release_changes")]), "")]) if {
 	r.release_binding == "changed"
 } else := sprintf("signed by %s, the release owner (separation of duties: the owner cannot accept the risk of their own release)", [lib.s(r, "signer_id")]) if {
 	approvals.person(r) == approvals.owner
 } else := sprintf("signed by %s, who also signed the model (separation of duties)", [lib.s(r, "signer_id")]) if {
 	count(approvals.names(r) & approvals.model_signers) > 0
 } else := sprintf("signed by %s, who trained the model (the MLflow run's user; separation of duties)", [lib.s(r, "signer_id")]) if {
-	approvals.person(r) == trainer
+	trained_by(r)
 } else := sprintf("environment %s accepts no waivers (no waivers.max_days in its data)", [lib.s(input, "environment")]) if {
 	not waiver_max_ns
-} else := sprintf("waives model %s, not this model %s", [lib.short(r, "subject_digest"), substring(lib.model_digest, 0, 12)]) if {
+} else := sprintf("waives model %s, not this model %s", [lib.short(r, "subject_digest"), substring(sprintf("%v", [lib.model_digest]), 0, 12)]) if {
 	object.get(r, "subject_digest", null) != lib.model_digest
 } else := sprintf("is for environment %s, not %s", [lib.s(r, "environment"), lib.s(input, "environment")]) if {
 	object.get(r, "environment", null) != input.environment
@@ -73,6 +73,8 @@ waiver_problem(r) := sprintf("not verified: %s", [lib.s(r, "reason")]) if {
 } else := sprintf("expired at %s", [lib.s(r, "expires_at")]) if {
 	not unexpired_now(r)
 } else := sprintf("valid for %v days, more than waivers.max_days %v", [round((r.expires_at_ns - r.signed_at_ns) / lib.ns_per_day * 10) / 10, waiver_cfg.max_days]) if {
+	is_number(r.expires_at_ns)
+	is_number(r.signed_at_ns)
 	r.expires_at_ns - r.signed_at_ns > waiver_max_ns
 } else := ""
 
@@ -85,6 +87,16 @@ unexpired_now(r) if lib.now_ns < r.expires_at_ns
 
 # Who trained the model, as the provenance's MLflow run records it.
 trainer := lower(lib.evidence("provenance").mlflow.run_user) if is_string(lib.evidence("provenance").mlflow.run_user)
+
+# The signer trained the model: the MLflow run's user is their id, or (MLflow records the
+# login of whoever ran it, e.g. "jane.roe") the local part of it.
+trained_by(r) if approvals.person(r) == trainer
+
+trained_by(r) if {
+	is_string(trainer)
+	not contains(trainer, "@")
+	split(approvals.person(r), "@")[0] == trainer
+}
 
 # A rule whose waiver needs two distinct signers in this environment.
 two_person(id) if {
@@ -133,7 +145,7 @@ enough_signers(id, _) if not two_person(id)
 
 enough_signers(id, found) if {
 	two_person(id)
-	count({approvals.person(x) | some x in found}) >= 2
+	count({p | some x in found; p := approvals.person(x); is_string(p)}) >= 2
 }
 
 # The violation as a warning, marked with the waiver that covers it.

@@ -273,3 +273,16 @@ test_two_person_rule_waived_by_two_signers if {
 	d.allow == true
 	d.waivers[0].applied == true
 }
+
+test_trainer_login_cannot_waive if {
+	inp := json.patch(no_audit, [{"op": "add", "path": "/evidence/provenance/mlflow", "value": {"present": true, "run_user": "Jane.Roe"}}])
+	changes_nothing(inp, good)
+	contains(reason(inp, good), "trained the model")
+}
+
+test_data_not_the_approved_data_is_not_waivable_in_production if {
+	inp := json.patch(no_audit, [{"op": "replace", "path": "/datasets/0/digest_matches", "value": false}])
+	d := decision_of(with_waivers(inp, [waiver(["MLG-DATA-006"])]))
+	d.allow == false
+	"MLG-DATA-006" in {v.id | some v in d.violations}
+}
