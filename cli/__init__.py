@@ -441,5 +441,20 @@ from mlgate.cli.monitor_cmd import monitor as _monitor_cmd  # noqa: E402
 cli.add_command(_monitor_cmd)
 
 
+def _show_progress() -> None:
+    """Long hashing and downloads report progress on stderr, only when it is a terminal."""
+    if not sys.stderr.isatty():
+        return
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("mlgate: %(message)s"))
+    progress = logging.getLogger("mlgate.progress")
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
+
+
 def main(argv: list[str] | None = None, **extra) -> None:
+    _show_progress()
     cli.main(args=argv, prog_name="mlgate", **extra)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Iterable
 
+from mlgate.progress import Progress
 from mlgate.errors import InputError
 from mlgate.safeio import NotRegularFile, display, open_regular
 
@@ -152,13 +153,20 @@ def compute_model_digest(
     # Largest first over as many threads as cores: the best makespan for CPU-bound hashing.
     listed.sort(key=lambda item: item[2], reverse=True)
     workers = max_workers or _default_workers()
+    progress = Progress(f"hashing the model {model.name or model}", sum(size for _, _, size in listed))
     if workers == 1 or len(listed) <= 1:
-        results = [_hash_file(p) for _, p, _ in listed]
+        results = []
+        for _, p, _ in listed:
+            results.append(_hash_file(p))
+            progress.advance(results[-1][1])
     else:
         from concurrent.futures import ThreadPoolExecutor  # ~10 ms to import: only when hashing
 
         with ThreadPoolExecutor(max_workers=min(workers, len(listed)), thread_name_prefix="mlgate-hash") as pool:
-            results = list(pool.map(_hash_file, [p for _, p, _ in listed]))
+            results = []
+            for result in pool.map(_hash_file, [p for _, p, _ in listed]):
+                results.append(result)
+                progress.advance(result[1])
     digests = {name: digest for (name, _, _), (digest, _) in zip(listed, results)}
     ordered = manifest_order(digests)
     files = tuple((name, digests[name]) for name in ordered)
