@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 from urllib.parse import quote
 
+from mlgate.progress import Progress
 from mlgate.errors import MlgateError
 from mlgate.provenance.gitinfo import strip_credentials
 
@@ -163,11 +164,17 @@ class MlflowClient:
             if response.status_code >= 400:
                 raise MlflowError(f"MLflow tracking server {self.shown} answered HTTP {response.status_code} for artifact {path!r} of run {run_id}")
             size = 0
+            try:
+                total = int(response.headers.get("content-length") or 0)
+            except ValueError:
+                total = 0
+            progress = Progress(f"downloading {path}", total)  # silent unless large and someone listens
             for chunk in response.iter_content(1 << 20):
                 size += len(chunk)
                 if size > MAX_ARTIFACT_BYTES:
                     raise MlflowError(f"artifact {path!r} of run {run_id} is larger than {MAX_ARTIFACT_BYTES >> 30} GiB")
                 out.write(chunk)
+                progress.advance(len(chunk))
         return size
 
     def upload_artifact(self, artifact_uri: str, rel: str, data) -> None:
