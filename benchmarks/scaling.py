@@ -118,21 +118,21 @@ import sys
 from pathlib import Path
 from mlgate.policy import bundled_policy_dir, load_policy
 from mlgate.policy.engine import create_engine
-kind, n, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-engine = create_engine(kind, load_policy(bundled_policy_dir()), timeout_s=0)
+kind, n, path, policy = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+engine = create_engine(kind, load_policy(bundled_policy_dir() if policy == "bundled" else policy), timeout_s=0)
 data = Path(path).read_bytes()
 for _ in range(n):
     engine.decide(None, data)
 '''
 
 
-def instructions(kind: str, input_json: bytes, tmp: Path) -> float:
+def instructions(kind: str, input_json: bytes, tmp: Path, policy: str) -> float:
     path, worker = tmp / "input.json", tmp / "worker.py"
     path.write_bytes(input_json)
     worker.write_text(WORKER)
     counts = []
     for n in (2, 12):
-        run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, str(worker), kind, str(n), str(path)],
+        run = subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null", sys.executable, str(worker), kind, str(n), str(path), policy],
                              capture_output=True, text=True, env={k: v for k, v in os.environ.items() if not k.startswith("RUST_")})
         match = re.search(r"Collected\s*:\s*(\d+)", run.stderr)
         if run.returncode != 0 or not match:
@@ -146,26 +146,31 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=200)
     parser.add_argument("--engines", default="embedded,regorus-interp")
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind (slow)")
+    parser.add_argument("--policy", action="append", type=Path, default=[],
+                        help="a policy directory to measure (repeatable, e.g. `git archive REV policies` unpacked, to compare revisions "
+                             "in the same run); default: the bundled library")
     args = parser.parse_args()
 
     from mlgate.canonical import canonical_json
     from mlgate.policy import bundled_policy_dir, load_policy
     from mlgate.policy.engine import create_engine
 
-    policy = load_policy(bundled_policy_dir())
+    policies = [(str(p), load_policy(p)) for p in args.policy] or [("bundled", load_policy(bundled_policy_dir()))]
     doc = base_input()
     rows = cases(doc)
     kinds = [k for k in args.engines.split(",") if k]
     print(f"decision cost by evidence size (median CPU time of {args.runs} in-process decisions, no forked deadline)")
     with tempfile.TemporaryDirectory() as tmp:
-        for kind in kinds:
+        for (name, policy), kind in ((p, k) for k in kinds for p in policies):
+            if len(policies) > 1:
+                print(f" policy {name}:")
             engine = create_engine(kind, policy, timeout_s=0)
             first: dict[str, tuple[float, float | None]] = {}
             for label, n, case in rows:
                 data = canonical_json(case)
                 decision = engine.decide(None, data)
                 ms = engine_ms(engine, data, args.runs)
-                count = instructions(kind, data, Path(tmp)) if args.instructions else None
+                count = instructions(kind, data, Path(tmp), name) if args.instructions else None
                 base = first.setdefault(label, (ms, count))
                 ids = sorted({v["id"] for v in decision.get("violations", [])})
                 text = f"  {kind:15s} {label:19s} {n:3d}: {ms:7.3f} ms ({ms / base[0]:4.2f}x)"
