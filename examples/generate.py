@@ -482,12 +482,14 @@ def recall_by_group(y, pred, groups) -> dict[str, float]:
 
 
 def card_text(*, name: str, title: str, summary: str, direct_use: str, out_of_scope: str, training: str, testing: str,
-              results: dict, limitations: str, recommendations: str, metric_rows: list[tuple[str, float]]) -> str:
+              results: dict, limitations: str, recommendations: str, metric_rows: list[tuple[str, float]],
+              factors: tuple[str, ...]) -> str:
     model_index = "\n".join(
         f"        - type: {kind}\n          name: {label}\n          value: {value}" for kind, label, value in
         [(k.lower().replace(" ", "_"), k, v) for k, v in metric_rows]
     )
     results_lines = "\n".join(f"| {k} | {v} |" for k, v in results.items())
+    factor_list = " and ".join(f"`{f}`" for f in factors)  # in backticks: the gate reads them (MLG-BIAS-014)
     return f"""---
 language: en
 license: other
@@ -550,7 +552,7 @@ model-index:
 
 #### Factors
 
-Subgroups by the sensitive attributes listed in the bias audit (evidence/bias_audit.json).
+Subgroups by {factor_list}, the sensitive attributes the bias audit (evidence/bias_audit.json) covers.
 
 #### Metrics
 
@@ -608,7 +610,7 @@ def build_readmission() -> None:
         results={"AUROC": auroc, "recall at operating threshold": recall, "operating threshold": round(threshold, 4)},
         limitations="Trained on synthetic data; calibration drifts with discharge practice and coding changes. Race and sex are not model inputs; they are used only to audit subgroup recall.",
         recommendations="Monitor recall per subgroup monthly; re-run the bias audit after any retraining.",
-        metric_rows=[("AUROC", auroc), ("Recall", recall)],
+        metric_rows=[("AUROC", auroc), ("Recall", recall)], factors=("race", "sex"),
     )
     predictions = {"y_true": y, "y_pred": y_pred, "race": evalset["race"], "sex": evalset["sex"]}
     write_release(
@@ -671,7 +673,7 @@ def build_triage(remediated: bool) -> None:
         limitations=("Recall per ethnicity group is monitored because triage documentation differs between groups; "
                      "vital-sign-only inputs reduce sensitivity to documentation bias but not to measurement bias (e.g. pulse oximetry on darker skin)."),
         recommendations="Audit subgroup recall on every retrain and quarterly in production; escalate any gap above 5 points.",
-        metric_rows=[("AUROC", auroc), ("Recall", recall)],
+        metric_rows=[("AUROC", auroc), ("Recall", recall)], factors=("ethnicity", "sex"),
     )
     predictions = {"y_true": y, "y_pred": y_pred, "ethnicity": evalset["ethnicity"], "sex": evalset["sex"]}
     frames = {"train": {k: v for k, v in train.items() if k != "historical_high_acuity"} if remediated else train,
@@ -745,7 +747,7 @@ def build_chest_xray() -> None:
         training="1,600 synthetic 8x8 frontal radiograph thumbnails with view position and demographics (data/train.csv).",
         testing="900 held-out synthetic radiographs (data/eval.csv).",
         limitations="Synthetic low-resolution images; AP (portable) films are brighter and may shift scores. Not validated on real studies.",
-        recommendations="Keep in shadow mode until a reader study on real studies is complete.",
+        recommendations="Keep in shadow mode until a reader study on real studies is complete.", factors=("sex", "age_band"),
     )
 
     def card_for(model):

@@ -342,3 +342,18 @@ def test_mct_schema_is_a_valid_json_schema():
     for name in ("model_card_toolkit.schema.json", "gx_validation_result.schema.json"):
         schema = schemas.load(name)
         jsonschema.validators.validator_for(schema).check_schema(schema)
+
+
+def test_factors_are_the_backticked_names_of_the_factors_section():
+    """Issue 14: the sensitive attributes a card says it is disaggregated by (production requires
+    the bias audit to cover them, MLG-BIAS-014)."""
+    from mlgate.evidence.model_card import read_model_card
+
+    card = (b"---\nlicense: other\n---\n# M\n\n## Evaluation\n\n#### Factors\n\nBy `ethnicity`, `Sex` and age (not in backticks).\n\n"
+            b"#### Metrics\n\nRecall per `subgroup`.\n")
+    assert read_model_card(card, "card.md")["factors"] == ["ethnicity", "sex"]
+    assert read_model_card(b"# M\n\nNo factors here.\n", "card.md")["factors"] == []
+    from conftest import EXAMPLES
+
+    example = read_model_card((EXAMPLES / "triage-acuity" / "evidence" / "model_card.md").read_bytes(), "card.md")
+    assert example["factors"] == ["ethnicity", "sex"]

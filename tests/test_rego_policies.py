@@ -400,7 +400,7 @@ INFORMATIONAL = re.compile(
     r"^(request(/.*)?|evaluated_at|release/(name|version|manifest_digest)|model/(path|file_count|storage_uri)"
     r"|datasets/\d+/(uri|actual_digest)"
     r"|evidence/[a-z_]+/(authenticated|errors|digest|path|format)"
-    r"|evidence/model_card/(limitations|evaluation_results_present|sections/how_to_use(/.*)?)"
+    r"|evidence/model_card/(limitations|evaluation_results_present|factors(/.*)?|sections/how_to_use(/.*)?)"
     r"|evidence/data_validation/records/\d+/(digest|errors|path|format|gx_version|suite_name|evaluated|successful"
     r"|unsuccessful|failed_expectations|validated_at)"
     r"|evidence/bias_audit/(alpha|n_min|reference|seed|predictions_digest|tool_versions(/.*)?|created_at"

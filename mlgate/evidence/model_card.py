@@ -121,6 +121,7 @@ def _block(fmt: str, name: str, data: bytes) -> dict:
         "limitations": None,
         "evaluation_results_present": False,
         "placeholders": [],
+        "factors": [],
     }
 
 
@@ -319,8 +320,25 @@ def _read_hf(text: str, name: str, data: bytes) -> dict:
         block["evaluation_results_present"] = True
 
     block["placeholders"] = list(dict.fromkeys(placeholders))[:MAX_PLACEHOLDERS]
+    block["factors"] = _factors(sections)
     block["valid"] = not block["errors"]
     return block
+
+
+_FACTOR_RE = re.compile(r"`([A-Za-z][A-Za-z0-9_.-]{0,63})`")
+MAX_FACTORS = 32
+
+
+def _factors(sections: list[_Section]) -> list[str]:
+    """The sensitive attributes the card disaggregates by: the names written in backticks in its
+    Factors section (the Hugging Face template's ``#### Factors``: "the things the model card is
+    disaggregating by"), lowercased. Free text names nothing the gate can check; a card that
+    wants an attribute audited writes it as `ethnicity`."""
+    names: list[str] = []
+    for sec in sections:
+        if _heading_key(sec.title) == "factors":
+            names.extend(m.group(1).lower() for m in _FACTOR_RE.finditer("\n".join(sec.body)))
+    return sorted(set(names))[:MAX_FACTORS]
 
 
 def _collect_placeholders(sec: _Section, out: list[str]) -> None:

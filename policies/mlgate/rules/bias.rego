@@ -521,3 +521,39 @@ violation contains v if {
 		"subject": lib.join(sort(names_of(entry))),
 	}
 }
+
+# The attributes the model card says it is disaggregated by (its Factors section,
+# names in backticks), where the environment requires the audit to cover them.
+card_factors contains f if {
+	cfg.require_card_factors == true
+	some f in lib.list_of(lib.evidence("model_card"), "factors")
+	is_string(f)
+}
+
+# METADATA
+# title: Sensitive attribute named by the model card not audited
+# description: >-
+#   The model card names a factor (a sensitive attribute it is disaggregated by)
+#   that the bias audit does not cover: the card promises an analysis the
+#   evidence does not contain.
+# custom:
+#   id: MLG-BIAS-014
+#   severity: high
+#   controls: [GMLP-3, EUAIA-10, EUAIA-13]
+#   remediation: Audit the release again over every attribute the model card names (mlgate evidence bias --sensitive ...), or correct the card.
+#   expected: >-
+#     Where bias.require_card_factors is true, the bias audit measures groups of
+#     every attribute the model card's Factors section names in backticks.
+violation contains v if {
+	audit.present == true
+	some f in card_factors
+	not f in audited
+	v := {
+		"id": "MLG-BIAS-014",
+		"severity": "high",
+		"controls": ["GMLP-3", "EUAIA-10", "EUAIA-13"],
+		"remediation": "Audit the release again over every attribute the model card names (mlgate evidence bias --sensitive ...), or correct the card.",
+		"message": sprintf("the model card names factor %s, but bias audit %s covers only %s; expected groups of every attribute the card names", [f, path, lib.join(sort(audited))]),
+		"subject": f,
+	}
+}

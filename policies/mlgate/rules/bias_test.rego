@@ -251,3 +251,27 @@ test_one_of_alternatives_suffices if {
 	count(violations_requiring(td.good_input, [["ethnicity", "RACE"]])) == 0
 	td.ids(violations_requiring(td.good_input, [["ethnicity", "ancestry"]])) == {"MLG-BIAS-013"}
 }
+
+# --- the model card's factors (issue 14) ----------------------------------------
+
+card_requiring(flag) := json.patch(td.environments, [{"op": "add", "path": "/production/bias/require_card_factors", "value": flag}])
+
+with_factors(factors) := json.patch(td.good_input, [{"op": "add", "path": "/evidence/model_card/factors", "value": factors}])
+
+test_card_factor_not_audited_denies_naming_it if {
+	envs := card_requiring(true)
+	vs := bias.violation with input as with_factors(["race", "insurance"]) with data.mlgate.environments as envs
+	td.ids(vs) == {"MLG-BIAS-014"}
+	some v in vs
+	v.message == "the model card names factor insurance, but bias audit evidence/bias_audit.json covers only race, sex; expected groups of every attribute the card names"
+}
+
+test_card_factors_covered_pass if {
+	envs := card_requiring(true)
+	count(bias.violation) == 0 with input as with_factors(["race", "sex"]) with data.mlgate.environments as envs
+}
+
+test_card_factors_not_required_where_the_tier_says_so if {
+	envs := card_requiring(false)
+	count(bias.violation) == 0 with input as with_factors(["insurance"]) with data.mlgate.environments as envs
+}
