@@ -19,7 +19,7 @@ from mlgate.cli.params import FiniteFloatRange
 
 #: The same names as :data:`mlgate.policy.engine.ENGINES` (a test keeps them equal); importing that
 #: module here would load the policy machinery on every ``mlgate --help``.
-ENGINE_CHOICES = ("embedded", "rego-cpp", "opa")
+ENGINE_CHOICES = ("embedded", "regorus-interp", "rego-cpp", "opa")
 
 #: OpaSettings field -> the command-line parameter that sets it.
 _OPA_PARAMS = {"url": "opa_url", "token": "opa_token", "ca_file": "opa_ca", "client_cert": "opa_client_cert",
@@ -47,7 +47,7 @@ def engine_options(*, default: str | None = "embedded", default_help: str = "") 
     ``default=None`` lets the command tell "not given" apart (``serve``: the settings file decides)."""
     options = [
         click.option("--engine", type=click.Choice(ENGINE_CHOICES), envvar="MLGATE_ENGINE", default=default, show_default=default is not None,
-                     help="Policy engine: regorus in-process, rego-cpp in-process (extra), or an OPA server." + default_help),
+                     help="Policy engine: regorus compiled (embedded), regorus interpreted (regorus-interp), rego-cpp in-process (extra), or an OPA server." + default_help),
         click.option("--opa-url", envvar="MLGATE_OPA_URL", help="OPA server base URL for --engine opa (e.g. http://127.0.0.1:8181)."),
         click.option("--opa-token", envvar="MLGATE_OPA_TOKEN", help="Bearer token for OPA (prefer env MLGATE_OPA_TOKEN or --opa-token-file)."),
         click.option("--opa-token-file", "opa_token_from_file", type=click.Path(dir_okay=False, path_type=Path), callback=_token_from_file,

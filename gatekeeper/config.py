@@ -74,7 +74,7 @@ from mlgate.policy.engine.opa import read_token_file  # noqa: F401 - also the se
 from mlgate.errors import InputError
 
 MODES = ("enforce", "warn", "audit")
-ENGINES = ("embedded", "rego-cpp", "opa")  # mlgate.policy.engine.ENGINES (a test keeps them equal)
+ENGINES = ("embedded", "regorus-interp", "rego-cpp", "opa")  # mlgate.policy.engine.ENGINES (a test keeps them equal)
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 #: The settings file's ``engine.opa`` keys and the OpaSettings fields they set.

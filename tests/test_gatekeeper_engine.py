@@ -69,7 +69,7 @@ def test_the_engine_comes_from_the_settings_file(hooks, opa):
     remote, local = hooks
     assert remote.app.settings.engine == "opa" and remote.app.settings.opa.url == opa.url
     assert isinstance(remote.gatekeeper.prepared.engine, DeadlineBoundEngine) and remote.gatekeeper.prepared.engine.timeout_s == 5
-    assert local.app.settings.engine == "embedded" and local.gatekeeper.prepared.engine.name == "regorus"
+    assert local.app.settings.engine == "embedded" and local.gatekeeper.prepared.engine.name == "regorus-rvm"
 
 
 @pytest.mark.parametrize("env", ["staging", "production"])
@@ -253,7 +253,7 @@ def test_flags_override_the_file_key_by_key(tmp_path):
 
 @pytest.mark.parametrize("doc, field, needle", [
     ({"engine": "opa"}, "engine", "must be a mapping"),
-    ({"engine": {"name": "wasm"}}, "engine.name", "must be one of embedded, rego-cpp, opa"),
+    ({"engine": {"name": "wasm"}}, "engine.name", "must be one of embedded, regorus-interp, rego-cpp, opa"),
     ({"engine": {"name": "opa", "extra": 1}}, "engine", "unknown key 'extra'"),
     ({"engine": {"name": "opa", "opa": {"url": "http://x", "tokens": "t"}}}, "engine.opa", "unknown key 'tokens'"),
     ({"engine": {"name": "opa", "opa": {"url": 8181}}}, "engine.opa.url", "non-empty string"),

@@ -9,7 +9,8 @@ naming the package, outside CI; under ``CI`` they fail: the reference is never s
   judges them on regorus;
 - every example input in staging and production, and 2,000 inputs generated from them
   (``tests/opa_reference.py``: fields dropped, values of the wrong type, more subgroups, more
-  approvals, waivers, times and environments moved), decide identically on regorus, OPA and
+  approvals, waivers, times and environments moved), decide identically on regorus (the
+  compiled VM, the default, and the tree-walker), OPA and
   (every twentieth: it is about 20x slower) rego-cpp: allow, violations, warnings and their
   messages, waivers; an engine error must be an error on the other engines too.
   ``python benchmarks/engine_conformance.py --library N`` runs the same comparison at any size.
@@ -44,7 +45,10 @@ def engines(bundled, opa_available):
     from mlgate.policy.engine.opa_inprocess import OpaInProcessEngine
     from mlgate.policy.engine.regorus_engine import RegorusEngine
 
-    made = {"regorus": RegorusEngine(bundled, timeout_s=0), "opa": OpaInProcessEngine(bundled)}
+    from mlgate.policy.engine.rvm_engine import RvmEngine
+
+    # regorus twice: the compiled VM (the default engine, --engine embedded) and the tree-walker
+    made = {"regorus": RegorusEngine(bundled, timeout_s=0), "regorus-rvm": RvmEngine(bundled, timeout_s=0), "opa": OpaInProcessEngine(bundled)}
     if regopy_available():
         from mlgate.policy.engine.regopy_engine import RegopyEngine
 

@@ -7,7 +7,9 @@ It raises :class:`~mlgate.errors.UndefinedDecision` when the policy is silent an
 
 Engines (``--engine``):
 
-- ``embedded`` (default): regorus, in-process (:mod:`mlgate.policy.engine.regorus_engine`).
+- ``embedded`` (default): regorus's compiled VM, in-process (:mod:`mlgate.policy.engine.rvm_engine`).
+- ``regorus-interp``: regorus's tree-walking interpreter, in-process
+  (:mod:`mlgate.policy.engine.regorus_engine`); what ``mlgate policy test`` runs on (``with``).
 - ``rego-cpp``: Microsoft rego-cpp through ``regopy``, in-process, the ``rego-cpp`` extra
   (:mod:`mlgate.policy.engine.regopy_engine`).
 - ``opa``: an OPA server over its REST data API (:mod:`mlgate.policy.engine.opa`).
@@ -38,6 +40,10 @@ def create_engine(kind: str, policy: PolicySet, *, timeout_s: float = 10.0, opa:
     if kind != "opa" and opa is not None:
         raise PolicyError(f"OPA server options (--opa-url, --opa-token, TLS) need --engine opa, not {kind!r}")
     if kind == "embedded":
+        from mlgate.policy.engine.rvm_engine import RvmEngine
+
+        return RvmEngine(policy, timeout_s=timeout_s)
+    if kind == "regorus-interp":
         from mlgate.policy.engine.regorus_engine import RegorusEngine
 
         return RegorusEngine(policy, timeout_s=timeout_s)

@@ -7,7 +7,7 @@ from typing import Any, Protocol
 from mlgate.errors import PolicyError
 
 DECISION_PATH = "data.mlgate.decision"
-ENGINES = ("embedded", "rego-cpp", "opa")
+ENGINES = ("embedded", "regorus-interp", "rego-cpp", "opa")
 
 
 class PolicyEngine(Protocol):

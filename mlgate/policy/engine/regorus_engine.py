@@ -39,24 +39,27 @@ def engine_version() -> str:
 class RegorusEngine:
     name = "regorus"
 
-    def __init__(self, policy: PolicySet, *, timeout_s: float = 10.0, include_tests: bool = False):
+    def __init__(self, policy: PolicySet, *, timeout_s: float = 10.0, include_tests: bool = False,
+                 extra_modules: tuple[tuple[str, str], ...] = ()):
         regorus = load_regorus()
         self.version = engine_version()
         self.timeout_s = timeout_s
         self._engine = regorus.Engine()
         modules: tuple[Module, ...] = policy.modules if include_tests else policy.decision_modules()
-        for module in modules:
+        # extra_modules: (path, text) generated from the policy (the time split's entry points)
+        for path, text in [(m.path, m.text) for m in modules] + list(extra_modules):
             try:
-                self._engine.add_policy(module.path, module.text)
+                self._engine.add_policy(path, text)
             except Exception as exc:  # noqa: BLE001 - parse errors: RuntimeError from the native side
-                raise PolicyError(f"cannot load policy: {one_line_error(exc)}", file=module.path) from None
+                raise PolicyError(f"cannot load policy: {one_line_error(exc)}", file=path) from None
         try:
             self._engine.add_data_json(json.dumps(policy.data))
         except Exception as exc:  # noqa: BLE001
             raise PolicyError(f"cannot load policy data: {one_line_error(exc)}") from None
-        from mlgate.policy.rego_ast import missing_builtins, parse
+        from mlgate.policy.rego_ast import checked_builtins
 
-        missing = missing_builtins(parse(policy, self._engine))
+        missing = checked_builtins(policy, self._engine, f"regorus {self.version}",
+                                   [(m.path, m.text) for m in modules] + list(extra_modules))  # remembered per policy revision
         if missing:
             file, line, name = missing[0]
             more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""

@@ -52,7 +52,7 @@ effective_here contains r if {
 # required (the rules read this instead of scanning the records again).
 filled := {i: people |
 	some i, x in required
-	people := {person(r) | some r in effective_here; r.role == x.role; r.meaning == x.meaning}
+	people := {p | some r in effective_here; r.role == x.role; r.meaning == x.meaning; p := person(r); is_string(p)}
 }
 
 # The indexes of the required entries that no effective approval fills.
@@ -427,7 +427,7 @@ violation contains v if {
 		"severity": "critical",
 		"controls": ["21CFR11.70", "21CFR11.10(e)"],
 		"remediation": "Undo the change, or have the approvers review the release as it is now and sign again (finish the manifest, run mlgate evidence collect, then sign).",
-		"message": sprintf("approval %s by %s no longer matches the release: %s", [lib.s(r, "path"), lib.s(r, "signer_id"), trim_prefix(concat("; ", lib.list_of(r, "release_changes")), "")]),
+		"message": sprintf("approval %s by %s no longer matches the release: %s", [lib.s(r, "path"), lib.s(r, "signer_id"), trim_prefix(concat("; ", [sprintf("%v", [c]) | some c in lib.list_of(r, "release_changes")]), "")]),
 		"subject": lib.s(r, "path"),
 	}
 }
@@ -658,11 +658,17 @@ model_signers contains lower(model_sig.signer_id) if {
 	is_string(model_sig.signer_id)
 }
 
-model_signers contains identity_name(model_sig) if model_sig.authenticated == true
+# (Bound, then checked: the compiled engine (regorus's VM) puts the value of an undefined call
+# into a set, so `contains identity_name(model_sig)` would add a name no one has.)
+model_signers contains n if {
+	model_sig.authenticated == true
+	n := identity_name(model_sig)
+	is_string(n)
+}
 
 # Every name an approver goes by: the claimed signer id (checked against the
 # trust policy) and the verified certificate or keyless identity.
-names(r) := {n | n := person(r)} | {n | n := identity_name(r)}
+names(r) := {n | n := person(r); is_string(n)} | {n | n := identity_name(r); is_string(n)}
 
 # METADATA
 # title: Approver also signed the model
@@ -698,10 +704,12 @@ bias_path := bias.path if is_string(bias.path)
 
 # Who wrote the bias audit: every verified signer who declared it authored
 # (predicate authored[]), and the record's own author field when it has one.
-bias_authors contains person(a) if {
+bias_authors contains p if {
 	some a in records
 	a.verified == true
 	bias_path in lib.list_of(a, "authored")
+	p := person(a)
+	is_string(p)
 }
 
 bias_authors contains lower(bias.author) if is_string(bias.author)
@@ -848,7 +856,7 @@ min_disciplines := cfg.min_disciplines if is_number(cfg.min_disciplines)
 
 effective_roles := {r.role | some r in effective_here}
 
-effective_people := {person(r) | some r in effective_here}
+effective_people := {p | some r in effective_here; p := person(r); is_string(p)}
 
 # METADATA
 # title: Approvals not multi-disciplinary

@@ -147,6 +147,21 @@ violation contains v if {
 	}
 }
 
+# A validation result (an object) that names its dataset (an object). Negated as a rule:
+# object.get on a record that is not an object raises on OPA and reads as undefined on the
+# compiled engine.
+# A validation result's time, null when it has none or is not an object (object.get on a
+# non-object raises on OPA and reads as undefined on the compiled engine).
+validated_at(r) := x if {
+	is_object(r)
+	x := object.get(r, "validated_at_ns", null)
+} else := null
+
+names_dataset(r) if {
+	is_object(r)
+	is_object(r.dataset)
+}
+
 # METADATA
 # title: Validation result not linked to a declared dataset
 # description: >-
@@ -165,7 +180,7 @@ violation contains v if {
 violation contains v if {
 	judged
 	some r in records
-	not is_object(object.get(r, "dataset", null))
+	not names_dataset(r)
 	v := {
 		"id": "MLG-DATA-005",
 		"severity": "medium",
@@ -179,7 +194,7 @@ violation contains v if {
 violation contains v if {
 	judged
 	some r in records
-	is_object(object.get(r, "dataset", null))
+	names_dataset(r)
 	count([d | some d in datasets; linked(r, d)]) == 0
 	v := {
 		"id": "MLG-DATA-005",
@@ -249,7 +264,7 @@ violation contains v if {
 violation contains v if {
 	judged
 	some r in records
-	t := object.get(r, "validated_at_ns", null)
+	t := validated_at(r)
 	not lib.fresh(t)
 	v := {
 		"id": "MLG-DATA-007",

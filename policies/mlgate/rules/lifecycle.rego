@@ -12,7 +12,12 @@ import rego.v1
 
 import data.mlgate.lib
 
-files := object.get(input, "evidence_files", {})
+# (An evidence_files that is not an object reads as none: object.get on it raises on OPA and
+# reads as undefined on the compiled engine.)
+files := x if {
+	x := object.get(input, "evidence_files", {})
+	is_object(x)
+} else := {}
 
 # --- 11.10(b): every evaluated record identifiable as an exact copy ----------
 
@@ -139,7 +144,12 @@ violation contains v if {
 
 # --- GMLP 10 / PCCP: re-training under the change control plan ----------------
 
-lineage := object.get(input, "lineage", {})
+# (A lineage that is not an object reads as none: object.get on it raises on OPA and reads as
+# undefined on the compiled engine.)
+lineage := x if {
+	x := object.get(input, "lineage", {})
+	is_object(x)
+} else := {}
 
 cfg := lib.thresholds("lineage")
 

@@ -42,7 +42,11 @@ needs_git if training_commit
 threshold_keys := ["required", "clean_tree", "training_commit", "dataset_digests", "independent_eval"]
 
 # A dataset's role comes from its name, as `mlgate evidence collect` assigns it.
-role(name) := "train" if {
+# A name that is not a string has no role (and no lower() error: OPA raises one, the
+# compiled engine reads it as undefined).
+role(name) := "other" if {
+	not is_string(name)
+} else := "train" if {
 	startswith(lower(name), "train")
 } else := "test" if {
 	startswith(lower(name), "test")
@@ -84,7 +88,7 @@ prov_sha256(name) := p.sha256 if {
 }
 
 # Every digest known for a dataset: declared in the manifest, or recorded by provenance.
-digests(d) := {x | some x in [object.get(d, "declared_digest", null), object.get(d, "actual_digest", null)]; is_string(x)} | {x | x := prov_sha256(d.name)}
+digests(d) := {x | some x in [object.get(d, "declared_digest", null), object.get(d, "actual_digest", null)]; is_string(x)} | {x | x := prov_sha256(d.name); is_string(x)}
 
 # METADATA
 # title: Provenance thresholds incomplete
@@ -427,6 +431,7 @@ violation contains v if {
 warning contains w if {
 	present
 	some p in prov_datasets
+	is_object(p)
 	is_string(object.get(p, "md5", null))
 	not is_string(object.get(p, "sha256", null))
 	w := {
