@@ -286,6 +286,60 @@ def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, ex
         sys.exit(EXIT_NOT_INTACT)
 
 
+@audit.command()
+@_audit_option
+@click.option("--policy", "policy_path", required=True, type=click.Path(path_type=Path),
+              help="The proposed policy: a policy directory or an OPA bundle (*.tar.gz).")
+@click.option("--data", "data_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Data override for the proposed policy (repeatable; documented environment data only).")
+@click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key verifying a signed OPA bundle given as --policy.")
+@click.option("--since", help="Only decisions at or after this time (RFC 3339).")
+@click.option("--at", "at", type=click.Choice(["original", "now"]), default="original", show_default=True,
+              help="Evaluate at the recorded evaluation time, or now.")
+@click.option("--record", "record", is_flag=True, help="Append each replayed decision to the trail (action: replay, naming the original decision).")
+@click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
+@click.pass_context
+def replay(ctx, audit_url, policy_path, data_files, bundle_key, since, at, record, fmt):
+    """Re-evaluate the stored inputs of past decisions under a proposed policy and list, per
+    release and environment, every decision that would flip (allow->deny, deny->allow) with the
+    findings that changed. Nothing is appended unless --record. Exit 0 no deny->allow flip,
+    1 some decision would flip from deny to allow, 2 error."""
+    from mlgate.audit import AuditOptions, open_sink
+    from mlgate.audit.verify import open_trail
+    from mlgate.clock import SystemClock, uuid4_ids
+    from mlgate.replay import Replayer, ReplayOptions, render_markdown, render_text, replay as run_replay, replay_record
+    from mlgate.safeio import printable
+
+    obj = ctx.obj or {}
+    clock, ids = obj.get("clock") or SystemClock(), obj.get("ids") or uuid4_ids
+    now = clock.now()
+    options = ReplayOptions(policy=policy_path, data_overrides=tuple(data_files), bundle_key=bundle_key, at=at, since=_time(since, "--since"))
+    try:
+        replayer = Replayer(options)
+        trail = open_trail(audit_url)
+        try:
+            result = run_replay(trail, options, now=now, replayer=replayer)
+        finally:
+            trail.close()
+        if record and result.replayed:
+            from mlgate.cli import _actor
+
+            with open_sink(audit_url, AuditOptions(input_mode="erase")) as sink:
+                for r in result.replayed:
+                    sink.append(replay_record(r, replayer, decision_id=ids(), now=now, actor=_actor(), at=at))
+    except MlgateError as exc:
+        _fail(exc)
+    if fmt == "json":
+        click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
+    elif fmt == "markdown":
+        click.echo(printable(render_markdown(result), keep_newlines=True), nl=False)
+    else:
+        click.echo(printable(render_text(result), keep_newlines=True))
+    if record and result.replayed:
+        click.echo(f"mlgate: recorded {len(result.replayed)} replay record(s) (action: replay) in {audit_url}", err=True)
+    sys.exit(result.exit_code)
+
+
 def _file_trail(audit_url: str, command: str) -> Path:
     from mlgate.audit.url import parse_audit_url
 

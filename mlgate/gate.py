@@ -18,7 +18,7 @@ from mlgate.audit import AuditReceipt, AuditSink
 from mlgate.canonical import escape_surrogates, escape_text, explain, sha256_hex
 from mlgate.clock import Clock, IdFactory, SystemClock, rfc3339, uuid4_ids
 from mlgate.errors import AuditError, MlgateError, PolicyError
-from mlgate.inputdoc import Request, build_input, canonical_input
+from mlgate.inputdoc import FACT_KEYS, Request, build_input, canonical_input
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlgate.evidence import Facts
@@ -74,6 +74,8 @@ class Decision:
     exempt: str | None = None  # why the request was recorded without an evaluation (admission only)
     # The facts the policy saw; kept for `--audit-input store`, never rendered.
     input_document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
+    # The canonical JSON of its collected facts, serialised once per Facts: what the store keeps, content-addressed.
+    input_blobs: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
 
     @property
     def allowed(self) -> bool:
@@ -362,6 +364,7 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
         raise PolicyError(f"the input document is not canonical JSON: {explain(input_doc, exc)}") from None
     state["input_digest"] = sha256_hex(input_json)
     state["input_document"] = input_doc
+    state["input_blobs"] = {k: facts.canonical(k) for k in FACT_KEYS if input_doc.get(k) is getattr(facts, k)}
 
     from mlgate.policy.engine import evaluate
 

@@ -81,7 +81,14 @@ def test_input_document_stored_when_asked(tmp_path):
     assert code == 0
     (rec,) = _records(log)
     assert rec["erased"] == [] and rec["input"]["apiVersion"] == "mlgate.dev/input/v1"
-    assert digest_json(rec["input"]) == rec["input_digest"] == decision["input_digest"]
+    # The collected facts are stored once, content-addressed, beside the log; the record names their digests.
+    from mlgate.audit.file import FileEvidenceStore
+    from mlgate.audit.record import load_input
+
+    assert set(rec["input_facts"]) == {"model", "datasets", "evidence", "evidence_files"} and "evidence" not in rec["input"]
+    doc = load_input(rec, FileEvidenceStore(log.parent / "evidence"))
+    assert doc["apiVersion"] == "mlgate.dev/input/v1" and "evidence" in doc
+    assert digest_json(doc) == rec["input_digest"] == decision["input_digest"]
 
 
 def test_error_decision_is_recorded_with_what_is_known(tmp_path):

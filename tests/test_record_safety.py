@@ -57,6 +57,14 @@ def assert_intact(path: Path, count: int) -> None:
     assert result.records == count
 
 
+def stored_input(rec: dict, log: Path) -> dict:
+    """The input document a record stored (its facts lie content-addressed beside the log)."""
+    from mlgate.audit.file import FileEvidenceStore
+    from mlgate.audit.record import load_input
+
+    return load_input(rec, FileEvidenceStore(log.parent / "evidence"))
+
+
 def check(release: Path, log: Path, *extra: str, env: str = "staging"):
     return run(["check", release, "--env", env, "--audit-log", log, *extra])
 
@@ -70,7 +78,7 @@ def test_a_param_yaml_reads_as_a_date_is_recorded_as_an_rfc3339_string(tmp_path)
     decision = json.loads(out)
     [rec] = lines(log)
     assert rec["decision_id"] == decision["decision_id"] and rec["result"] == decision["result"]
-    params = rec["input"]["evidence"]["provenance"]["mlflow"]["params"]
+    params = stored_input(rec, log)["evidence"]["provenance"]["mlflow"]["params"]
     assert params == {"trained_on": "2026-11-01", "cut_off": "2026-11-01T09:30:00Z"}
     assert_intact(log, 1)
 
@@ -82,7 +90,7 @@ def test_the_date_decision_is_the_same_as_with_the_date_quoted(tmp_path):
     code_b, out_b, _ = check(release_copy(tmp_path, "b", mlflow_params="trained_on: '2026-11-01'"), log_b, "-o", "json", "--audit-input", "store")
     assert code_a == code_b
     [a], [b] = lines(log_a), lines(log_b)
-    assert a["input"]["evidence"] == b["input"]["evidence"]
+    assert stored_input(a, log_a)["evidence"] == stored_input(b, log_b)["evidence"]
     assert [v["id"] for v in a["violations"]] == [v["id"] for v in b["violations"]]
 
 

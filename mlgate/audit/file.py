@@ -120,6 +120,7 @@ class FileEvidenceStore:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
+        self._known: set[str] = set()  # digests this store wrote or found (put_bytes skips them without a stat)
 
     def path(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest
@@ -129,6 +130,39 @@ class FileEvidenceStore:
 
     def open(self, digest: str):
         return open(self.path(digest), "rb")
+
+    def read(self, digest: str) -> bytes | None:
+        """The stored bytes, or None when there are none (or they cannot be read)."""
+        try:
+            with open(self.path(digest), "rb") as fh:
+                return fh.read()
+        except OSError:
+            return None
+
+    def put_bytes(self, digest: str, data: bytes, what: str) -> None:
+        """Store ``data`` (whose sha256 the caller computed) once: a blob already there is not
+        written again (content-addressed: the same digest is the same bytes)."""
+        target = self.path(digest)
+        if digest in self._known or target.is_file():
+            self._known.add(digest)
+            return
+        tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as dst:
+                dst.write(data)
+                dst.flush()
+                os.fsync(dst.fileno())
+            os.replace(tmp, target)
+            _fsync_dir(target.parent)
+        except OSError as exc:
+            raise AuditError(f"cannot store the {what}: {exc.strerror or exc}", file=str(self.root)) from None
+        finally:
+            try:
+                tmp.unlink()
+            except OSError:
+                pass
+        self._known.add(digest)
 
     def put(self, digest: str, source: Path, rel: str) -> None:
         target = self.path(digest)

@@ -256,6 +256,7 @@ def _row(s: dict[str, Any]) -> tuple:
 class PostgresEvidenceStore:
     def __init__(self, sink: "PostgresAuditSink"):
         self.sink = sink
+        self._known: set[str] = set()  # digests this process stored (put_bytes skips them)
 
     def put(self, digest: str, source: Path, rel: str) -> None:
         try:
@@ -267,6 +268,14 @@ class PostgresEvidenceStore:
             raise AuditError(f"cannot retain evidence {rel}: its sha256 is now {actual}, the decision read {digest} (changed since?)", file=str(source))
         self.sink._execute(f"INSERT INTO {EVIDENCE} (sha256, size, content) VALUES (%s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
                            (digest, len(data), data), what="retain evidence")
+
+    def put_bytes(self, digest: str, data: bytes, what: str) -> None:
+        """Store ``data`` under its sha256 (the caller's) once; skipped when this process already did."""
+        if digest in self._known:
+            return
+        self.sink._execute(f"INSERT INTO {EVIDENCE} (sha256, size, content) VALUES (%s, %s, %s) ON CONFLICT (sha256) DO NOTHING",
+                           (digest, len(data), data), what=f"store the {what}")
+        self._known.add(digest)
 
     def has(self, digest: str) -> bool:
         return bool(self.sink._query(f"SELECT 1 FROM {EVIDENCE} WHERE sha256 = %s", (digest,), what="read evidence"))

@@ -18,7 +18,10 @@ settings file or the policy named it), revision_inputs (everything the revision 
 revision_inputs are null on a decision made without a policy, and absent from records written
 before they were added), policy_git (the commit of the policy directory when
 it is a git checkout), engine and engine_version, mlgate_version, input_digest, the input
-document itself (``input``) or ``erased: ["/input"]`` (OPA's erased idea), evidence_digests
+document (``--audit-input store``, the default: ``input`` holds its small per-decision part and
+``input_facts`` the sha256 of each collected fact, stored content-addressed in the evidence
+store once however many decisions read it; :func:`store_input`, :func:`load_input`) or
+``erased: ["/input"]`` (OPA's erased idea), evidence_digests
 (every file read, by sha256) and evidence_retained, result, violations and warnings (ids and
 messages; a violation a signed waiver covers is a warning with its ``waiver``), ``waivers`` (when
 the release carries any: each with signer, rules, expiry, applied or the reason not), error,
@@ -258,7 +261,9 @@ def prepare(record: dict[str, Any], options: AuditOptions, store: Any | None) ->
         return out
     out["policy_git"] = policy_git(options.policy_dir) if decision.policy_revision else None
     if options.input_mode == "store" and decision.input_digest:
-        out["input"] = _input_document(decision)
+        if store is None:  # pragma: no cover - sinks always pass their store
+            raise AuditError("storing the input document was asked for but this audit backend has no evidence store")
+        out["input"], out["input_facts"] = store_input(_input_document(decision), store, getattr(decision, "input_blobs", None))
         out["erased"] = []
     if options.retain_evidence:
         if store is None:  # pragma: no cover - sinks always pass their store
@@ -274,6 +279,100 @@ def _input_document(decision: Any) -> dict[str, Any]:
     if doc is None:
         # An error before evaluation (no release, no policy): there was no input document.
         raise AuditError("cannot store the input document: the decision was made without one", field="input")
+    return doc
+
+
+#: The input document's keys stored apart from the record, content-addressed: the collected facts
+#: (about 90% of the document's bytes), the same for every decision about the same release
+#: (mlgate.inputdoc.FACT_KEYS; the audit package does not import the input document).
+INPUT_FACT_KEYS = ("datasets", "evidence", "evidence_files", "model")
+
+
+def store_input(doc: dict[str, Any], store: Any, blobs: dict[str, bytes] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """Store the input document for replay: (what the record keeps inline, ``input_facts``).
+
+    Each of :data:`INPUT_FACT_KEYS` is written to the evidence store once, as its canonical JSON
+    under its sha256 (``blobs`` holds those bytes when the gate already serialised them); the
+    record keeps the rest of the document (time, request, release: a few hundred bytes) and the
+    digest of each part. The same facts decided again cost a lookup and no bytes."""
+    from mlgate.canonical import canonical_json
+
+    inline: dict[str, Any] = {}
+    refs: dict[str, str] = {}
+    for key, value in doc.items():
+        if key not in INPUT_FACT_KEYS:
+            inline[key] = value
+            continue
+        blob = (blobs or {}).get(key)
+        if blob is None:
+            blob = canonical_json(value)
+        digest = _blob_digest(blob)
+        store.put_bytes(digest, blob, f"input document {key}")
+        refs[key] = digest
+    return inline, refs
+
+
+_DIGESTS: dict[int, tuple[bytes, str]] = {}  # id(blob) -> (blob, sha256): the gate hands the same cached bytes for every decision about one release
+
+
+def _blob_digest(blob: bytes) -> str:
+    import hashlib
+
+    known = _DIGESTS.get(id(blob))
+    if known is not None and known[0] is blob:
+        return known[1]
+    digest = hashlib.sha256(blob).hexdigest()
+    if len(_DIGESTS) >= 256:
+        _DIGESTS.clear()
+    _DIGESTS[id(blob)] = (blob, digest)
+    return digest
+
+
+class InputNotStored(AuditError):
+    """The record holds no input document to replay (erased, or a decision made without one)."""
+
+
+def load_input(record: dict[str, Any], store: Any) -> dict[str, Any]:
+    """The input document a recorded decision was evaluated on, rebuilt from the record and the
+    evidence store and checked against the recorded ``input_digest``. Raises
+    :class:`InputNotStored` when it was not kept, AuditError when a stored part is missing or
+    does not have its digest (the store was changed)."""
+    import hashlib
+    import json
+
+    from mlgate.canonical import digest_json
+
+    where = f"decision {record.get('decision_id')} (sequence {record.get('sequence')})"
+    inline = record.get("input")
+    if not isinstance(inline, dict) or not record.get("input_digest"):
+        erased = "/input" in (record.get("erased") or [])
+        reason = "its input document was erased (--audit-input erase)" if erased else "it was made without an input document"
+        raise InputNotStored(f"{where} is not replayable: {reason}", field="input")
+    refs = record.get("input_facts") or {}
+    if not isinstance(refs, dict):
+        raise AuditError(f"{where}: input_facts must be an object", field="input_facts")
+    doc = dict(inline)
+    for key, digest in sorted(refs.items()):
+        if key not in INPUT_FACT_KEYS or not isinstance(digest, str) or not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise AuditError(f"{where}: input_facts.{key} is not a stored fact of the input document", field=f"input_facts.{key}")
+        data = store.read(digest) if store is not None else None
+        if data is None:
+            raise AuditError(f"{where}: the stored input document part {key} (sha256 {digest}) is missing from the evidence store",
+                             field=f"input_facts.{key}")
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise AuditError(f"{where}: the stored input document part {key} does not have its sha256 {digest} (the store was changed)",
+                             field=f"input_facts.{key}")
+        try:
+            doc[key] = json.loads(data)
+        except ValueError:
+            raise AuditError(f"{where}: the stored input document part {key} is not JSON", field=f"input_facts.{key}") from None
+    try:
+        actual = digest_json(doc)
+    except (TypeError, ValueError):
+        actual = None
+    if actual != record["input_digest"]:
+        raise AuditError(f"{where}: the stored input document does not have the recorded input_digest {record['input_digest']}",
+                         field="input_digest")
     return doc
 
 
