@@ -37,7 +37,7 @@ def _write(text: str, out: Path | None) -> None:
 
 @click.group("policy")
 def policy() -> None:
-    """Test, lint, document and bundle a policy directory (default: the bundled library)."""
+    """Test, lint, document, bundle, push and pull policies (default: the bundled library)."""
 
 
 @policy.command("test")
@@ -130,3 +130,80 @@ def bundle_cmd(policy_dir, out, signing_key, verify_path, key_path):
         _fail(exc)
     signed = f", signed (key id {(info.key_id or '?')[:16]})" if info.signed else ", unsigned"
     click.echo(f"mlgate: wrote {info.path}: {len(info.files)} files, roots {', '.join(info.roots)}, revision {info.revision}{signed}")
+
+
+@policy.command("push")
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("reference")
+@click.option("--signing-key", type=click.Path(dir_okay=False, path_type=Path), help="Sign the bundle built from SOURCE (a directory) with this PEM private key.")
+def push_cmd(source, reference, signing_key):
+    """Push SOURCE (a policy directory, bundled as by `mlgate policy bundle`, or a bundle *.tar.gz)
+    to REFERENCE (oci://REGISTRY/REPO:TAG) as an OCI artifact OPA reads; print the manifest digest."""
+    import tempfile
+
+    from mlgate.policy import oci
+    from mlgate.policy.bundle import build_bundle, is_bundle_path, read_bundle
+
+    try:
+        ref = oci.parse_ref(reference)
+        if ref.digest is not None or ref.tag is None:
+            raise MlgateError(f"{reference}: push to a tag (oci://REGISTRY/REPO:TAG); the digest is printed", field="reference")
+        if is_bundle_path(source):
+            if signing_key is not None:
+                raise MlgateError("--signing-key signs a bundle built from a policy directory; SOURCE is already a bundle (sign it with `mlgate policy bundle`)", file=str(source))
+            info = read_bundle(source)
+            data = source.read_bytes()
+        else:
+            with tempfile.TemporaryDirectory(prefix="mlgate-push-") as tmp:
+                out = Path(tmp) / "bundle.tar.gz"
+                info = build_bundle(source, out, signing_key=signing_key)
+                data = out.read_bytes()
+        digest = oci.push(data, ref, revision=info.revision)
+    except MlgateError as exc:
+        _fail(exc)
+    signed = f"signed (key id {(info.key_id or '?')[:16]})" if info.signed else "unsigned"
+    click.echo(f"mlgate: pushed {ref}@{digest}: revision {info.revision}, {signed}", err=True)
+    click.echo(digest)
+
+
+@policy.command("pull")
+@click.argument("reference")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Write the verified bundle here (e.g. bundle.tar.gz).")
+@click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key the bundle must be signed with (a signed bundle is refused without one).")
+def pull_cmd(reference, out, bundle_key):
+    """Pull REFERENCE (oci://REGISTRY/REPO:TAG or @sha256:...): manifest and layer digests checked,
+    the bundle signature verified with --bundle-key. Exit 0 ok, 1 verification failed, 2 error."""
+    import os
+    import tempfile
+
+    from mlgate.errors import SignatureError
+    from mlgate.policy import oci
+    from mlgate.policy.bundle import read_bundle, verify_bundle
+
+    try:
+        ref = oci.parse_ref(reference)
+        pulled = oci.pull(ref)
+        fd, tmp = tempfile.mkstemp(prefix=".mlgate-pull-", suffix=".tar.gz", dir=out.parent if str(out.parent) else ".")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(pulled.bundle)
+            try:
+                info = verify_bundle(Path(tmp), bundle_key) if bundle_key is not None else read_bundle(Path(tmp))
+            except MlgateError as exc:
+                raise type(exc)(exc.message, file=str(pulled.ref), field=exc.field) from None
+            if bundle_key is None and info.signed:
+                raise SignatureError("bundle is signed; pass its public key (--bundle-key) to verify it, as OPA requires", file=str(pulled.ref))
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except SignatureError as exc:
+        click.echo(f"mlgate: bundle verification FAILED: {exc.diagnostics()}", err=True)
+        sys.exit(EXIT_FAIL)
+    except OSError as exc:
+        click.echo(f"mlgate: error: {out}: cannot write: {exc.strerror}", err=True)
+        sys.exit(EXIT_ERROR)
+    except MlgateError as exc:
+        _fail(exc)
+    signed = f"signature OK (key id {(info.key_id or '?')[:16]})" if bundle_key is not None else "unsigned"
+    click.echo(f"mlgate: wrote {out} from {pulled.ref}: {signed}, {len(info.files)} files, revision {info.revision}")

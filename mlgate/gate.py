@@ -231,7 +231,7 @@ def decision_revision(policy: Any, trust: Any, engine: Any, settings: Any, *, tr
         "engine": engine_facts,
     })
     inputs = {
-        "policy": {"path": policy_source, "revision": policy.bundle_revision},
+        "policy": {"path": policy_source, "revision": policy.bundle_revision, **({"oci": policy.origin} if getattr(policy, "origin", None) else {})},
         "data_overrides": [{"path": name, "digest": digest} for name, digest in policy.overrides],
         "trust_policy": {**trust.as_record(), "from": trust_from},
         "settings": settings.as_record(),
@@ -264,7 +264,8 @@ def prepare(options: GateOptions) -> Prepared:
     trust_path, trust_from = trust_policy_path(options.trust_policy, settings, policy.trust_policy_path)
     trust = load_trust_policy(trust_path)
     revision, inputs = decision_revision(policy, trust, engine, settings, trust_from=trust_from,
-                                         policy_source="bundled" if policy_dir is None else display(policy_dir))
+                                         policy_source="bundled" if policy_dir is None else (
+                                             policy.origin["reference"] if getattr(policy, "origin", None) else display(policy_dir)))
     return Prepared(policy=policy, engine=engine, trust=trust, revision=revision, inputs=inputs)
 
 

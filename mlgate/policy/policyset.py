@@ -53,6 +53,7 @@ class PolicySet:
     files: dict[str, str] = field(hash=False)  # relpath -> sha256 (overrides as "override:NAME")
     bundle_revision: str = ""  # sha256 over the policy's own files only: an OPA bundle's .manifest revision
     overrides: tuple[tuple[str, str], ...] = ()  # (override as given, sha256), in the order merged
+    origin: dict[str, str] | None = field(default=None, hash=False, compare=False)  # an OCI artifact: {"reference", "digest"}
 
     def decision_modules(self) -> tuple[Module, ...]:
         return tuple(m for m in self.modules if not m.is_test)
