@@ -37,30 +37,35 @@ def _policy(root, text):
 
 
 def test_the_bundled_library_is_parsed_once_per_revision(parses):
-    policy = load_policy(bundled_policy_dir())
+    policy = load_policy(bundled_policy_dir())  # parses once for its rule paths
+    before = len(parses)
     RegorusEngine(policy)
-    assert len(parses) == 1
+    assert len(parses) == before + 1
     engine = RegorusEngine(policy)
-    assert len(parses) == 1  # the second start reads the remembered answer
+    assert len(parses) == before + 1  # the second start reads the remembered answer
     assert isinstance(engine.decide({}), dict)
 
 
 def test_an_edited_module_is_checked_again(parses, tmp_path):
+    policy = _policy(tmp_path / "p", GOOD)
+    RegorusEngine(policy)
     RegorusEngine(_policy(tmp_path / "p", GOOD))
-    RegorusEngine(_policy(tmp_path / "p", GOOD))
-    assert len(parses) == 1
-    RegorusEngine(_policy(tmp_path / "p", GOOD + "extra := 1\n"))
-    assert len(parses) == 2
+    count = len(parses)
+    edited = _policy(tmp_path / "p", GOOD + "extra := 1\n")  # a new revision: its rule paths are parsed too
+    assert len(parses) == count + 1
+    RegorusEngine(edited)
+    assert len(parses) == count + 2
     with pytest.raises(PolicyError, match=r"p.rego:3: builtin io.jwt.verify_rs256 is not available"):
         RegorusEngine(_policy(tmp_path / "p", MISSING))
 
 
 def test_a_missing_builtin_is_named_on_every_start(parses, tmp_path):
     policy = _policy(tmp_path / "p", MISSING)
+    before = len(parses)
     for attempt in (1, 2):
         with pytest.raises(PolicyError, match=r"p.rego:3: builtin io.jwt.verify_rs256 is not available"):
             RegorusEngine(policy)
-        assert len(parses) == attempt  # a failure is never remembered
+        assert len(parses) == before + attempt  # a failure is never remembered
 
 
 def test_a_forged_clean_entry_still_fails_closed(parses, tmp_path, monkeypatch):
@@ -77,3 +82,21 @@ def test_a_forged_clean_entry_still_fails_closed(parses, tmp_path, monkeypatch):
     engine = RegorusEngine(policy)  # loads: the forged entry is read
     with pytest.raises(EngineError):
         engine.decide({"t": "x", "k": "y"})
+
+
+def test_the_rule_paths_are_parsed_once_per_revision(parses, tmp_path):
+    first = rego_ast.rule_paths(load_policy(bundled_policy_dir()))
+    assert len(parses) == 1  # load_policy itself found them (its data may not shadow a rule); then remembered
+    again = load_policy(bundled_policy_dir())
+    assert len(parses) == 1
+    assert rego_ast.rule_paths(again) == first and ("mlgate", "decision") in first
+
+
+def test_a_data_document_shadowing_a_rule_is_refused_with_the_paths_cached(parses, tmp_path):
+    root = tmp_path / "p"
+    _policy(root, GOOD)  # remembered
+    (root / "mlgate" / "data.json").write_text('{"decision": {"allow": true}}')
+    for _ in range(2):
+        with pytest.raises(PolicyError, match=r"a data document may not set a path a rule defines \(data.mlgate.decision"):
+            load_policy(root)
+    assert len(parses) == 1

@@ -290,6 +290,59 @@ def missing_builtins(parsed: ParsedPolicy) -> list[tuple[str, int, str]]:
 
 
 _BUILTINS_CACHE = "regorus-builtins-v1"
+_RULE_PATHS_CACHE = "rule-paths-v1"
+
+
+def _policy_key(namespace: str, modules: list[tuple[str, str]], engine: str) -> str | None:
+    """The cache key of a fact derived from these modules' text by this code on this engine."""
+    from mlgate import localcache
+
+    try:
+        code = Path(__file__).read_bytes()
+    except OSError:
+        return None
+    if not engine:
+        return None
+    return localcache.key_digest(namespace, engine, code, *(part for pair in sorted(modules) for part in pair))
+
+
+def rule_paths(policy: PolicySet) -> dict[tuple[str, ...], str]:
+    """Every path a rule of ``policy`` defines, ``package + rule name`` -> the file (as displayed)
+    that first defines it, from the engine's own parse; remembered per policy revision.
+
+    The parse (every module, tests included) costs a start tens of milliseconds; its answer
+    depends only on the modules' text, regorus and this code, which key it in the per-user
+    cache (:mod:`mlgate.localcache`). Safe for the same reason as every entry there: a forged
+    entry could only hide a rule path from the check that a policy's own data does not shadow a
+    rule, and whoever can write this user's cache can write the policy directory itself.
+    """
+    import json as _json
+
+    from mlgate import localcache
+
+    modules = [(m.path, m.text) for m in policy.modules]
+    key = _policy_key(_RULE_PATHS_CACHE, modules, localcache.library_fingerprint("regorus"))
+    if key is not None:
+        cached = localcache.get(_RULE_PATHS_CACHE, key)
+        if cached is not None:
+            try:
+                items = _json.loads(cached)
+                shown = {path: display(policy.root / path) for path in {path for _, path in items}}
+                return {tuple(parts): shown[path] for parts, path in items}
+            except (ValueError, TypeError):
+                pass  # a torn or foreign entry: parse again
+    found: dict[tuple[str, ...], str] = {}
+    where: list[list[Any]] = []
+    for module in parse(policy).modules:
+        package = tuple(module.package.split(".")) if module.package else ()
+        for rule in module.rules:
+            path = (*package, rule.name)
+            if path not in found:
+                found[path] = module.display
+                where.append([list(path), module.path])
+    if key is not None:
+        localcache.put(_RULE_PATHS_CACHE, key, _json.dumps(where).encode("utf-8"))
+    return found
 
 
 def checked_builtins(policy: PolicySet, engine: Any, engine_version: str,
