@@ -1,8 +1,13 @@
-"""Figures for issue #2's targets. Prints; asserts nothing (speed is measured, not unit-tested).
+"""Figures for issue #2's and issue #17's targets. Prints; asserts nothing (speed is measured, not unit-tested).
 
-    python benchmarks/check.py [--runs 5] [--hash-gib 1.0] [--skip-hash]
+    python benchmarks/check.py [--runs 5] [--hash-gib 1.0] [--skip-hash] [--baseline REV] [--only-check]
 
-- median wall time of `mlgate check` on each example (target < 0.5 s on a 2-core machine);
+- median wall time of `mlgate check` on each example, next to a bare `python -c pass` measured
+  in the same run (issue 17's target: <= 120 ms and <= 6x the bare interpreter), with the
+  first run on an empty cache (MLGATE_CACHE_DIR, see mlgate.localcache) shown apart;
+- with ``--baseline REV``: the same commands from the tree of git revision REV (unpacked into
+  a temporary directory and imported ahead of this checkout), run alternately with the current
+  tree in every round, so old and new see the same machine load;
 - `mlgate --help` wall time and the import time of `mlgate.cli` (target < 0.15 s);
 - model hashing throughput on a directory of several files already in the page cache, as a
   fraction of this machine's limit: cores x single-core `openssl speed -evp sha256` at 16 KiB
@@ -24,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = [("readmission-risk", "production"), ("triage-acuity", "production"), ("triage-acuity-v2", "production"), ("chest-xray", "staging")]
-MLGATE = [sys.executable, "-m", "mlgate"]
+MLGATE = [sys.executable, "-P", "-m", "mlgate"]  # -P: the working directory is not on sys.path (--baseline imports its own tree)
 
 
 def timed(cmd: list[str], **kw) -> float:
@@ -79,18 +84,60 @@ def hashing(gib: float) -> None:
         shutil.rmtree(root)
 
 
+def baseline_tree(rev: str, into: Path) -> Path:
+    """The tree of ``rev`` laid out as the installed package (cli/, gatekeeper/ and policies/
+    inside mlgate/, as pyproject's package-dir maps them), to import ahead of this checkout."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    for top, inside in (("cli", "cli"), ("gatekeeper", "gatekeeper"), ("policies", "policies")):
+        if (into / top).is_dir() and not (into / "mlgate" / inside).exists():
+            (into / top).rename(into / "mlgate" / inside)
+    return into
+
+
+def check_commands(args, audit: Path) -> None:
+    """Median `mlgate check` per example, current tree and (optionally) a baseline revision,
+    alternating in every round; a bare interpreter in the same rounds."""
+    trees: list[tuple[str, dict[str, str]]] = []
+    work = Path(tempfile.mkdtemp(prefix="mlgate-bench-"))
+    for label in ([f"baseline {args.baseline}"] if args.baseline else []) + ["current"]:
+        env = dict(os.environ, MLGATE_CACHE_DIR=str(work / f"cache-{len(trees)}"))
+        if label != "current":
+            env["PYTHONPATH"] = str(baseline_tree(args.baseline, work / "baseline"))
+        trees.append((label, env))
+    bare_cmd = [sys.executable, "-c", "pass"]
+    print(f"mlgate check, median of {args.runs} runs after a first run on an empty cache "
+          f"(targets: <= 120 ms, <= 6x a bare interpreter):")
+    for name, env_name in EXAMPLES:
+        cmd = [*MLGATE, "check", f"examples/{name}", "--env", env_name, "--audit-log", str(audit)]
+        first = {label: timed(cmd, cwd=REPO, env=env) for label, env in trees}
+        times: dict[str, list[float]] = {label: [] for label, _ in trees}
+        bare: list[float] = []
+        for _ in range(args.runs):
+            bare.append(timed(bare_cmd))
+            for label, env in trees:
+                times[label].append(timed(cmd, cwd=REPO, env=env))
+        b = statistics.median(bare)
+        print(f"  {name} --env {env_name}: bare interpreter {b * 1000:.1f} ms")
+        for label, _ in trees:
+            t = statistics.median(times[label])
+            print(f"    {label:28s} {t * 1000:7.1f} ms = {t / b:4.1f}x bare (first run, empty cache: {first[label] * 1000:.1f} ms)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--hash-gib", type=float, default=1.0)
     parser.add_argument("--skip-hash", action="store_true")
+    parser.add_argument("--baseline", metavar="REV", help="also time the tree of this git revision, alternating with the current one")
+    parser.add_argument("--only-check", action="store_true", help="only the `mlgate check` figures")
     args = parser.parse_args()
 
     audit = Path(tempfile.mkdtemp(prefix="mlgate-bench-audit-")) / "audit.jsonl"
-    print(f"mlgate check, median of {args.runs} runs (target < 0.5 s):")
-    for name, env in EXAMPLES:
-        t = median_of(args.runs, [*MLGATE, "check", f"examples/{name}", "--env", env, "--audit-log", str(audit)], cwd=REPO)
-        print(f"  {name:18s} --env {env:10s} {t * 1000:7.1f} ms")
+    check_commands(args, audit)
+    if args.only_check:
+        return 0
     help_t = median_of(args.runs * 2, [*MLGATE, "--help"], cwd=REPO)
     bare = median_of(args.runs * 2, [sys.executable, "-c", "pass"])
     probe = "import time; t = time.perf_counter(); import mlgate.cli; print(time.perf_counter() - t)"
