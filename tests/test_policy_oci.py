@@ -35,6 +35,7 @@ def registry(tmp_path):
 def cache(tmp_path, monkeypatch):
     path = tmp_path / "oci-cache"
     monkeypatch.setenv("MLGATE_OCI_CACHE", str(path))
+    monkeypatch.setattr(oci, "_RESOLVED", {})  # each test is a fresh run: tags resolved anew
     return path
 
 
@@ -178,17 +179,22 @@ def test_registry_down_fails_closed_but_a_cached_digest_works(tmp_path, registry
 def test_tag_moved_gives_a_new_digest(tmp_path, registry):
     ref = f"oci://{registry.host}/mlgate/policy:stable"
     first = push(bundled_policy_dir(), ref)
+    log = tmp_path / "a.jsonl"
+    assert check_json(RELEASE, "production", log, "--policy", ref)[0] == 0
     changed = tmp_path / "policy"
     shutil.copytree(bundled_policy_dir(), changed, ignore=shutil.ignore_patterns("__pycache__"))
     rule = next((changed / "mlgate" / "rules").glob("*.rego"))
     rule.write_text(rule.read_text() + "\n# reviewed again\n")
     second = push(changed, ref)
     assert second != first
-    log = tmp_path / "a.jsonl"
+    # Within one run (one process) the tag stays resolved to the digest it first gave.
+    assert check_json(RELEASE, "production", log, "--policy", ref)[0] == 0
+    oci._RESOLVED.clear()  # the next run resolves the tag again
     code, decision, _ = check_json(RELEASE, "production", log, "--policy", ref)
     assert code == 0, decision["error"]
-    rec = records(log)[0]["revision_inputs"]["policy"]
-    assert rec["oci"] == {"reference": ref, "digest": second} and rec["path"] == ref
+    recs = [r["revision_inputs"]["policy"] for r in records(log)]
+    assert [r["oci"] for r in recs] == [{"reference": ref, "digest": d} for d in (first, first, second)]
+    assert all(r["path"] == ref for r in recs) and recs[0]["revision"] != recs[2]["revision"]
 
 
 class _Garbage(http.server.BaseHTTPRequestHandler):
@@ -229,3 +235,28 @@ def test_references_parse():
     d = "sha256:" + "a" * 64
     assert oci.parse_ref(f"oci://localhost:5000/org/policy:v1@{d}") == oci.OciRef("localhost:5000", "org/policy", "v1", d)
     assert str(oci.parse_ref("oci:/reg.example/p:1")) == "oci://reg.example/p:1"  # as a Path prints it
+
+
+def test_an_artifact_without_one_bundle_layer_is_refused(tmp_path, registry):
+    """A manifest whose layers OPA would not read as a bundle (wrong media type, two bundles) is refused."""
+    digest = push(bundled_policy_dir(), f"oci://{registry.host}/mlgate/policy:v1")
+    doc = json.loads(manifest(registry, "mlgate/policy", digest))
+    variants = {"plain-tar": [{**doc["layers"][0], "mediaType": "application/vnd.oci.image.layer.v1.tar"}],
+                "two-bundles": [doc["layers"][0], doc["layers"][0]]}
+    for tag, layers in variants.items():
+        body = json.dumps({**doc, "layers": layers}).encode()
+        req = urllib.request.Request(f"http://{registry.host}/v2/mlgate/policy/manifests/{tag}", data=body, method="PUT",
+                                     headers={"Content-Type": oci.MANIFEST_MEDIA_TYPE})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 201
+        code, _, stderr = run(["policy", "pull", f"oci://{registry.host}/mlgate/policy:{tag}", "-o", tmp_path / "x.tar.gz"])
+        assert code == 2 and "exactly one application/vnd.oci.image.layer.v1.tar+gzip layer" in stderr, stderr
+
+
+def test_a_local_policy_does_not_import_the_oci_client():
+    """`mlgate check` start-up stays as it was: oras is imported only for oci:// policies."""
+    import subprocess
+    import sys
+
+    code = "import sys; from mlgate.policy import load_policy; load_policy(); assert 'oras' not in sys.modules, 'oras imported'"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

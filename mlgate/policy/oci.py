@@ -329,17 +329,26 @@ def pull(ref: OciRef, *, cache: Path | None = None) -> Pulled:
     return pulled
 
 
-def load_oci_policy(source: Any, *, key: Path | None = None, data_overrides: list[Path] | None = None) -> Any:
+#: tag reference -> the digest it resolved to in this process: a tag is resolved once per run (the
+#: decision and its --explain, or a webhook's gate threads, see the same bundle).
+_RESOLVED: dict[str, str] = {}
+
+
+def load_oci_policy(source: Any, *, key: Path | None = None, data_overrides: list[Path] | None = None, resolve_again: bool = False) -> Any:
     """The PolicySet of an ``oci://`` reference: pulled (or taken from the digest cache), digests
     checked, bundle signature verified with ``key`` (a signed bundle needs one), with
-    ``origin = {"reference", "digest"}`` for the record."""
+    ``origin = {"reference", "digest"}`` for the record. A tag is resolved to a digest once per
+    process unless ``resolve_again`` (a refresh)."""
     import dataclasses
 
     from mlgate.policy.bundle import load_bundle_policy
 
     ref = parse_ref(source)
     cache = cache_dir()
-    pulled = pull(ref, cache=cache)
+    pinned = ref if ref.digest is not None or resolve_again else ref.at(_RESOLVED[str(ref)]) if str(ref) in _RESOLVED else ref
+    pulled = pull(pinned, cache=cache)
+    if ref.digest is None:
+        _RESOLVED[str(ref)] = pulled.ref.digest or ""
     with tempfile.TemporaryDirectory(prefix="mlgate-oci-") as tmp:
         path = Path(tmp) / "bundle.tar.gz"
         path.write_bytes(pulled.bundle)
