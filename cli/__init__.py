@@ -68,7 +68,8 @@ def cli() -> None:
 @click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", cls=AuditOption, callback=check_audit_url, help="Audit trail: file:PATH (default: `audit` in .mlgate.yaml, else file:.mlgate/audit.jsonl) or postgresql://... (env MLGATE_AUDIT).")
 @click.option("--audit-log", type=click.Path(dir_okay=False, path_type=Path), help="Shorthand for --audit file:PATH.")
 @click.option("--retain-evidence", is_flag=True, envvar="MLGATE_RETAIN_EVIDENCE", help="Keep a content-addressed copy of every file the decision read.")
-@click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="erase", show_default=True, help="Store the input document in the audit record, or only its digest.")
+@click.option("--audit-input", type=click.Choice(["erase", "store"]), envvar="MLGATE_AUDIT_INPUT", default="store", show_default=True,
+              help="Keep the input document for mlgate audit replay (its facts content-addressed beside the trail, once per distinct facts), or erase it and record only its digest.")
 @click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
 @engine_options()
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")

@@ -208,7 +208,10 @@ def show(audit_url, model_digest, release, environment, result, since, until, fm
     except MlgateError as exc:
         _fail(exc)
     if fmt == "json":
-        click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-list/v1", "count": len(records), "records": records}, indent=2, sort_keys=True))
+        replays = sum(1 for r in records if r.get("action") == "replay" or r.get("kind") == "replay")
+        # A replay (mlgate audit replay --record) is listed, marked by its action, and never counted as a decision.
+        click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-list/v1", "count": len(records) - replays, "replays": replays, "records": records},
+                              indent=2, sort_keys=True))
     else:
         from mlgate.safeio import printable
 

@@ -187,7 +187,12 @@ def open_audit_sink(settings: Settings, clock: Clock | None = None):
     (:mod:`mlgate.audit.autocheckpoint`)."""
     from mlgate.audit import AuditOptions, open_sink
 
-    sink = open_sink(settings.audit, AuditOptions(policy_dir=settings.policy_dir))
+    # The input document is kept for mlgate audit replay (content-addressed: one copy per distinct facts);
+    # MLGATE_AUDIT_INPUT=erase keeps only its digest.
+    import os
+
+    input_mode = os.environ.get("MLGATE_AUDIT_INPUT", "store")
+    sink = open_sink(settings.audit, AuditOptions(policy_dir=settings.policy_dir, input_mode=input_mode))
     if settings.checkpoint is None:
         return sink
     from mlgate.audit.autocheckpoint import CheckpointingSink, Checkpointer

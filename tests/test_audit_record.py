@@ -20,7 +20,7 @@ from conftest import EXAMPLES
 FIELDS = {"apiVersion", "decision_id", "sequence", "timestamp", "actor", "action", "source", "namespace", "dry_run", "release",
           "subject_digest", "environment", "policy_revision", "policy_git", "engine", "engine_version", "mlgate_version", "input_digest",
           "erased", "evidence_digests", "evidence_retained", "result", "violations", "warnings", "error", "exempt", "admission", "prev_hash", "hash",
-          "trust_policy", "revision_inputs"}
+          "trust_policy", "revision_inputs", "input", "input_facts"}  # the input document is stored by default (mlgate audit replay)
 
 
 def _check(tmp_path, example, env, *extra, log=None):
@@ -44,7 +44,7 @@ def test_record_fields(tmp_path):
     assert rec["release"]["name"] == "triage-acuity" and rec["subject_digest"] == decision["model_digest"]
     assert rec["policy_revision"] == decision["policy_revision"] and rec["input_digest"] == decision["input_digest"]
     assert {v["id"] for v in rec["violations"]} >= {"MLG-BIAS-002"}
-    assert rec["erased"] == ["/input"] and "input" not in rec and rec["evidence_retained"] is False
+    assert rec["erased"] == [] and rec["input"]["evaluated_at"] == rec["timestamp"] and rec["evidence_retained"] is False
     # The bundled policies sit in this repository's git checkout: the commit is recorded.
     assert rec["policy_git"]["path"] == "policies" and len(rec["policy_git"]["commit"]) == 40
     # Digests only: no signature or key material anywhere in the record.

@@ -83,7 +83,10 @@ def table(records: Iterable[dict[str, Any]]) -> str:
         rel = rec.get("release") if isinstance(rec.get("release"), dict) else {}
         release = f"{rel.get('name')}@{rel.get('version')}" if rel.get("name") else "-"
         ids = sorted({str(v.get("id")) for v in rec.get("violations") or [] if isinstance(v, dict)})
-        rows.append((str(rec.get("sequence")), str(rec.get("timestamp")), str(rec.get("result")).upper(), str(rec.get("environment") or "-"),
+        result = str(rec.get("result")).upper()
+        if rec.get("action") == "replay" or rec.get("kind") == "replay":  # mlgate audit replay --record: a what-if, never a decision
+            result = f"REPLAY:{result}"
+        rows.append((str(rec.get("sequence")), str(rec.get("timestamp")), result, str(rec.get("environment") or "-"),
                      release, str(rec.get("subject_digest") or "-")[:12], str(rec.get("decision_id")), ",".join(ids) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)

@@ -96,7 +96,9 @@ def _time_key(rec: dict[str, Any]) -> tuple:
 
 
 def select_records(records: list[dict[str, Any]], name: str, version: str | None) -> list[dict[str, Any]]:
-    """The decisions about the release, and every other decision about the same model digest."""
+    """The decisions about the release, and every other decision about the same model digest
+    (replays, ``mlgate audit replay --record``, are what-ifs: never counted as decisions)."""
+    records = [r for r in records if r.get("action") != "replay" and r.get("kind") != "replay"]
     chosen = [r for r in records if _release_of(r).get("name") == name and (version is None or str(_release_of(r).get("version")) == version)]
     digests = {r.get("subject_digest") for r in chosen if r.get("subject_digest")}
     seqs = {r.get("sequence") for r in chosen}
