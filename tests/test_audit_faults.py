@@ -75,10 +75,11 @@ def test_full_filesystem_denies_and_keeps_the_log(small_fs):
     log = small_fs / "audit.jsonl"
     before = _seed(log)
     _fill(small_fs)
-    # A stored input document makes the record larger than the slack in the log's last page.
+    # The stored input document (its facts, content-addressed beside the log) does not fit: the
+    # decision fails before its record is written.
     code, out, err = run(["check", RELEASE, "--env", "production", "--audit-log", log, "--audit-input", "store"])
     assert code == 2 and "ERROR" in out.upper()
-    _one_line_error(err, "audit record not written", str(log), "No space left on device", "nothing was appended")
+    _one_line_error(err, "audit record not written", str(small_fs / "evidence"), "No space left on device", "nothing was appended")
     assert log.read_bytes() == before
     _intact(log, 3)
 

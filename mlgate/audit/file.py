@@ -156,7 +156,7 @@ class FileEvidenceStore:
             os.replace(tmp, target)
             _fsync_dir(target.parent)
         except OSError as exc:
-            raise AuditError(f"cannot store the {what}: {exc.strerror or exc}", file=str(self.root)) from None
+            raise AuditError(f"cannot store the {what}: {exc.strerror or exc}; nothing was appended", file=str(self.root)) from None
         finally:
             try:
                 tmp.unlink()

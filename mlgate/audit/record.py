@@ -6,7 +6,9 @@ A record is one object of canonical JSON (sorted keys, no spaces, UTF-8). :func:
 ``hash``. Editing, deleting or reordering a record breaks the chain (``mlgate audit verify``).
 
 Fields (design.md section 8, after OPA's decision log): decision_id, sequence, timestamp (UTC,
-the injected clock's), actor, action, source, namespace, dry_run, release {name, version,
+the injected clock's), actor, action (``promote`` for ``mlgate check``, ``monitor``, the admission operation
+``CREATE``/``UPDATE``/... for the webhook, ``recheck`` for ``mlgate recheck``), source (``cli``, ``admission``,
+``recheck``), namespace, dry_run, release {name, version,
 owner}, subject_digest (the model digest), environment, policy_revision (sha256 over every input
 to the decision but the release: the policy's files, each data override, the trust policy used and
 every file it names, the settings file ``.mlgate.yaml``, the engine and its version;
@@ -260,16 +262,16 @@ def prepare(record: dict[str, Any], options: AuditOptions, store: Any | None) ->
     if decision is None:  # a hand-made record (tests, tools): sealed as given
         return out
     out["policy_git"] = policy_git(options.policy_dir) if decision.policy_revision else None
-    if options.input_mode == "store" and decision.input_digest:
-        if store is None:  # pragma: no cover - sinks always pass their store
-            raise AuditError("storing the input document was asked for but this audit backend has no evidence store")
-        out["input"], out["input_facts"] = store_input(_input_document(decision), store, getattr(decision, "input_blobs", None))
-        out["erased"] = []
     if options.retain_evidence:
         if store is None:  # pragma: no cover - sinks always pass their store
             raise AuditError("evidence retention was asked for but this audit backend has no evidence store")
         retain(decision, store)
         out["evidence_retained"] = True
+    if options.input_mode == "store" and decision.input_digest:
+        if store is None:  # pragma: no cover - sinks always pass their store
+            raise AuditError("storing the input document was asked for but this audit backend has no evidence store")
+        out["input"], out["input_facts"] = store_input(_input_document(decision), store, getattr(decision, "input_blobs", None))
+        out["erased"] = []
     return out
 
 
