@@ -20,9 +20,10 @@ EXIT_OK, EXIT_FAILED, EXIT_ERROR = 0, 1, 2
 @click.argument("release", type=click.Path(path_type=Path))
 @click.option("--trust", "trust_path", type=click.Path(dir_okay=False, path_type=Path), help="Trust policy (default: `trust` in .mlgate.yaml; none is trusted by default).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--summary-max-age", metavar="AGE", help="Refuse a verification summary (RELEASE/.mlgate/verification-*.sigstore.json) older than AGE (30m, 24h, 7d).")
 @click.pass_context
-def verify(ctx, release, trust_path, fmt):
-    """Verify every signature in RELEASE (approvals, waivers and the model signature): artifact,
+def verify(ctx, release, trust_path, fmt, summary_max_age):
+    """Verify every signature in RELEASE (approvals, waivers, the model signature and verification summaries): artifact,
     signer, identity source (key/certificate/keyless), meaning, signed_at, status and reason. A
     waiver's row names its role and rules and says when it expires or expired."""
     from mlgate.clock import SystemClock
@@ -32,8 +33,11 @@ def verify(ctx, release, trust_path, fmt):
 
     clock = (ctx.obj or {}).get("clock") or SystemClock()
     try:
+        from mlgate.signing.summary import parse_max_age
+
+        max_age = parse_max_age(summary_max_age, field="--summary-max-age") if summary_max_age is not None else None
         trust = load_trust_policy(trust_policy_path(trust_path, find_settings())[0])
-        report = verify_release(release, trust, clock.now())
+        report = verify_release(release, trust, clock.now(), summary_max_age=max_age)
     except MlgateError as exc:
         click.echo(f"mlgate: error: {exc.diagnostics()}", err=True)
         sys.exit(EXIT_ERROR)

@@ -35,6 +35,10 @@ A YAML file versioned with the policies (schema: ``schemas/trust_policy.schema.j
       - id: ml-platform-ci
         name: ML Platform CI
         keys: [{path: keys/ci.pub.pem}]
+    summarySigners:                             # who may sign verification summaries (mlgate check --attest)
+      - id: ci.hospital.example
+        name: Release CI
+        keys: [{path: keys/ci-summary.pub.pem}]
 
 **Validity at signing time.** Every key and identity may carry ``notBefore``/``notAfter`` (the
 signing times it is valid for) and ``revoked: {at, reason}``. A signature counts when its
@@ -284,6 +288,7 @@ class TrustPolicy:
     sigstore_trusted_root: bytes | None = field(default=None, repr=False)  # TrustedRoot JSON bytes
     sigstore_trusted_root_source: str | None = None
     checkpoint_signers: tuple[Signer, ...] = ()  # audit-trail checkpoints (mlgate.audit.checkpoint)
+    summary_signers: tuple[Signer, ...] = ()  # verification summaries (mlgate.signing.summary)
     timestamp_authorities: tuple[TimestampAuthority, ...] = ()  # RFC 3161 TSAs: trusted signing times
     files: dict[str, str] = field(default_factory=dict, compare=False)  # every file it names (keys, CAs, trusted root): path as written -> sha256
 
@@ -391,6 +396,12 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
         if any(s.id == entry["id"] for s in checkpointers):
             raise InputError(f"duplicate checkpoint signer id {entry['id']!r}", file=name, field=f"{where}.id")
         checkpointers.append(Signer(id=entry["id"], name=entry["name"], keys=loader.keys(entry["keys"], where, f"checkpoint signer {entry['id']!r}")))
+    summarizers: list[Signer] = []
+    for i, entry in enumerate(doc.get("summarySigners", [])):
+        where = f"summarySigners[{i}]"
+        if any(s.id == entry["id"] for s in summarizers):
+            raise InputError(f"duplicate summary signer id {entry['id']!r}", file=name, field=f"{where}.id")
+        summarizers.append(Signer(id=entry["id"], name=entry["name"], keys=loader.keys(entry["keys"], where, f"summary signer {entry['id']!r}")))
     if any(s.keyless for s in (*approvers, *signers)) and trusted_root is None:
         raise InputError("keyless identities are listed but no sigstore.trustedRoot is given to verify them with", file=name, field="sigstore")
     meta = doc.get("metadata") or {}
@@ -399,6 +410,7 @@ def parse_trust_policy(data: bytes, name: str, *, base_dir: Path) -> TrustPolicy
         approvers=tuple(approvers), model_signers=tuple(signers), certificate_authorities=cas,
         sigstore_trusted_root=trusted_root, sigstore_trusted_root_source=trusted_root_source,
         checkpoint_signers=tuple(checkpointers), files=dict(loader.files), timestamp_authorities=tsas,
+        summary_signers=tuple(summarizers),
     )
 
 

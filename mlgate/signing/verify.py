@@ -232,7 +232,7 @@ def _read(path: Path, rel: str) -> bytes | str:
         return InputError(exc.message, file=rel).diagnostics()
 
 
-def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> Report:
+def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime, *, summary_max_age: dt.timedelta | None = None) -> Report:
     from mlgate.evidence.approval import verify_approval
     from mlgate.evidence.model_digest import compute_model_digest
     from mlgate.evidence.model_signature import verify_model_signature
@@ -280,10 +280,64 @@ def verify_release(release_dir: Path, trust: TrustPolicy, now: dt.datetime) -> R
         else:
             block = verify_model_signature(data, rel, model_path=release.model_path, digest=digest, trust=trust)
             rows.append(_signature_row(block))
+    rows.extend(_summary_rows(release, trust, now, model_digest=digest.root if digest else None, max_age=summary_max_age))
     return Report(
         release=f"{release.name}@{release.version}", model_digest=digest.root if digest else None,
         trust_policy=trust.source, trust_digest=trust.digest, evaluated_at=rfc3339(now), rows=tuple(rows),
     )
+
+
+def _summary_rows(release, trust: TrustPolicy, now: dt.datetime, *, model_digest: str | None, max_age: dt.timedelta | None) -> list[Row]:
+    """One row per verification summary in ``<release>/.mlgate/`` (:mod:`mlgate.signing.summary`):
+    signed by a trusted summary signer, for this model, no older than ``max_age``, over the
+    evidence as it is now, and PASSED (a FAILED summary is a failed row: it allows nothing)."""
+    from mlgate.safeio import resolve_inside
+    from mlgate.signing.summary import SUMMARY_DIR, SUMMARY_GLOB, verify_summary
+
+    folder = Path(release.root) / SUMMARY_DIR
+    try:
+        paths = sorted(p for p in folder.glob(SUMMARY_GLOB) if p.is_file())
+    except OSError:
+        paths = []
+    rows = []
+    for path in paths:
+        rel = f"{SUMMARY_DIR}/{path.name}"
+        data = _read(path, rel)
+        if isinstance(data, str):
+            rows.append(Row(rel, "verification-summary", "-", "-", "verification summary", "-", "failed", data))
+            continue
+        if model_digest is None:
+            rows.append(Row(rel, "verification-summary", "-", "-", "verification summary", "-", "failed", "model not hashed"))
+            continue
+        check = verify_summary(data, rel, trust, now=now, model_digest=model_digest, max_age=max_age)
+        if check.signed and check.inputs:
+            # The evidence now, for every file the summary names and every file the release lists.
+            current: dict[str, str] = {}
+            for uri in check.inputs:
+                try:
+                    target = resolve_inside(Path(release.root), uri, file=rel, field="predicate.inputAttestations")
+                except InputError:
+                    continue
+                got = _read(target, uri)
+                if isinstance(got, bytes):
+                    current[uri] = sha256_hex(got)
+            listed = [*release.evaluated_evidence(), *release.approvals, *release.waivers]
+            if release.signature_path is not None:
+                listed.append((release.signature_path, release.signature_rel or ""))
+            for file_path, file_rel in listed:
+                if file_rel and file_rel not in current:
+                    got = _read(file_path, file_rel)
+                    if isinstance(got, bytes):
+                        current[file_rel] = sha256_hex(got)
+            if check.ok or check.result == "FAILED":
+                check = verify_summary(data, rel, trust, now=now, model_digest=model_digest, max_age=max_age, inputs=current)
+        meaning = f"verification summary {check.result} for {check.environment}" if check.result else "verification summary"
+        rows.append(Row(
+            artifact=rel, kind="verification-summary", signer=_signer(check.signer_name, check.signer_id),
+            source="key" if check.signed else "-", meaning=meaning, signed_at=check.time_verified or "-",
+            status="verified" if check.ok else "failed", reason=check.reason, time_source="claimed" if check.time_verified else "-",
+        ))
+    return rows
 
 
 # --------------------------------------------------------------------------- render
