@@ -80,9 +80,15 @@ def cli() -> None:
 @click.option("--checkpoint-anchor", "checkpoint_anchors", multiple=True, metavar="file:DIR",
               help="Also copy each checkpoint to this anchor directory, outside the writer's reach (repeatable).")
 @click.option("--checkpoint-tsa", metavar="URL", help="RFC 3161 timestamping authority (one the trust policy lists in timestampAuthorities) to timestamp each checkpoint.")
+@click.option("--attest", "attest_key", type=click.Path(dir_okay=False, path_type=Path), envvar="MLGATE_ATTEST_KEY",
+              help="Private key (PEM) to sign a verification summary of the decision with (SLSA VSA v1 in a Sigstore bundle; env MLGATE_ATTEST_KEY).")
+@click.option("--attest-output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the summary [default: RELEASE/.mlgate/verification-ENV.sigstore.json].")
+@click.option("--verifier-id", default="https://mlgate.dev/verifier", show_default=True, help="The summary's verifier.id.")
 @click.pass_context
 def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, trust_policy, audit_url, audit_log, retain_evidence, audit_input, timeout_s,
-          engine, bundle_key, explain=False, checkpoint_key=None, checkpoint_every=None, checkpoint_anchors=(), checkpoint_tsa=None, **opa_params):
+          engine, bundle_key, explain=False, checkpoint_key=None, checkpoint_every=None, checkpoint_anchors=(), checkpoint_tsa=None,
+          attest_key=None, attest_output=None, verifier_id="https://mlgate.dev/verifier", **opa_params):
     """Decide whether RELEASE may be promoted to --env. Exit 0 allowed, 1 denied, 2 error.
 
     RELEASE is a release directory, or models:/NAME/VERSION or models:/NAME@ALIAS on the MLflow
@@ -101,6 +107,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
 
     try:
         settings = find_settings()  # .mlgate.yaml in the working directory; the flags win over it
+        attest_signer = _attest_signer(attest_key, attest_output, release)  # refused before deciding
     except MlgateError as exc:
         _fail(exc)
     policy_dir = policy_dir if policy_dir is not None else settings.policy
@@ -169,7 +176,35 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         click.echo(report)
     if decision.error:
         click.echo(printable(f"mlgate: error: {decision.error}"), err=True)
+    summary_path = None
+    if attest_signer is not None and decision.result in ("allow", "deny"):
+        from mlgate.signing.summary import default_path
+        from mlgate.vsa import attest
+
+        release_dir = Path(decision.manifest_path).parent
+        try:
+            summary_path = attest(decision, release_dir, attest_signer, attest_output or default_path(release_dir, environment),
+                                  verifier_id=verifier_id)
+        except MlgateError as exc:
+            _fail(exc)
+        click.echo(printable(f"mlgate: verification summary ({'PASSED' if decision.result == 'allow' else 'FAILED'}) written to {summary_path}"), err=True)
+    elif attest_signer is not None:
+        click.echo(printable(f"mlgate: warning: no verification summary written: the decision is {decision.result}, nothing was verified"), err=True)
     sys.exit(decision.exit_code)
+
+
+def _attest_signer(key_path: Path | None, output: Path | None, release: Path):
+    """``--attest KEY``: the private key, loaded before deciding (a bad key is exit 2, no decision)."""
+    if key_path is None:
+        if output is not None:
+            raise MlgateError("--attest-output needs --attest KEY", field="--attest-output")
+        return None
+    if output is None and str(release).startswith("models:"):
+        raise MlgateError("an MLflow model version has no release directory to write the summary into; pass --attest-output",
+                          field="--attest-output")
+    from mlgate.signing.keys import load_private_key
+
+    return load_private_key(key_path)
 
 
 def _release_loader(release: Path, environment: str, fetch):
