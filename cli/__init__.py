@@ -475,6 +475,8 @@ from mlgate.cli.mlflow_cmd import publish as _publish_cmd  # noqa: E402
 cli.add_command(_publish_cmd)
 from mlgate.cli.monitor_cmd import monitor as _monitor_cmd  # noqa: E402
 cli.add_command(_monitor_cmd)
+from mlgate.cli.recheck_cmd import recheck as _recheck_cmd  # noqa: E402
+cli.add_command(_recheck_cmd)
 
 
 def _show_progress() -> None:

@@ -129,6 +129,22 @@ class RequestSink:
         return receipt
 
 
+RECHECK = "recheck"
+
+
+def review_of_object(obj: dict[str, Any], operation: str, *, user: str | None = None) -> Review:
+    """A :class:`Review` for an object read from the apiserver (not admitted): its group, version and kind from
+    ``apiVersion``/``kind``, its namespace and name from ``metadata``. The caller has checked those are strings."""
+    group, _, version = obj["apiVersion"].rpartition("/")
+    meta = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    namespace = meta.get("namespace") if isinstance(meta.get("namespace"), str) else None
+    name = meta.get("name") if isinstance(meta.get("name"), str) else None
+    uid = meta.get("uid") if isinstance(meta.get("uid"), str) else ""
+    return Review(api_version="admission.k8s.io/v1", uid=uid, kind={"group": group, "version": version, "kind": obj["kind"]},
+                  resource={}, sub_resource=None, name=name, namespace=namespace, operation=operation, user=user, groups=(),
+                  obj=obj, old_obj=None, dry_run=False)
+
+
 def object_name(review: Review) -> str | None:
     meta = review.obj.get("metadata") if isinstance(review.obj, dict) else None
     meta = meta if isinstance(meta, dict) else {}
@@ -280,6 +296,13 @@ class Gatekeeper:
                 problems.append(f"{path}: audit log not writable")
         return problems
 
+    # ------------------------------------------------------------------ one running object (mlgate recheck)
+    def recheck(self, obj: dict[str, Any], environment: str, *, user: str | None = None) -> Outcome:
+        """Judge an object as it runs in the cluster (``kubectl get ... -o json``), now, exactly as an admission
+        of it would be (the same reference extraction, store, exemptions and gate), recorded with
+        ``action: recheck``. The outcome's decisions are the gate's real verdicts, whatever the mode."""
+        return self.admit(review_of_object(obj, RECHECK, user=user), environment)
+
     # ------------------------------------------------------------------ one review
     def admit(self, review: Review, environment: str, *, deadline: float | None = None, delivery: Delivery | None = None) -> Outcome:
         """Judge ``review``; every record names the object (and, with ``delivery``, whether it was decided in time)."""
@@ -304,7 +327,9 @@ class Gatekeeper:
 
     def _options(self, review: Review, environment: str) -> GateOptions:
         env = self.settings.environment(environment)
-        request = Request(source="admission", user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run,
+        # A re-judgement of a running object (mlgate recheck) is recorded as source recheck, action recheck.
+        source = RECHECK if review.operation == RECHECK else "admission"
+        request = Request(source=source, user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run,
                           mode=env.mode, groups=review.groups)
         return GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0)
 

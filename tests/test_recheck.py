@@ -1,0 +1,254 @@
+"""mlgate recheck (issue 20, parts 2 and 4): running objects re-judged now, one PolicyReport per namespace.
+
+The objects are the AdmissionReview fixtures' objects as ``kubectl get ... -A -o json`` returns
+them (a ``v1 List`` with ``metadata.resourceVersion``, each item with ``resourceVersion``,
+``managedFields`` and ``status``), judged against the examples' evidence store with the real
+policy, gate and audit trail; the clock is injected.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from cli_helpers import run
+from conftest import ASSETS, EXAMPLES, EXAMPLES_NOW
+
+ADMISSION = ASSETS / "admission"
+TRUST = EXAMPLES / "trust.yaml"
+
+# The wgpolicyk8s.io/v1alpha2 PolicyReport as its CRD (kubernetes-sigs/wg-policy-prototypes,
+# policy-report/crd/v1alpha2) declares it: result and severity enums, timestamp {seconds, nanos},
+# properties a map of strings, resources ObjectReferences, summary counts. additionalProperties: false
+# where the CRD lists every field, so a field the apiserver would prune fails here.
+_REF = {"type": "object", "additionalProperties": False,
+        "properties": {k: {"type": "string"} for k in ("apiVersion", "fieldPath", "kind", "name", "namespace", "resourceVersion", "uid")}}
+POLICY_REPORT_SCHEMA = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "wgpolicyk8s.io/v1alpha2"},
+        "kind": {"const": "PolicyReport"},
+        "metadata": {"type": "object", "required": ["name", "namespace"]},
+        "scope": _REF,
+        "scopeSelector": {"type": "object"},
+        "summary": {"type": "object", "additionalProperties": False,
+                    "properties": {k: {"type": "integer", "minimum": 0} for k in ("pass", "fail", "warn", "error", "skip")}},
+        "results": {"type": "array", "items": {
+            "type": "object", "required": ["policy"], "additionalProperties": False,
+            "properties": {
+                "category": {"type": "string"},
+                "message": {"type": "string"},
+                "policy": {"type": "string"},
+                "properties": {"type": "object", "additionalProperties": {"type": "string"}},
+                "resourceSelector": {"type": "object"},
+                "resources": {"type": "array", "items": _REF},
+                "result": {"enum": ["pass", "fail", "warn", "error", "skip"]},
+                "rule": {"type": "string"},
+                "scored": {"type": "boolean"},
+                "severity": {"enum": ["high", "low", "medium"]},
+                "source": {"type": "string"},
+                "timestamp": {"type": "object", "required": ["nanos", "seconds"], "additionalProperties": False,
+                              "properties": {"nanos": {"type": "integer", "minimum": 0, "maximum": 999_999_999},
+                                             "seconds": {"type": "integer"}}},
+            }}},
+    },
+}
+
+
+def apiserver_object(fixture: str, *, name: str | None = None, namespace: str | None = None, release: str | None = None,
+                     rv: int = 1000) -> dict:
+    """The AdmissionReview fixture's object as the apiserver returns it later: resourceVersion, generation, status."""
+    obj = copy.deepcopy(json.loads((ADMISSION / f"{fixture}.json").read_text())["request"]["object"])
+    meta = obj["metadata"]
+    if name:
+        meta["name"] = name
+        meta["uid"] = f"00000000-0000-4000-8000-{rv:012d}"
+    if namespace:
+        meta["namespace"] = namespace
+    meta["resourceVersion"] = str(rv)
+    meta.setdefault("managedFields", []).append({"apiVersion": obj["apiVersion"], "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}},
+                                                 "manager": "controller", "operation": "Update", "subresource": "status",
+                                                 "time": "2026-11-29T02:00:00Z"})
+    obj["status"] = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": "2026-11-29T02:00:00Z"}]}
+    if release:
+        obj["spec"]["template"]["metadata"]["annotations"]["mlgate.dev/release"] = release
+    return obj
+
+
+def namespace(name: str, labels: dict[str, str]) -> dict:
+    return {"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": name, "labels": {"kubernetes.io/metadata.name": name, **labels}, "resourceVersion": "12",
+                         "uid": f"ns-{name}", "managedFields": [{"manager": "kubectl-create", "operation": "Update"}]},
+            "spec": {"finalizers": ["kubernetes"]}, "status": {"phase": "Active"}}
+
+
+def as_list(*items: dict) -> dict:
+    return {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": list(items)}
+
+
+def cluster() -> dict:
+    """Two namespaces: clinical-ml runs allowed models; radiology runs chest-xray 0.9.0 (denied in production) beside an allowed one."""
+    return as_list(
+        apiserver_object("deployment-create-v1", rv=1001),  # readmission-risk@1.4.0, clinical-ml
+        apiserver_object("kserve-create-v1", rv=1002),  # triage-acuity 2.1.0 by storage URI, clinical-ml
+        apiserver_object("deployment-create-v1", name="chest-xray", namespace="radiology", release="chest-xray@0.9.0", rv=1003),
+        apiserver_object("seldon-create-v1", namespace="radiology", rv=1004),
+    )
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def recheck(tmp_path: Path, doc, *args, now=EXAMPLES_NOW, name="cluster.json"):
+    src = tmp_path / name
+    src.write_text(doc if isinstance(doc, str) else json.dumps(doc))
+    return run(["recheck", "-f", src, "--evidence-store", EXAMPLES, "--trust", TRUST, "--audit", f"file:{tmp_path / 'audit.jsonl'}", *args], now=now)
+
+
+def reports_in(directory: Path) -> dict[str, dict]:
+    out = {}
+    for p in sorted(directory.glob("*.policyreport.json")):
+        doc = json.loads(p.read_text())
+        jsonschema.validate(doc, POLICY_REPORT_SCHEMA)
+        out[doc["metadata"]["namespace"]] = doc
+    return out
+
+
+def test_two_namespaces_two_reports_with_pass_and_fail(tmp_path):
+    code, out, err = recheck(tmp_path, cluster(), "--env", "production", "--report-dir", tmp_path / "reports", "-o", "json")
+    assert code == 1, err
+    reports = reports_in(tmp_path / "reports")
+    assert sorted(reports) == ["clinical-ml", "radiology"]
+
+    clinical = reports["clinical-ml"]
+    assert clinical["summary"]["fail"] == 0 and clinical["summary"]["error"] == 0
+    passes = {(r["resources"][0]["kind"], r["resources"][0]["name"], r["properties"]["release"]) for r in clinical["results"] if r["result"] == "pass"}
+    assert passes == {("Deployment", "readmission-risk", "readmission-risk@1.4.0"), ("InferenceService", "triage-acuity", "triage-acuity@2.1.0")}
+
+    radiology = reports["radiology"]
+    fails = [r for r in radiology["results"] if r["result"] == "fail"]
+    assert fails and {r["resources"][0]["name"] for r in fails} == {"chest-xray"}
+    assert {r["rule"] for r in fails} >= {"MLG-APPR-004", "MLG-BIAS-006"}
+    assert all(r["source"] == "mlgate" and r["policy"] == "mlgate-production" for r in radiology["results"])
+    assert all(r["properties"]["release"] == "chest-xray@0.9.0" for r in fails)
+    assert radiology["summary"]["fail"] == len(fails)
+    # The Seldon graph in radiology still passes: one report holds both outcomes.
+    assert {r["resources"][0]["kind"] for r in radiology["results"] if r["result"] == "pass"} == {"SeldonDeployment"}
+    ref = fails[0]["resources"][0]
+    assert ref == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "chest-xray", "namespace": "radiology",
+                   "uid": "00000000-0000-4000-8000-000000001003"}
+    assert fails[0]["timestamp"] == {"seconds": int(EXAMPLES_NOW.timestamp()), "nanos": 0}
+
+    summary = json.loads(out)
+    assert summary["objects"] == 4 and summary["not_allowed"] == 1
+    denied = [r for r in summary["results"] if r["result"] == "deny"]
+    assert [(r["namespace"], r["name"]) for r in denied] == [("radiology", "chest-xray")]
+
+
+def test_each_rejudgement_is_recorded_as_recheck(tmp_path):
+    code, _, err = recheck(tmp_path, cluster(), "--env", "production", "--report-dir", tmp_path / "reports")
+    assert code == 1, err
+    recs = records(tmp_path / "audit.jsonl")
+    # one record per model reference: 1 + 1 + 1 + 2 (the Seldon graph names two models)
+    assert len(recs) == 5
+    assert {r["action"] for r in recs} == {"recheck"} and {r["source"] for r in recs} == {"recheck"}
+    assert {r["result"] for r in recs} == {"allow", "deny"}
+    by_name = {(r["admission"]["object"]["namespace"], r["admission"]["object"]["name"]): r for r in recs}
+    assert by_name[("radiology", "chest-xray")]["result"] == "deny"
+    assert by_name[("radiology", "chest-xray")]["admission"]["operation"] == "recheck"
+    decision_ids = {r["properties"]["decision-id"] for doc in reports_in(tmp_path / "reports").values() for r in doc["results"]}
+    assert decision_ids == {r["decision_id"] for r in recs}
+    code, out, err = run(["audit", "verify", "--audit", f"file:{tmp_path / 'audit.jsonl'}"])
+    assert code == 0, out + err
+
+
+def test_an_expired_approval_turns_a_pass_into_a_fail(tmp_path):
+    one = as_list(apiserver_object("deployment-create-v1"))  # readmission-risk@1.4.0; production approvals expire 2027-11-15/16
+    code, _, err = recheck(tmp_path, one, "--env", "production", "--report-dir", tmp_path / "now")
+    assert code == 0, err
+    results = reports_in(tmp_path / "now")["clinical-ml"]["results"]
+    assert "pass" in {r["result"] for r in results} and not {r["result"] for r in results} & {"fail", "error"}
+
+    later = dt.datetime(2027, 12, 1, 12, 0, tzinfo=dt.UTC)
+    code, out, err = recheck(tmp_path, one, "--env", "production", "--report-dir", tmp_path / "later", now=later)
+    assert code == 1, err
+    results = reports_in(tmp_path / "later")["clinical-ml"]["results"]
+    assert "fail" in {r["result"] for r in results} and "pass" not in {r["result"] for r in results}
+    assert "MLG-APPR-008" in {r["rule"] for r in results}
+    assert "DENY" in out and "clinical-ml/Deployment/readmission-risk" in out
+
+
+def test_environment_from_namespace_labels(tmp_path):
+    doc = cluster()
+    doc["items"] += [namespace("clinical-ml", {"mlgate.dev/environment": "production"}),
+                     namespace("radiology", {"mlgate.dev/environment": "staging"})]
+    code, out, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--report-dir", tmp_path / "r", "-o", "json")
+    assert code == 1, err
+    reports = reports_in(tmp_path / "r")
+    assert {r["policy"] for r in reports["clinical-ml"]["results"]} == {"mlgate-production"}
+    assert {r["policy"] for r in reports["radiology"]["results"]} == {"mlgate-staging"}
+    assert {r["environment"] for r in records(tmp_path / "audit.jsonl") if r["admission"]["object"]["namespace"] == "radiology"} == {"staging"}
+
+    # A namespace whose labels are unknown is not judged for some default: an error result, exit 1.
+    doc["items"] = [i for i in doc["items"] if i["metadata"]["name"] != "radiology"]
+    code, _, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--report-dir", tmp_path / "r2", "-o", "json")
+    assert code == 1, err
+    radiology = reports_in(tmp_path / "r2")["radiology"]
+    assert {r["result"] for r in radiology["results"]} == {"error"} and radiology["summary"]["error"] == 2
+    # --namespace-env names it instead
+    code, _, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--namespace-env", "radiology=dev",
+                             "--report-dir", tmp_path / "r3")
+    assert {r["policy"] for r in reports_in(tmp_path / "r3")["radiology"]["results"]} == {"mlgate-dev"}
+
+
+def test_reports_to_stdout_as_a_list_and_a_manifest_directory(tmp_path):
+    import yaml
+
+    manifests = tmp_path / "manifests"
+    manifests.mkdir()
+    objs = cluster()["items"]
+    (manifests / "clinical.yaml").write_text(yaml.safe_dump_all(objs[:2]))
+    (manifests / "radiology.json").write_text(json.dumps(objs[2]))
+    code, out, err = run(["recheck", "-f", manifests, "--env", "production", "--evidence-store", EXAMPLES, "--trust", TRUST,
+                          "--audit", f"file:{tmp_path / 'audit.jsonl'}"])
+    assert code == 1, err
+    doc = json.loads(out)
+    assert doc["apiVersion"] == "v1" and doc["kind"] == "List"
+    for item in doc["items"]:
+        jsonschema.validate(item, POLICY_REPORT_SCHEMA)
+    assert [i["metadata"]["namespace"] for i in doc["items"]] == ["clinical-ml", "radiology"]
+    assert "1 no longer allowed" in err
+
+
+@pytest.mark.parametrize("text, expect", [
+    ('{"apiVersion": "v1", "kind": "List", "items": [', "cluster.json"),
+    ('{"apiVersion": "v1", "kind": "List", "items": {"a": 1}}', "items: must be a list"),
+    ('{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}}]}',
+     "items[0].metadata.name"),
+    ('{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "apps/v1", "kind": 7, "metadata": {"name": "x"}}]}', "items[0].kind"),
+    ('{"apiVersion": "v1", "kind": "List", "items": ["x"]}', "items[0]: expected a Kubernetes object"),
+    ("kind: [unclosed\n", "not valid YAML or JSON"),
+    ("- 1\n- 2\n", "expected a Kubernetes object"),
+    ('{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": 3}}]}',
+     "metadata.namespace"),
+])
+def test_malformed_input_is_one_line_exit_2(tmp_path, text, expect):
+    code, out, err = recheck(tmp_path, text, "--env", "production")
+    assert code == 2, out + err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mlgate: error:") and expect in lines[0], err
+    assert "Traceback" not in err and not records(tmp_path / "audit.jsonl")
+
+
+def test_missing_file_and_no_environment_are_exit_2(tmp_path):
+    code, _, err = run(["recheck", "-f", tmp_path / "nope.json", "--env", "production", "--evidence-store", EXAMPLES])
+    assert code == 2 and "nope.json" in err and "file not found" in err
+    code, _, err = recheck(tmp_path, cluster())
+    assert code == 2 and "which environment" in err
