@@ -68,7 +68,8 @@ def _namespace(namespace: str, *, create: bool) -> Path | None:
         return None
     where = root / namespace
     try:
-        if create:
+        if create:  # owner-only at every level this creates (a umask of 002 would otherwise leave it group-writable, so unused)
+            os.makedirs(root, mode=0o700, exist_ok=True)
             os.makedirs(where, mode=0o700, exist_ok=True)
         # the root may be a link (a home on another disk); the namespace directory may not
         if not (_private(os.stat(root), stat.S_ISDIR) and _private(os.lstat(where), stat.S_ISDIR)):
