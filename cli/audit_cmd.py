@@ -332,6 +332,8 @@ def replay(ctx, audit_url, policy_path, data_files, bundle_key, since, at, recor
                     sink.append(replay_record(r, replayer, decision_id=ids(), now=now, actor=_actor(), at=at))
     except MlgateError as exc:
         _fail(exc)
+    finally:
+        replayer = None  # the engine is bound to this thread: dropped here, never by a collection on a sink's thread
     if fmt == "json":
         click.echo(json.dumps(result.as_dict(), indent=2, sort_keys=True))
     elif fmt == "markdown":

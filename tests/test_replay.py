@@ -211,3 +211,36 @@ def test_bad_policy_and_data_are_one_line_errors(trail, tmp_path):
     bad.write_text(json.dumps({"mlgate": {"decision": {"allow": True}}}))
     code, out, err = _replay(trail, "--policy", _policy_copy(tmp_path), "--data", bad)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "bad.json" in err
+
+
+def test_replay_of_a_postgresql_trail(tmp_path):
+    """The same replay over a PostgreSQL trail: inputs stored in its evidence table, once per facts."""
+    import secrets
+
+    from test_audit_pg import BASE, _admin
+
+    name = f"mlgate_test_{secrets.token_hex(6)}"
+    with _admin() as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    url = BASE.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        for env in ("staging", "production"):
+            code, _out, err = run(["check", EXAMPLES / "readmission-risk", "--env", env, "--audit", url])
+            assert code == 0, err
+        code, out, err = run(["audit", "replay", "--audit", url, "--policy", _policy_copy(tmp_path), "--data", _strict(tmp_path),
+                              "-o", "json", "--record"])
+        assert code == 0, err
+        result = json.loads(out)
+        assert [(f["release"], f["environment"], f["flip"]) for f in result["flips"]] == [("readmission-risk@1.4.0", "production", "allow->deny")]
+        code, out, err = run(["audit", "verify", "--audit", url])
+        assert code == 0, out + err
+        listing = json.loads(run(["audit", "show", "--audit", url, "-o", "json"])[1])
+        assert listing["count"] == 2 and listing["replays"] == 2
+        import psycopg
+
+        with psycopg.connect(url) as conn:
+            stored = conn.execute("SELECT count(*) FROM mlgate_audit_evidence").fetchone()[0]
+        assert stored == 4  # model, datasets, evidence, evidence_files: once for both decisions
+    finally:
+        with _admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
