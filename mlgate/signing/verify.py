@@ -292,7 +292,9 @@ def _summary_rows(release, trust: TrustPolicy, now: dt.datetime, *, model_digest
     signed by a trusted summary signer, for this model, no older than ``max_age``, over the
     evidence as it is now, and PASSED (a FAILED summary is a failed row: it allows nothing)."""
     from mlgate.safeio import resolve_inside
-    from mlgate.signing.summary import SUMMARY_DIR, SUMMARY_GLOB, verify_summary
+    from dataclasses import replace
+
+    from mlgate.signing.summary import SUMMARY_DIR, SUMMARY_GLOB, default_path, verify_summary
 
     folder = Path(release.root) / SUMMARY_DIR
     try:
@@ -331,6 +333,9 @@ def _summary_rows(release, trust: TrustPolicy, now: dt.datetime, *, model_digest
                         current[file_rel] = sha256_hex(got)
             if check.ok or check.result == "FAILED":
                 check = verify_summary(data, rel, trust, now=now, model_digest=model_digest, max_age=max_age, inputs=current)
+        if check.ok and check.environment is not None and default_path(Path(release.root), check.environment).name != path.name:
+            # verification-production.sigstore.json must not pass off a staging summary
+            check = replace(check, ok=False, reason=f"the file is named for another environment than the summary's ({check.environment!r})")
         meaning = f"verification summary {check.result} for {check.environment}" if check.result else "verification summary"
         rows.append(Row(
             artifact=rel, kind="verification-summary", signer=_signer(check.signer_name, check.signer_id),
