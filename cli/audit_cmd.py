@@ -296,13 +296,15 @@ def report(ctx, audit_url, release_spec, release_dir, policy_dir, trust_path, ex
 @click.option("--data", "data_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Data override for the proposed policy (repeatable; documented environment data only).")
 @click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key verifying a signed OPA bundle given as --policy.")
+@click.option("--engine", type=click.Choice(["embedded", "regorus-interp", "rego-cpp"]), default="embedded", show_default=True,
+              help="The in-process policy engine to evaluate the proposed policy on.")
 @click.option("--since", help="Only decisions at or after this time (RFC 3339).")
 @click.option("--at", "at", type=click.Choice(["original", "now"]), default="original", show_default=True,
               help="Evaluate at the recorded evaluation time, or now.")
 @click.option("--record", "record", is_flag=True, help="Append each replayed decision to the trail (action: replay, naming the original decision).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "markdown"]), default="text", show_default=True)
 @click.pass_context
-def replay(ctx, audit_url, policy_path, data_files, bundle_key, since, at, record, fmt):
+def replay(ctx, audit_url, policy_path, data_files, bundle_key, engine, since, at, record, fmt):
     """Re-evaluate the stored inputs of past decisions under a proposed policy and list, per
     release and environment, every decision that would flip (allow->deny, deny->allow) with the
     findings that changed. Nothing is appended unless --record. Exit 0 no deny->allow flip,
@@ -316,7 +318,8 @@ def replay(ctx, audit_url, policy_path, data_files, bundle_key, since, at, recor
     obj = ctx.obj or {}
     clock, ids = obj.get("clock") or SystemClock(), obj.get("ids") or uuid4_ids
     now = clock.now()
-    options = ReplayOptions(policy=policy_path, data_overrides=tuple(data_files), bundle_key=bundle_key, at=at, since=_time(since, "--since"))
+    options = ReplayOptions(policy=policy_path, data_overrides=tuple(data_files), bundle_key=bundle_key, engine=engine, at=at,
+                            since=_time(since, "--since"))
     try:
         replayer = Replayer(options)
         trail = open_trail(audit_url)

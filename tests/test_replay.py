@@ -114,6 +114,8 @@ def test_the_same_policy_flips_nothing(trail):
     code, result = _replay_json(trail, "--policy", bundled_policy_dir())
     assert code == 0
     assert result["summary"]["replayed"] == 4 and result["flips"] == [] and result["changed"] == []
+    code, result = _replay_json(trail, "--policy", bundled_policy_dir(), "--engine", "regorus-interp")  # one meaning on every engine
+    assert code == 0 and result["policy"]["engine"]["name"] == "regorus" and result["flips"] == [] and result["changed"] == []
 
 
 def test_a_policy_without_a_rule_lets_refused_decisions_through(trail, tmp_path):
@@ -170,6 +172,16 @@ def test_record_appends_replays_that_verify_and_are_never_counted_as_decisions(t
     code, result = _replay_json(trail, "--policy", _policy_copy(tmp_path / "again"))
     assert result["summary"]["replayed"] == 4
 
+    # audit export lists the proposed policy's revision with its replays, never as decisions.
+    code, out, err = run(["audit", "export", "--audit", f"file:{trail}", "-o", tmp_path / "export.tar"])
+    assert code == 0, err
+    import tarfile
+
+    with tarfile.open(tmp_path / "export.tar") as tar:
+        manifest = json.loads(tar.extractfile("MANIFEST.json").read())
+    revisions = manifest["policy_revisions"]
+    assert revisions[replays[0]["policy_revision"]] == {"git": None, "decisions": [], "replays": [5, 6, 7, 8]}
+    assert sorted(s for r in revisions.values() for s in r["decisions"]) == [1, 2, 3, 4]
     # audit report counts the release's decisions, never its replays.
     code, out, err = run(["audit", "report", "--audit", f"file:{trail}", "--release", "readmission-risk@1.4.0",
                           "--trust", EXAMPLES / "trust.yaml", "-o", tmp_path / "report.html"])
@@ -244,3 +256,18 @@ def test_replay_of_a_postgresql_trail(tmp_path):
     finally:
         with _admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def test_since_replays_only_later_decisions(trail, tmp_path):
+    import datetime as dt
+
+    from conftest import EXAMPLES_NOW
+
+    later = EXAMPLES_NOW + dt.timedelta(hours=1)
+    code, _out, err = run(["check", EXAMPLES / "readmission-risk", "--env", "production", "--audit-log", trail], now=later)
+    assert code == 0, err
+    code, result = _replay_json(trail, "--policy", _policy_copy(tmp_path), "--data", _strict(tmp_path), "--since", "2026-11-29T12:30:00Z")
+    assert result["summary"]["replayed"] == 1 and result["since"] == "2026-11-29T12:30:00Z"
+    assert [f["sequence"] for f in result["flips"]] == [5]
+    code, out, err = _replay(trail, "--policy", _policy_copy(tmp_path / "t"), "--since", "yesterday")
+    assert code == 2 and "--since" in err

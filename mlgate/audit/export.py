@@ -126,7 +126,10 @@ def export_trail(trail, out: Path, filt: RecordFilter, *, now: dt.datetime) -> d
         rev = rec.get("policy_revision")
         if rev:
             entry = revisions.setdefault(rev, {"git": rec.get("policy_git"), "decisions": []})
-            entry["decisions"].append(rec.get("sequence"))
+            if rec.get("action") == "replay" or rec.get("kind") == "replay":  # a what-if (mlgate audit replay --record), not a decision
+                entry.setdefault("replays", []).append(rec.get("sequence"))
+            else:
+                entry["decisions"].append(rec.get("sequence"))
         if not rec.get("evidence_retained"):
             continue
         for rel, digest in sorted((rec.get("evidence_digests") or {}).items()):
