@@ -211,9 +211,82 @@ def policy_report(namespace: str, results: list[dict[str, Any]]) -> dict[str, An
             "summary": summary, "results": results}
 
 
+# ---------------------------------------------------------------------- in the cluster (the CronJob)
+#: (group, version, plural, kind) listed by --from-cluster: what `kubectl get inferenceservices,seldondeployments,deployments -A` reads.
+CLUSTER_KINDS = (("apps", "v1", "deployments", "Deployment"), ("serving.kserve.io", "v1beta1", "inferenceservices", "InferenceService"),
+                 ("machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment"))
+
+
+def _api_client():
+    from kubernetes import client, config
+
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        try:
+            config.load_kube_config()
+        except Exception as exc:  # noqa: BLE001 - no kubeconfig: one line
+            raise MlgateError(f"--from-cluster: no in-cluster service account and no kubeconfig ({exc})") from None
+    return client.ApiClient()
+
+
+def _get_json(api, path: str) -> Any | None:
+    """GET ``path`` from the apiserver as its raw JSON (exactly what kubectl -o json shows); None on 404 (a CRD not installed)."""
+    from kubernetes.client.rest import ApiException
+
+    try:
+        resp = api.call_api(path, "GET", header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
+                            _preload_content=False, _return_http_data_only=True)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise MlgateError(f"the apiserver refused GET {path}: {exc.status} {exc.reason}") from None
+    return json.loads(resp.data)
+
+
+def objects_from_cluster(with_namespaces: bool) -> list[tuple[dict[str, Any], str]]:
+    """Every object of :data:`CLUSTER_KINDS` in every namespace (and the Namespaces, for --env-from-label)."""
+    api = _api_client()
+    lists = [("", "v1", "namespaces", "Namespace")] if with_namespaces else []
+    found: list[tuple[dict[str, Any], str]] = []
+    for group, version, plural, kind in lists + list(CLUSTER_KINDS):
+        path = f"/api/{version}/{plural}" if not group else f"/apis/{group}/{version}/{plural}"
+        doc = _get_json(api, path)
+        if doc is None:
+            continue
+        for item in doc.get("items") or []:  # list items carry no apiVersion/kind: the list's are theirs
+            item.setdefault("apiVersion", f"{group}/{version}" if group else version)
+            item.setdefault("kind", kind)
+        _objects({**doc, "kind": "List", "apiVersion": "v1"}, f"apiserver {path}", "$", found)
+    return found
+
+
+def apply_reports(docs: list[dict[str, Any]]) -> None:
+    """Create each namespace's PolicyReport, or update the one there (the ServiceAccount may create and update them)."""
+    from kubernetes import client
+    from kubernetes.client.rest import ApiException
+
+    api = client.CustomObjectsApi(_api_client())
+    group, version = REPORT_API.split("/")
+    for doc in docs:
+        ns = doc["metadata"]["namespace"]
+        try:
+            api.create_namespaced_custom_object(group, version, ns, "policyreports", doc)
+            continue
+        except ApiException as exc:
+            if exc.status != 409:
+                raise MlgateError(f"cannot create PolicyReport {ns}/{REPORT_NAME}: {exc.status} {exc.reason}") from None
+        try:
+            current = api.get_namespaced_custom_object(group, version, ns, "policyreports", REPORT_NAME)
+            body = {**doc, "metadata": {**doc["metadata"], "resourceVersion": current["metadata"]["resourceVersion"]}}
+            api.replace_namespaced_custom_object(group, version, ns, "policyreports", REPORT_NAME, body)
+        except ApiException as exc:
+            raise MlgateError(f"cannot update PolicyReport {ns}/{REPORT_NAME}: {exc.status} {exc.reason}") from None
+
+
 # ---------------------------------------------------------------------- the command
 @click.command()
-@click.option("-f", "--filename", "source", required=True, metavar="FILE|DIR|-",
+@click.option("-f", "--filename", "source", metavar="FILE|DIR|-",
               help="Objects to re-judge: `kubectl get inferenceservices,seldondeployments,deployments -A -o json` output (a v1 List), "
                    "a manifest file or a directory of them (YAML or JSON, several documents allowed); - reads standard input.")
 @click.option("--env", "environment", help="Judge every object for this environment.")
@@ -232,9 +305,12 @@ def policy_report(namespace: str, results: list[dict[str, Any]]) -> dict[str, An
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Summary format.")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write one PolicyReport per namespace here (NAMESPACE.policyreport.json); without it the reports go to stdout as a v1 List.")
+@click.option("--from-cluster", is_flag=True, help="List the objects from the apiserver (in-cluster service account, else kubeconfig) instead of -f.")
+@click.option("--apply", "apply_", is_flag=True, help="Create or update each namespace's PolicyReport (mlgate-recheck) in the cluster.")
+@click.option("--exit-zero", is_flag=True, help="Exit 0 even when a model is no longer allowed (the reports say so); input errors still exit 2.")
 @click.pass_context
 def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store, evidence_store_ca, audit_url, policy_dir, data_files,
-            trust_policy, config_file, fmt, report_dir):
+            trust_policy, config_file, fmt, report_dir, from_cluster=False, apply_=False, exit_zero=False):
     """Re-judge the models running in a cluster now and write a PolicyReport per namespace. Exit 0 all allowed, 1 one is not, 2 error."""
     from mlgate.cli import _actor, _clock
 
@@ -246,8 +322,10 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
         _fail(exc.diagnostics())
     if environment is None and env_label is None and not overrides:
         _fail("which environment? give --env ENV, --env-from-label KEY or --namespace-env NS=ENV")
+    if (source is None) == (not from_cluster):
+        _fail("give the objects with -f FILE|DIR|- or --from-cluster (one of them)")
     try:
-        objects = read_objects(source)
+        objects = objects_from_cluster(env_label is not None) if from_cluster else read_objects(source)
     except MlgateError as exc:
         _fail(exc.diagnostics())
 
@@ -309,16 +387,21 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
                 (report_dir / f"{doc['metadata']['namespace']}.policyreport.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         except OSError as exc:
             _fail(f"{report_dir}: cannot write the reports: {exc.strerror}")
+    if apply_:
+        try:
+            apply_reports(docs)
+        except MlgateError as exc:
+            _fail(exc.diagnostics())
     not_allowed = [r for r in rows if r["result"] not in ("allow", "exempt")]
     summary = {"apiVersion": "mlgate.dev/recheck-summary/v1", "evaluated_at": now.isoformat().replace("+00:00", "Z"),
                "objects": len(rows), "not_allowed": len(not_allowed), "namespaces": {d["metadata"]["namespace"]: d["summary"] for d in docs},
                "results": rows}
-    if report_dir is None:
+    if report_dir is None and not apply_:
         click.echo(json.dumps({"apiVersion": "v1", "kind": "List", "metadata": {}, "items": docs}, indent=2, sort_keys=True))
         _summary(summary, fmt, err=True)
     else:
         _summary(summary, fmt, err=False)
-    sys.exit(1 if not_allowed else 0)
+    sys.exit(1 if not_allowed and not exit_zero else 0)
 
 
 def _judged_kind(obj: dict[str, Any]) -> bool:

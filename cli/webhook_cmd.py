@@ -301,8 +301,11 @@ def index(directory, output):
 @click.option("--log-format", default="json", show_default=True, type=click.Choice(["json", "text"]), help="mlgate serve --log-format in each pod.")
 @click.option("--trust-policy", "trust_file", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Trust policy (YAML, keys inline) put in the ConfigMap and given to mlgate serve --trust.")
+@click.option("--recheck-schedule", metavar="CRON", help="Also a CronJob running `mlgate recheck --from-cluster --apply` on this schedule "
+              "('0 * * * *'), with a ServiceAccount that may only list the judged kinds and write PolicyReports.")
 def manifests(namespace, image, environments, modes, name, kube_version, replicas, audit_url_secret, audit_url, audit_size, evidence_store,
-              evidence_size, storage_class, exempt_ns, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format, trust_file):
+              evidence_size, storage_class, exempt_ns, timeout_s, cert_manager, certs_dir, workers, gate_threads, log_format, trust_file,
+              recheck_schedule=None):
     """Print every Kubernetes object the webhook needs (YAML), built with the kubernetes client's typed models."""
     _need("kubernetes")
     from mlgate.gatekeeper.manifests import ManifestOptions, render
@@ -338,7 +341,7 @@ def manifests(namespace, image, environments, modes, name, kube_version, replica
                                       kube_version=kube_version, modes=mode_map, evidence_store=evidence_store, evidence_size=evidence_size,
                                       audit_url=audit_url, audit_url_secret=audit_url_secret, audit_size=audit_size, storage_class=storage_class,
                                       exempt_namespace_labels=list(exempt_ns), log_format=log_format,
-                                      trust_policy=trust))
+                                      trust_policy=trust, recheck_schedule=recheck_schedule))
     except MlgateError as exc:
         _fail(exc.diagnostics())
     click.echo(text, nl=False)

@@ -60,6 +60,19 @@ CACHE_DIR = "/var/cache/mlgate"
 _QUANTITY = re.compile(r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$")
 _LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _LABEL_VALUE = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)?$")
+#: A CronJob schedule: five cron fields, or one of the macros the CronJob controller accepts.
+_CRON = re.compile(r"^(@(yearly|annually|monthly|weekly|daily|midnight|hourly)|([0-9A-Za-z*?/,\-]+ ){4}[0-9A-Za-z*?/,\-]+)$")
+#: What the recheck CronJob's ServiceAccount may do, and nothing else: list the kinds it re-judges (and the
+#: namespaces, for their environment label), and create or update PolicyReports (get: an update names the
+#: report's resourceVersion, which a custom resource requires).
+RECHECK_RULES = [
+    ("", ["namespaces"], ["list"]),
+    ("apps", ["deployments"], ["list"]),
+    ("serving.kserve.io", ["inferenceservices"], ["list"]),
+    ("machinelearning.seldon.io", ["seldondeployments"], ["list"]),
+    ("wgpolicyk8s.io", ["policyreports"], ["get", "create", "update"]),
+]
+RECHECK_AUDIT_FILE_URL = "file:///audit/recheck.jsonl"
 
 
 @dataclass(frozen=True)
@@ -86,6 +99,7 @@ class ManifestOptions:
     exempt_namespace_labels: list[str] = field(default_factory=list)  # KEY or KEY=VALUE: namespaces never sent
     log_format: str = "json"
     trust_policy: str | None = None  # the trust policy's YAML text (mlgate trusts no signer by default)
+    recheck_schedule: str | None = None  # cron schedule of the mlgate recheck CronJob (None: no CronJob)
 
 
 def kube_minor(version: str) -> int:
@@ -168,6 +182,8 @@ def _check(opts: ManifestOptions) -> tuple[int, int, str]:
         raise InputError("give --trust-policy FILE: the webhook trusts no signer by default, so it would not start without one")
     if opts.log_format not in ("json", "text"):
         raise InputError(f"--log-format must be json or text, got {opts.log_format!r}")
+    if opts.recheck_schedule is not None and not _CRON.match(opts.recheck_schedule.strip()):
+        raise InputError(f"--recheck-schedule {opts.recheck_schedule!r}: expected a cron schedule like '0 * * * *' or @hourly")
     return kube_minor(opts.kube_version), replicas, trail
 
 
@@ -216,7 +232,9 @@ def build(opts: ManifestOptions) -> list[object]:
               k.V1VolumeMount(name="tmp", mount_path="/tmp")]
     if evidence_file:
         # One pod reads it (ReadWriteOnce, filled by whoever publishes releases), or several on any node (ReadWriteMany).
-        objects.append(claim(f"{opts.name}-evidence", "ReadWriteOnce" if replicas == 1 else "ReadWriteMany", opts.evidence_size))
+        # The recheck CronJob's pods read it too, on any node.
+        objects.append(claim(f"{opts.name}-evidence", "ReadWriteOnce" if replicas == 1 and not opts.recheck_schedule else "ReadWriteMany",
+                             opts.evidence_size))
         volumes.append(k.V1Volume(name="evidence", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-evidence", read_only=True)))
         mounts.append(k.V1VolumeMount(name="evidence", mount_path=opts.evidence_store[len("file://"):], read_only=True))
     else:
@@ -272,7 +290,51 @@ def build(opts: ManifestOptions) -> list[object]:
            k.V1PodDisruptionBudgetSpec(min_available=replicas - 1, selector=k.V1LabelSelector(match_labels=labels)))
     objects.append(k.V1PodDisruptionBudget(api_version="policy/v1", kind="PodDisruptionBudget", metadata=meta(opts.name), spec=pdb))
     objects.append(_webhook_configuration(opts, minor, labels))
+    if opts.recheck_schedule:
+        objects += _recheck(opts, trail, [v for v in volumes if v.name not in ("tls", "audit")],
+                            [m for m in mounts if m.name not in ("tls", "audit")], audit_env, container.security_context, pod.spec.security_context,
+                            claim)
     return objects
+
+
+def _recheck(opts: ManifestOptions, trail: str, volumes: list, mounts: list, audit_env: object, security: object, pod_security: object,
+             claim) -> list[object]:
+    """The ``mlgate recheck`` CronJob (issue 20, part 2): every schedule it lists the running models from the
+    apiserver, re-judges them for their namespace's ``mlgate.dev/environment`` and writes a PolicyReport per
+    namespace. Its ServiceAccount may only list those kinds and get, create and update PolicyReports.
+    A file trail has one writer (the webhook): the CronJob records to a trail of its own
+    (``{name}-recheck-audit``, ``file:///audit/recheck.jsonl``); a PostgreSQL trail is shared."""
+    from kubernetes import client as k
+
+    labels = {"app.kubernetes.io/name": opts.name, "app.kubernetes.io/component": "recheck"}
+    account = f"{opts.name}-recheck"
+    out: list[object] = [
+        k.V1ServiceAccount(api_version="v1", kind="ServiceAccount", metadata=k.V1ObjectMeta(name=account, namespace=opts.namespace, labels=labels),
+                           automount_service_account_token=True),
+        k.V1ClusterRole(api_version="rbac.authorization.k8s.io/v1", kind="ClusterRole", metadata=k.V1ObjectMeta(name=account, labels=labels),
+                        rules=[k.V1PolicyRule(api_groups=[g], resources=r, verbs=v) for g, r, v in RECHECK_RULES]),
+        k.V1ClusterRoleBinding(api_version="rbac.authorization.k8s.io/v1", kind="ClusterRoleBinding",
+                               metadata=k.V1ObjectMeta(name=account, labels=labels),
+                               role_ref=k.V1RoleRef(api_group="rbac.authorization.k8s.io", kind="ClusterRole", name=account),
+                               subjects=[k.RbacV1Subject(kind="ServiceAccount", name=account, namespace=opts.namespace)]),
+    ]
+    volumes, mounts = list(volumes), list(mounts)
+    if trail == "file":
+        out.append(claim(f"{opts.name}-recheck-audit", "ReadWriteOnce", opts.audit_size))
+        volumes.append(k.V1Volume(name="audit", persistent_volume_claim=k.V1PersistentVolumeClaimVolumeSource(claim_name=f"{opts.name}-recheck-audit")))
+        mounts.append(k.V1VolumeMount(name="audit", mount_path="/audit"))
+        audit_env = k.V1EnvVar(name=AUDIT_ENV, value=RECHECK_AUDIT_FILE_URL)
+    args = ["recheck", "--from-cluster", "--apply", "--env-from-label", ENV_LABEL, "--config", CONFIG_PATH, "--trust", TRUST_PATH, "-o", "json"]
+    container = k.V1Container(name="recheck", image=opts.image, args=args, env=[audit_env], security_context=security, volume_mounts=mounts,
+                              resources=k.V1ResourceRequirements(requests={"cpu": "250m", "memory": "256Mi"}, limits={"cpu": "1", "memory": "512Mi"}))
+    pod = k.V1PodTemplateSpec(metadata=k.V1ObjectMeta(labels=labels), spec=k.V1PodSpec(
+        service_account_name=account, restart_policy="Never", containers=[container], security_context=pod_security, volumes=volumes))
+    out.append(k.V1CronJob(api_version="batch/v1", kind="CronJob", metadata=k.V1ObjectMeta(name=account, namespace=opts.namespace, labels=labels),
+                           spec=k.V1CronJobSpec(schedule=opts.recheck_schedule.strip(), concurrency_policy="Forbid", starting_deadline_seconds=300,
+                                                successful_jobs_history_limit=3, failed_jobs_history_limit=3,
+                                                job_template=k.V1JobTemplateSpec(metadata=k.V1ObjectMeta(labels=labels), spec=k.V1JobSpec(
+                                                    backoff_limit=0, active_deadline_seconds=1800, template=pod)))))
+    return out
 
 
 def _webhook_configuration(opts: ManifestOptions, minor: int, labels: dict[str, str]) -> object:

@@ -189,7 +189,7 @@ def test_environment_from_namespace_labels(tmp_path):
     doc = cluster()
     doc["items"] += [namespace("clinical-ml", {"mlgate.dev/environment": "production"}),
                      namespace("radiology", {"mlgate.dev/environment": "staging"})]
-    code, out, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--report-dir", tmp_path / "r", "-o", "json")
+    code, _, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--report-dir", tmp_path / "r", "-o", "json")
     assert code == 1, err
     reports = reports_in(tmp_path / "r")
     assert {r["policy"] for r in reports["clinical-ml"]["results"]} == {"mlgate-production"}
@@ -252,3 +252,54 @@ def test_missing_file_and_no_environment_are_exit_2(tmp_path):
     assert code == 2 and "nope.json" in err and "file not found" in err
     code, _, err = recheck(tmp_path, cluster())
     assert code == 2 and "which environment" in err
+
+
+# ---------------------------------------------------------------------------------------- the CronJob
+def test_manifests_recheck_cronjob_with_least_privilege(tmp_path):
+    from test_gatekeeper_manifests import check_references, manifests, validate
+
+    objects = manifests("--recheck-schedule", "0 * * * *", "--kube-version", "1.30")
+    validate(objects, "1.30")
+    check_references([o for o in objects if o["kind"] not in ("ClusterRole", "ClusterRoleBinding")])  # cluster-scoped: checked below
+    by = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    cron = by[("CronJob", "mlgate-recheck")]
+    assert cron["spec"]["schedule"] == "0 * * * *" and cron["spec"]["concurrencyPolicy"] == "Forbid"
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == "mlgate-recheck" and ("ServiceAccount", "mlgate-recheck") in by
+    args = pod["containers"][0]["args"]
+    assert args[:3] == ["recheck", "--from-cluster", "--apply"] and "--env-from-label" in args
+    # The CronJob's own file trail (the webhook's file has one writer); the evidence claim is read by both pods.
+    assert {v["persistentVolumeClaim"]["claimName"] for v in pod["volumes"] if "persistentVolumeClaim" in v} == {"mlgate-evidence", "mlgate-recheck-audit"}
+    assert by[("PersistentVolumeClaim", "mlgate-evidence")]["spec"]["accessModes"] == ["ReadWriteMany"]
+    for v in pod["volumes"]:
+        if "configMap" in v:
+            assert ("ConfigMap", v["configMap"]["name"]) in by
+        if "persistentVolumeClaim" in v:
+            assert ("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]) in by
+    # The recheck command's options exist as the CronJob spells them.
+    code, _, err = run(args[:1] + ["--help"])
+    assert code == 0 and all(a in _ for a in args if a.startswith("--")), err
+
+    role = by[("ClusterRole", "mlgate-recheck")]
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"] for v in rule["verbs"]}
+    assert granted == {("", "namespaces", "list"), ("apps", "deployments", "list"), ("serving.kserve.io", "inferenceservices", "list"),
+                       ("machinelearning.seldon.io", "seldondeployments", "list"), ("wgpolicyk8s.io", "policyreports", "get"),
+                       ("wgpolicyk8s.io", "policyreports", "create"), ("wgpolicyk8s.io", "policyreports", "update")}
+    binding = by[("ClusterRoleBinding", "mlgate-recheck")]
+    assert binding["roleRef"]["name"] == "mlgate-recheck"
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "mlgate-recheck", "namespace": "mlgate"}]
+    # Without the flag: no CronJob, no ClusterRole (nothing in the cluster may list its workloads).
+    assert not [o for o in manifests() if o["kind"] in ("CronJob", "ClusterRole", "ClusterRoleBinding")]
+
+
+def test_manifests_recheck_schedule_refused_when_malformed():
+    code, _, err = run(["webhook", "manifests", "--image", "x", "--trust-policy", EXAMPLES / "trust.yaml", "--cert-manager",
+                        "--recheck-schedule", "every hour"])
+    assert code == 2 and "--recheck-schedule" in err and len(err.strip().splitlines()) == 1
+
+
+def test_from_cluster_without_a_cluster_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    code, _, err = run(["recheck", "--from-cluster", "--env", "production", "--evidence-store", EXAMPLES, "--audit", f"file:{tmp_path / 'a.jsonl'}"])
+    assert code == 2 and "--from-cluster" in err and len(err.strip().splitlines()) == 1
