@@ -271,3 +271,26 @@ def test_since_replays_only_later_decisions(trail, tmp_path):
     assert [f["sequence"] for f in result["flips"]] == [5]
     code, out, err = _replay(trail, "--policy", _policy_copy(tmp_path / "t"), "--since", "yesterday")
     assert code == 2 and "--since" in err
+
+
+def test_webhook_decisions_are_stored_and_replayable(tmp_path):
+    """mlgate serve stores the input document by default: its admissions replay like the CLI's."""
+    from mlgate.gatekeeper.config import Settings
+    from test_gatekeeper_support import RunningWebhook, admit, deployment
+
+    log = tmp_path / "audit.jsonl"
+    hook = RunningWebhook(tmp_path, Settings(evidence_store=f"file://{EXAMPLES}", audit=str(log)))
+    try:
+        with hook.client() as client:
+            for _ in range(2):  # the same release admitted twice: its facts are stored once
+                doc = deployment("readmission-risk@1.4.0")
+                r = admit(client, doc, "production")
+                assert r.status_code == 200 and r.json()["response"]["allowed"] is True, r.text
+    finally:
+        hook.stop()
+    recs = _records(log)
+    assert len(recs) == 2 and all(r["source"] == "admission" and r["erased"] == [] for r in recs)
+    assert recs[0]["input_facts"] == recs[1]["input_facts"]
+    code, result = _replay_json(log, "--policy", _policy_copy(tmp_path), "--data", _strict(tmp_path))
+    assert code == 0 and result["summary"]["replayed"] == 2
+    assert [(f["release"], f["flip"]) for f in result["flips"]] == [("readmission-risk@1.4.0", "allow->deny")] * 2
