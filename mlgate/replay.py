@@ -29,7 +29,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from mlgate.errors import MlgateError, PolicyError
 
@@ -251,9 +252,9 @@ def _finding_lines(r: Replayed, bullet: str) -> list[str]:
 
 def render_text(result: ReplayResult) -> str:
     s = result.as_dict()["summary"]
-    out = [f"mlgate: replayed {s['replayed']} decision(s) of {result.location} under policy revision {result.policy['revision'][:16]} "
-           f"(at {result.at} time): {s['flips']} flip(s), {s['allow_to_deny']} allow->deny, {s['deny_to_allow']} deny->allow; "
-           f"{s['changed_findings']} with other findings; {s['not_replayable']} not replayable"]
+    out = [(f"mlgate: replayed {s['replayed']} decision(s) of {result.location} under policy revision {result.policy['revision'][:16]} "
+            f"(at {result.at} time): {s['flips']} flip(s), {s['allow_to_deny']} allow->deny, {s['deny_to_allow']} deny->allow; "
+            f"{s['changed_findings']} with other findings; {s['not_replayable']} not replayable")]
     for release, env, items in result.groups(result.flips):
         out.append(f"{release} {env}:")
         for r in items:
@@ -276,9 +277,9 @@ def render_markdown(result: ReplayResult) -> str:
     verdict = ":x: lets through decisions that were refused" if result.exit_code else (
         ":warning: refuses decisions that were allowed" if s["allow_to_deny"] else ":white_check_mark: no decision flips")
     out = [f"### mlgate policy replay: {verdict}", "",
-           f"Replayed **{s['replayed']}** recorded decision(s) under policy revision `{result.policy['revision'][:16]}` "
-           f"(at {result.at} time): **{s['allow_to_deny']}** allow→deny, **{s['deny_to_allow']}** deny→allow, "
-           f"{s['changed_findings']} with other findings, {s['not_replayable']} not replayable (input not stored).", ""]
+           (f"Replayed **{s['replayed']}** recorded decision(s) under policy revision `{result.policy['revision'][:16]}` "
+            f"(at {result.at} time): **{s['allow_to_deny']}** allow→deny, **{s['deny_to_allow']}** deny→allow, "
+            f"{s['changed_findings']} with other findings, {s['not_replayable']} not replayable (input not stored)."), ""]
     if result.flips:
         out += ["| release | environment | flip | decision | findings added | findings removed |", "|---|---|---|---|---|---|"]
         for release, env, items in result.groups(result.flips):

@@ -269,7 +269,7 @@ def test_since_replays_only_later_decisions(trail, tmp_path):
     code, result = _replay_json(trail, "--policy", _policy_copy(tmp_path), "--data", _strict(tmp_path), "--since", "2026-11-29T12:30:00Z")
     assert result["summary"]["replayed"] == 1 and result["since"] == "2026-11-29T12:30:00Z"
     assert [f["sequence"] for f in result["flips"]] == [5]
-    code, out, err = _replay(trail, "--policy", _policy_copy(tmp_path / "t"), "--since", "yesterday")
+    code, _out, err = _replay(trail, "--policy", _policy_copy(tmp_path / "t"), "--since", "yesterday")
     assert code == 2 and "--since" in err
 
 
