@@ -150,6 +150,59 @@ def environment_for(namespace: str, *, env: str | None, label: str | None, overr
     return labels[label], f"namespace label {label}"
 
 
+# ---------------------------------------------------------------------- expiry
+def earliest_expiry(decision: Any) -> tuple[int, str] | None:
+    """(expires_at_ns, what) of the first verified approval for the decision's environment, or waiver, to lapse
+    (from the facts the policy saw: ``expires_at_ns``); None when none of them expires."""
+    doc = decision.input_document or {}
+    evidence = doc.get("evidence") if isinstance(doc.get("evidence"), dict) else {}
+    found: list[tuple[int, str]] = []
+    for kind in ("approvals", "waivers"):
+        block = evidence.get(kind) if isinstance(evidence.get(kind), dict) else {}
+        for rec in block.get("records") or []:
+            if not isinstance(rec, dict) or not isinstance(rec.get("expires_at_ns"), int) or isinstance(rec.get("expires_at_ns"), bool):
+                continue
+            if kind == "approvals" and not (rec.get("verified") and rec.get("environment") in (None, decision.environment)):
+                continue
+            who = rec.get("signer_id") or rec.get("path") or "?"
+            found.append((rec["expires_at_ns"], f"{kind[:-1]} {who} ({rec.get('expires_at')})"))
+    return min(found) if found else None
+
+
+def days_left(expires_ns: int, now) -> float:
+    from mlgate.clock import epoch_ns
+
+    return round((expires_ns - epoch_ns(now)) / 86_400e9, 2)
+
+
+def write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Prometheus text format (node-exporter textfile collector, or a Pushgateway): models out of compliance per
+    namespace and environment, and days until the earliest approval or waiver expiry per release."""
+    from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
+
+    registry = CollectorRegistry()
+    out = Gauge("mlgate_recheck_models_out_of_compliance", "Model references the gate no longer allows (deny or error), at the last recheck",
+                ["namespace", "environment"], registry=registry)
+    expiry = Gauge("mlgate_recheck_days_until_expiry", "Days until the earliest approval or waiver of a release expires (negative: expired)",
+                   ["release", "environment"], registry=registry)
+    soonest: dict[tuple[str, str], float] = {}
+    for row in rows:
+        env = row.get("environment") or ""
+        gauge = out.labels(row["namespace"], env)  # 0 when every model there is allowed
+        failing = [d for d in row["decisions"] if d["result"] != "allow" and not d.get("exempt")]
+        gauge.inc(len(failing) or (1 if row["result"] == "error" else 0))
+        for d in row["decisions"]:
+            if d.get("release") and d.get("days_until_expiry") is not None:
+                key = (d["release"], env)
+                soonest[key] = min(soonest.get(key, d["days_until_expiry"]), d["days_until_expiry"])
+    for (release, env), days in soonest.items():
+        expiry.labels(release, env).set(days)
+    try:
+        write_to_textfile(str(path), registry)
+    except OSError as exc:
+        raise MlgateError(f"{path}: cannot write the metrics: {exc.strerror}") from None
+
+
 # ---------------------------------------------------------------------- reports
 def _ref(obj: dict[str, Any]) -> dict[str, str]:
     meta = obj["metadata"]
@@ -175,6 +228,10 @@ def results_for(obj: dict[str, Any], environment: str, decisions: list[Any], mod
             props["release"] = f"{d.release['name']}@{d.release['version']}"
         if d.model_digest:
             props["model-digest"] = f"sha256:{d.model_digest}"
+        soonest = earliest_expiry(d)
+        if soonest is not None:
+            props["earliest-expiry"] = soonest[1]
+            props["days-until-expiry"] = f"{days_left(soonest[0], now):g}"
         what = props.get("release", "the model")
         base = {"policy": f"mlgate-{environment}", "source": "mlgate", "resources": resource, "timestamp": _timestamp(now),
                 "scored": True, "category": "mlgate", "properties": props}
@@ -308,9 +365,11 @@ def apply_reports(docs: list[dict[str, Any]]) -> None:
 @click.option("--from-cluster", is_flag=True, help="List the objects from the apiserver (in-cluster service account, else kubeconfig) instead of -f.")
 @click.option("--apply", "apply_", is_flag=True, help="Create or update each namespace's PolicyReport (mlgate-recheck) in the cluster.")
 @click.option("--exit-zero", is_flag=True, help="Exit 0 even when a model is no longer allowed (the reports say so); input errors still exit 2.")
+@click.option("--metrics-file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write Prometheus metrics here (text format): models out of compliance, days until the earliest approval or waiver expiry per release.")
 @click.pass_context
 def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store, evidence_store_ca, audit_url, policy_dir, data_files,
-            trust_policy, config_file, fmt, report_dir, from_cluster=False, apply_=False, exit_zero=False):
+            trust_policy, config_file, fmt, report_dir, from_cluster=False, apply_=False, exit_zero=False, metrics_file=None):
     """Re-judge the models running in a cluster now and write a PolicyReport per namespace. Exit 0 all allowed, 1 one is not, 2 error."""
     from mlgate.cli import _actor, _clock
 
@@ -369,7 +428,7 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
             mode = settings.environment(env).mode
             reports.setdefault(namespace, []).extend(results_for(obj, env, outcome.decisions, mode, now))
             rows.append({**row, "result": outcome.result, "mode": mode,
-                         "decisions": [_decision_row(d) for d in outcome.decisions]})
+                         "decisions": [_decision_row(d, now) for d in outcome.decisions]})
     except MlgateError as exc:
         _fail(exc.diagnostics())
     finally:
@@ -387,9 +446,12 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
                 (report_dir / f"{doc['metadata']['namespace']}.policyreport.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
         except OSError as exc:
             _fail(f"{report_dir}: cannot write the reports: {exc.strerror}")
-    if apply_:
+    if apply_ or metrics_file is not None:
         try:
-            apply_reports(docs)
+            if metrics_file is not None:
+                write_metrics(metrics_file, rows)
+            if apply_:
+                apply_reports(docs)
         except MlgateError as exc:
             _fail(exc.diagnostics())
     not_allowed = [r for r in rows if r["result"] not in ("allow", "exempt")]
@@ -410,9 +472,11 @@ def _judged_kind(obj: dict[str, Any]) -> bool:
     return obj["kind"] in KINDS and obj["kind"] != "Namespace"
 
 
-def _decision_row(d: Any) -> dict[str, Any]:
+def _decision_row(d: Any, now) -> dict[str, Any]:
+    soonest = earliest_expiry(d)
     return {"decision_id": d.decision_id, "result": d.result, "release": f"{d.release['name']}@{d.release['version']}" if d.release else None,
-            "violations": [v.id for v in d.violations], "warnings": [w.id for w in d.warnings], "error": d.error}
+            "violations": [v.id for v in d.violations], "warnings": [w.id for w in d.warnings], "error": d.error, "exempt": d.exempt,
+            "earliest_expiry": soonest[1] if soonest else None, "days_until_expiry": days_left(soonest[0], now) if soonest else None}
 
 
 def _summary(summary: dict[str, Any], fmt: str, *, err: bool) -> None:

@@ -303,3 +303,27 @@ def test_from_cluster_without_a_cluster_is_one_line(tmp_path, monkeypatch):
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     code, _, err = run(["recheck", "--from-cluster", "--env", "production", "--evidence-store", EXAMPLES, "--audit", f"file:{tmp_path / 'a.jsonl'}"])
     assert code == 2 and "--from-cluster" in err and len(err.strip().splitlines()) == 1
+
+
+def test_metrics_out_of_compliance_and_days_until_expiry(tmp_path):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    code, out, err = recheck(tmp_path, cluster(), "--env", "production", "--report-dir", tmp_path / "r", "--metrics-file", tmp_path / "m.prom",
+                             "-o", "json")
+    assert code == 1, err
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for fam in text_string_to_metric_families((tmp_path / "m.prom").read_text()) for s in fam.samples}
+    out_of = {dict(k)["namespace"]: v for (name, k), v in samples.items() if name == "mlgate_recheck_models_out_of_compliance"}
+    assert out_of == {"clinical-ml": 0, "radiology": 1}
+    days = {dict(k)["release"]: v for (name, k), v in samples.items() if name == "mlgate_recheck_days_until_expiry"}
+    # The production review (sam.patel) expires 2027-11-15, a day before the approval: the earliest is the one shown.
+    expected = round((dt.datetime(2027, 11, 15, tzinfo=dt.UTC) - EXAMPLES_NOW).total_seconds() / 86400, 2)
+    assert days == {"readmission-risk@1.4.0": expected, "triage-acuity@2.1.0": expected}
+    # chest-xray has no verified production approval: no expiry to count down
+    assert "chest-xray@0.9.0" not in days
+    report = reports_in(tmp_path / "r")["clinical-ml"]
+    passing = [r for r in report["results"] if r["result"] == "pass"]
+    assert {r["properties"]["days-until-expiry"] for r in passing} == {f"{expected:g}"}
+    assert all("sam.patel@hospital.example" in r["properties"]["earliest-expiry"] for r in passing)
+    rows = json.loads(out)["results"]
+    assert {d["days_until_expiry"] for r in rows if r["namespace"] == "clinical-ml" for d in r["decisions"]} == {expected}
