@@ -182,8 +182,9 @@ class AuditOptions:
     """What a sink adds to each record before sealing it (the front door sets these).
 
     ``policy_dir``: the policy directory the gate evaluated (None: the bundled one), for the
-    git commit. ``input_mode``: ``erase`` (default) records only the input
-    digest; ``store`` records the input document. ``retain_evidence``: keep a content-addressed
+    git commit. ``input_mode``: ``erase`` (this class's default, for hand-made
+    and tool records) records only the input digest; ``store`` (what ``mlgate check`` and
+    ``mlgate serve`` pass by default) keeps the input document for replay (:func:`store_input`). ``retain_evidence``: keep a content-addressed
     copy of every file the decision read (21 CFR 11.10(b))."""
 
     policy_dir: Path | None = None
