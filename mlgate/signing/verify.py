@@ -323,7 +323,8 @@ def _summary_rows(release, trust: TrustPolicy, now: dt.datetime, *, model_digest
                 got = _read(target, uri)
                 if isinstance(got, bytes):
                     current[uri] = sha256_hex(got)
-            listed = [*release.evaluated_evidence(), *release.approvals, *release.waivers]
+            listed = [*release.evaluated_evidence(), *release.approvals, *release.waivers,
+                      *((ds.local_path, ds.uri) for ds in release.datasets if ds.local_path is not None)]
             if release.signature_path is not None:
                 listed.append((release.signature_path, release.signature_rel or ""))
             for file_path, file_rel in listed:
