@@ -353,11 +353,12 @@ def apply_reports(docs: list[dict[str, Any]]) -> None:
               help="The environment of namespace NS (repeatable); wins over --env and --env-from-label.")
 @click.option("--evidence-store", help="Where releases live: file://DIR (or a path), or https://HOST/PREFIX (or evidenceStore.url in --config).")
 @click.option("--evidence-store-ca", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="CA bundle (PEM) for an https:// evidence store.")
-@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", show_envvar=True, default="file:.mlgate/audit.jsonl", show_default=True,
-              help="Audit trail each re-judgement is recorded in (action: recheck): file:PATH or postgresql://...")
-@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
+@click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", show_envvar=True,
+              help="Audit trail each re-judgement is recorded in (action: recheck): file:PATH or postgresql://... "
+                   "[default: `audit` in .mlgate.yaml, else file:.mlgate/audit.jsonl].")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: `policy` in .mlgate.yaml, else the bundled library).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
-@click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file.")
+@click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: `trust` in .mlgate.yaml).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="The webhook's settings file (modes, exemptions, trusted storage, evidence store).")
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True, help="Summary format.")
 @click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -371,7 +372,9 @@ def apply_reports(docs: list[dict[str, Any]]) -> None:
 def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store, evidence_store_ca, audit_url, policy_dir, data_files,
             trust_policy, config_file, fmt, report_dir, from_cluster=False, apply_=False, exit_zero=False, metrics_file=None):
     """Re-judge the models running in a cluster now and write a PolicyReport per namespace. Exit 0 all allowed, 1 one is not, 2 error."""
-    from mlgate.cli import _actor, _clock
+    from mlgate.cli import DEFAULT_AUDIT_LOG, _actor, _clock
+
+    from mlgate.settings import find_settings
 
     if environment is not None and env_label is not None:
         _fail("--env and --env-from-label both choose the environment; give one")
@@ -391,6 +394,13 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
     from mlgate.gatekeeper.config import load_config, settings_from_dict
     from mlgate.gatekeeper.service import Gatekeeper
 
+    try:
+        project = find_settings()  # .mlgate.yaml in the working directory, as for mlgate check; the flags win
+    except MlgateError as exc:
+        _fail(exc.diagnostics())
+    policy_dir = policy_dir if policy_dir is not None else project.policy
+    trust_policy = trust_policy if trust_policy is not None else project.trust
+    audit_url = audit_url or project.audit or f"file:{DEFAULT_AUDIT_LOG}"
     flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy,
              "data_overrides": tuple(data_files), "evidence_store_ca": evidence_store_ca}
     try:
