@@ -420,6 +420,10 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
     try:
         gk = Gatekeeper(settings, clock=clock, ids=ids)
         gk.start()
+        known = ", ".join(sorted(gk.environments)) or "none"
+        for given, flag in [(environment, "--env")] + [(e, f"--namespace-env {ns}={e}") for ns, e in overrides.items()]:
+            if given is not None and given not in gk.environments:
+                raise MlgateError(f"{flag}: unknown environment {given!r} (the policy and settings know: {known})")
         now = clock.now()
         for obj, where in objects:
             if not _judged_kind(obj):
@@ -428,6 +432,8 @@ def recheck(ctx, source, environment, env_label, namespace_envs, evidence_store,
             env, how = environment_for(namespace, env=environment, label=env_label, overrides=overrides, namespace_labels=namespace_labels)
             ref = _ref(obj)
             row = {"namespace": namespace, "kind": obj["kind"], "name": ref["name"], "environment": env, "environment_from": how}
+            if env is not None and env not in gk.environments:  # from a namespace label: that namespace is not judged
+                env, how = None, f"namespace {namespace}: label {env_label}={env} names no environment the policy or settings know ({known})"
             if env is None:
                 result = {"policy": "mlgate", "rule": "environment", "result": "error", "severity": "high", "source": "mlgate",
                           "resources": [ref], "timestamp": _timestamp(now), "message": _msg(f"not judged: {how}")}

@@ -327,3 +327,16 @@ def test_metrics_out_of_compliance_and_days_until_expiry(tmp_path):
     assert all("sam.patel@hospital.example" in r["properties"]["earliest-expiry"] for r in passing)
     rows = json.loads(out)["results"]
     assert {d["days_until_expiry"] for r in rows if r["namespace"] == "clinical-ml" for d in r["decisions"]} == {expected}
+
+
+def test_unknown_environment(tmp_path):
+    code, _, err = recheck(tmp_path, cluster(), "--env", "prod")
+    assert code == 2 and "--env: unknown environment 'prod'" in err and len(err.strip().splitlines()) == 1
+    assert not records(tmp_path / "audit.jsonl")
+    doc = cluster()
+    doc["items"] += [namespace("clinical-ml", {"mlgate.dev/environment": "production"}), namespace("radiology", {"mlgate.dev/environment": "prd"})]
+    code, _, err = recheck(tmp_path, doc, "--env-from-label", "mlgate.dev/environment", "--report-dir", tmp_path / "r")
+    assert code == 1, err
+    radiology = reports_in(tmp_path / "r")["radiology"]
+    assert {r["result"] for r in radiology["results"]} == {"error"} and "prd" in radiology["results"][0]["message"]
+    assert {r["admission"]["object"]["namespace"] for r in records(tmp_path / "audit.jsonl")} == {"clinical-ml"}
