@@ -100,3 +100,20 @@ def test_a_data_document_shadowing_a_rule_is_refused_with_the_paths_cached(parse
         with pytest.raises(PolicyError, match=r"a data document may not set a path a rule defines \(data.mlgate.decision"):
             load_policy(root)
     assert len(parses) == 1
+
+
+@pytest.mark.parametrize("where,doc", [("mlgate/data.json", '{"decision": {"allow": true}}'), ("data.json", '{"mlgate": 5}'),
+                                       ("mlgate/data.json", '{"decision": 1}')])
+def test_a_data_document_above_or_below_a_rule_is_refused(parses, tmp_path, where, doc):
+    root = tmp_path / "p"
+    _policy(root, GOOD)
+    (root / where).write_text(doc)
+    with pytest.raises(PolicyError, match=r"a data document may not set a path a rule defines \(data.mlgate.decision, rule 'decision'"):
+        load_policy(root)
+
+
+def test_data_beside_the_rules_is_accepted(parses, tmp_path):
+    root = tmp_path / "p"
+    _policy(root, GOOD)
+    (root / "mlgate" / "data.json").write_text('{"decisions": {"allow": true}, "other": {"decision": 1}}')
+    assert load_policy(root).data["mlgate"]["other"] == {"decision": 1}

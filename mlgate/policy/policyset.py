@@ -124,8 +124,13 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
     # that sets data.mlgate.decision would replace the decision on engines that let data shadow
     # a rule): the same check as for --data overrides, as a policy error.
     rules = _rule_paths(base)
+    # A leaf conflicts when a rule path is a prefix of it or it is a prefix of a rule path: two set
+    # lookups per leaf (the rules are scanned, in order, only to name the one a conflicting leaf hits).
+    heads = {rule[:i] for rule in rules for i in range(1, len(rule) + 1)}
     for name, nested in data_docs:
         for set_path in _set_paths(nested, name):
+            if set_path not in heads and not any(set_path[:i] in rules for i in range(1, len(set_path))):
+                continue
             for rule, where in rules.items():
                 if set_path[: len(rule)] == rule or rule[: len(set_path)] == set_path:
                     raise PolicyError(f"a data document may not set a path a rule defines (data.{'.'.join(rule)}, rule {rule[-1]!r} "
