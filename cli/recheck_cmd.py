@@ -53,16 +53,20 @@ def _documents(text: str, name: str) -> list[Any]:
             pass  # YAML flow style also starts with "{": let the YAML reader say what is wrong
     import yaml
 
+    from mlgate.safeio import _NoAliasLoader  # safe, no aliases, no duplicate keys; pure Python: deep nesting is a RecursionError
+
     try:
-        return list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+        return list(yaml.load_all(text, Loader=_NoAliasLoader))  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MlgateError(f"{name}: not valid YAML or JSON{where}: {problem}") from None
+    except RecursionError:
+        raise MlgateError(f"{name}: nested too deeply to be a Kubernetes object") from None
 
 
-def _objects(doc: Any, name: str, where: str, out: list[tuple[dict[str, Any], str]]) -> None:
+def _objects(doc: Any, name: str, where: str, out: list[tuple[dict[str, Any], str]], depth: int = 0) -> None:
     """Append every object of ``doc`` (a List's items, recursively) with where it came from."""
     if doc is None:
         return
@@ -79,8 +83,10 @@ def _objects(doc: Any, name: str, where: str, out: list[tuple[dict[str, Any], st
             return
         if not isinstance(items, list):
             raise MlgateError(f"{name}: {where}.items: must be a list, got {type(items).__name__}")
+        if depth >= 2:
+            raise MlgateError(f"{name}: {where}: a List nested in a List nested in a List; refusing to read deeper")
         for i, item in enumerate(items):
-            _objects(item, name, f"{where}.items[{i}]" if where != "$" else f"items[{i}]", out)
+            _objects(item, name, f"{where}.items[{i}]" if where != "$" else f"items[{i}]", out, depth + 1)
         return
     meta = doc.get("metadata")
     if not isinstance(meta, dict):

@@ -238,6 +238,8 @@ def test_reports_to_stdout_as_a_list_and_a_manifest_directory(tmp_path):
     ("- 1\n- 2\n", "expected a Kubernetes object"),
     ('{"apiVersion": "v1", "kind": "List", "items": [{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "x", "namespace": 3}}]}',
      "metadata.namespace"),
+    ('{"apiVersion": "v1", "kind": "List", "items": [' * 3 + '{"apiVersion": "v1", "kind": "List", "items": []}' + ']}' * 3, "nested"),
+    ("a: " + "[" * 100_000 + "]" * 100_000 + "\n", "cluster.json"),
 ])
 def test_malformed_input_is_one_line_exit_2(tmp_path, text, expect):
     code, out, err = recheck(tmp_path, text, "--env", "production")
