@@ -53,10 +53,12 @@ def _documents(text: str, name: str) -> list[Any]:
             pass  # YAML flow style also starts with "{": let the YAML reader say what is wrong
     import yaml
 
-    from mlgate.safeio import _NoAliasLoader  # safe, no aliases, no duplicate keys; pure Python: deep nesting is a RecursionError
+    from mlgate.safeio import (
+        _NoAliasLoader,  # safe, no aliases, no duplicate keys; pure Python: deep nesting is a RecursionError
+    )
 
     try:
-        return list(yaml.load_all(text, Loader=_NoAliasLoader))  # noqa: S506 - a SafeLoader subclass
+        return list(yaml.load_all(text, Loader=_NoAliasLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
