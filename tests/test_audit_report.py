@@ -138,7 +138,12 @@ def test_report_shows_an_approval_for_another_model(trail, tmp_path):
     assert code == 0, err
     dom = Dom(out.read_text())
     text = dom.all_text()
-    assert "signed for another model 0cc64e4bc035" in text
+    import base64
+    import json as _json
+
+    bundle = _json.loads((EXAMPLES / "chest-xray" / "evidence" / "approvals" / "jane.roe_hospital.example.approval.staging.sigstore.json").read_text())
+    signed_for = _json.loads(base64.b64decode(bundle["dsseEnvelope"]["payload"]))["subject"][0]["digest"]["sha256"]
+    assert f"signed for another model {signed_for[:12]}" in text
     assert "evidence changed since: evidence/bias_audit.json, evidence/model_card.md" in text
     steps = {a["data-step"]: a["data-state"] for t, a in dom.elements if t == "li" and "data-step" in a}
     assert steps["approvals"] == "bad" and steps["decisions"] == "bad"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cli_helpers import check_json, run
+from cli_helpers import check_json, resign_approvals, run
 from conftest import EXAMPLES
 
 mlflow = pytest.importorskip("mlflow", reason="the test extra installs mlflow")
@@ -161,6 +161,9 @@ def test_collect_records_the_run_and_model_version(tracking, tmp_path):
     # the training commit comes from the run's git tag and is checked against the repository
     assert block["git"]["training_commit"] == tracking["commit"]
     assert block["git"]["training_commit_source"] == "mlflow-run-tag" and block["git"]["training_commit_in_repo"] is True
+    code, decision, _ = check_json(release, "staging", tmp_path / "a.jsonl")
+    assert code == 1 and {v["id"] for v in decision["violations"]} == {"MLG-APPR-020"}  # collected after signing
+    resign_approvals(release)  # the approvers sign the finished manifest
     code, decision, _ = check_json(release, "staging", tmp_path / "a.jsonl")
     assert code == 0, decision["violations"]
 

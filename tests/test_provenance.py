@@ -242,12 +242,12 @@ def test_collect_replaces_a_block_in_the_middle(tmp_path):
     from mlgate.provenance import write_provenance
 
     manifest = tmp_path / "mlgate.yaml"
-    manifest.write_text("apiVersion: mlgate.dev/v1\nkind: ModelRelease\nspec:\n  model: {path: m}\n  provenance:\n    old: 1\n\n  # comment kept\n  datasets: []\nmetadata: {name: x, version: '1', owner: o}\n")
+    manifest.write_text("apiVersion: mlgate.dev/v1\nkind: ModelRelease\nspec:\n  model: {path: m}\n  provenance:\n    old: 1\n\n  # comment kept\n  datasets: []\nmetadata: {name: x, version: '1', owner: o@x.example}\n")
     block = {"collected_at": "2026-11-20T09:00:00Z", "collector": "mlgate test", "git": {"present": False, "reason": "r"},
              "dvc": {"present": False, "reason": "r"}, "mlflow": {"present": False, "reason": "r"}, "datasets": []}
     write_provenance(manifest, block)
     text = manifest.read_text()
-    assert "old: 1" not in text and "# comment kept" in text and text.endswith("metadata: {name: x, version: '1', owner: o}\n")
+    assert "old: 1" not in text and "# comment kept" in text and text.endswith("metadata: {name: x, version: '1', owner: o@x.example}\n")
     assert yaml.safe_load(text)["spec"]["provenance"] == block
 
 
@@ -256,6 +256,7 @@ def test_dirty_tree_denies_in_production_only(training_repo, tmp_path):
     (root / "train.py").write_text("print('changed after the commit')\n")
     code, _, err = run(["evidence", "collect", root / "release"], now=WHEN)
     assert code == 0, err
+    resign_approvals(root / "release")  # the approvers sign the manifest with its new provenance (else MLG-APPR-020)
     code, decision, _ = check_json(root / "release", "production", tmp_path / "a.jsonl")
     assert code == 1
     (finding,) = [v for v in decision["violations"] if v["id"] == "MLG-PROV-004"]

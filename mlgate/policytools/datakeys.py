@@ -233,8 +233,13 @@ class _Ctx:
             inner = _Ctx(self.a, self.module, self.params, self.sink)
             inner.locals = dict(self.locals)
             inner.query(body.get("query") or {})
-            for slot in ("term", "key", "value"):
-                inner.eval(body.get(slot))
+            values = {slot: inner.eval(body.get(slot)) for slot in ("term", "key", "value")}
+            # A filter over a collection ([c | some c in xs; ...]) has the collection's elements:
+            # its value is the collection, so `some c in <the comprehension>` reads what `some c in
+            # xs` would (the bias rules iterate their filtered comparisons this way).
+            term = values["term"] if kind != "ObjectCompr" else values["value"]
+            if isinstance(term, tuple) and term and isinstance(term[-1], tuple) and term[-1][-1:] == (STAR,):
+                return (*term[:-1], term[-1][:-1])
             return None
         # any other node: evaluate its children for the reads they make
         for child in _children(body):

@@ -112,6 +112,12 @@ class RvmEngine:
         """The value of ``data.mlgate.decision``."""
         return self.run(DECISION_PATH, input_json if input_json is not None else canonical_json(input_doc))
 
+    def eval_json(self, query: str, input_doc: dict[str, Any] | None) -> Any:
+        """Any other query (``mlgate monitor``'s ``data.mlgate.monitoring.decision``, the policy
+        tools): the tree-walker over the same policy, which the VM falls back to anyway. Only the
+        compiled entry points run on the VM."""
+        return self.interpreter.eval_json(query, input_doc)
+
     def run(self, entry_point: str, input_json: bytes) -> Any:
         """The value of ``entry_point`` for the input ``input_json`` (canonical JSON bytes).
         Undefined raises UndefinedDecision; any failure raises EngineError."""
