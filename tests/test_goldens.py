@@ -36,7 +36,8 @@ def _observe(release, env, tmp_path):
         record = json.loads(log.read_text().splitlines()[-1])
 
         def stable(text):
-            return text.replace(str(tmp_path), "<TMP>").replace(record["hash"], "<HASH>")
+            # The checkout's own path appears where a report names the release's files (SARIF locations).
+            return text.replace(str(tmp_path), "<TMP>").replace(str(EXAMPLES.parent), "<REPO>").replace(record["hash"], "<HASH>")
 
         seen[fmt] = {"exit": code, "stdout": stable(out), "stderr": stable(err)}
         if fmt == "json":
