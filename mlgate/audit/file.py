@@ -143,11 +143,11 @@ class FileEvidenceStore:
         """Store ``data`` (whose sha256 the caller computed) once: a blob already there is not
         written again (content-addressed: the same digest is the same bytes)."""
         target = self.path(digest)
-        if digest in self._known or target.is_file():
-            self._known.add(digest)
-            return
         tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
+            if digest in self._known or target.is_file():  # is_file raises on a directory it may not search
+                self._known.add(digest)
+                return
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as dst:
                 dst.write(data)

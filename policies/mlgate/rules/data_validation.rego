@@ -209,12 +209,14 @@ violation contains v if {
 # The digest of a dataset cannot be checked when its uri is remote: the reader
 # then writes digest_matches null and actual_digest null (a warning below).
 uncheckable(d) if {
+	is_object(d) # object.get raises on a non-object in OPA (regorus reads it as undefined)
 	object.get(d, "digest_matches", false) == null
 	object.get(d, "actual_digest", false) == null
 }
 
 # What was found at a dataset's uri: its digest, or nothing (a local file that is missing).
 found(d) := sprintf("has digest %s", [lib.short(d, "actual_digest")]) if {
+	is_object(d)
 	is_string(object.get(d, "actual_digest", null))
 } else := "is missing"
 
