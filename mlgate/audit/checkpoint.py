@@ -201,21 +201,6 @@ class FileCheckpointStore(DirCheckpointStore):
 class PostgresCheckpointStore:
     """The append-only table ``mlgate_audit_checkpoints`` beside the records (same triggers)."""
 
-    SCHEMA = f"""
-    CREATE TABLE IF NOT EXISTS {CHECKPOINTS_TABLE} (
-        id bigserial PRIMARY KEY,
-        sequence bigint NOT NULL,
-        hash text NOT NULL,
-        signed_at text NOT NULL,
-        key_id text NOT NULL,
-        bundle text NOT NULL UNIQUE
-    );
-    CREATE OR REPLACE TRIGGER {CHECKPOINTS_TABLE}_append_only BEFORE UPDATE OR DELETE ON {CHECKPOINTS_TABLE}
-        FOR EACH ROW EXECUTE FUNCTION mlgate_audit_append_only();
-    CREATE OR REPLACE TRIGGER {CHECKPOINTS_TABLE}_no_truncate BEFORE TRUNCATE ON {CHECKPOINTS_TABLE}
-        FOR EACH STATEMENT EXECUTE FUNCTION mlgate_audit_append_only();
-    """
-
     def __init__(self, sink: Any):
         self.sink = sink  # a mlgate.audit.postgres.PostgresAuditSink (its pool, its schema)
         self._ready = False
@@ -223,18 +208,9 @@ class PostgresCheckpointStore:
     def _ensure(self) -> None:
         if self._ready:
             return
-        from mlgate.audit.postgres import _SCHEMA_LOCK
-
-        self.sink.head()  # creates the trail's own schema (and the append-only function) if needed
-
-        def create(conn):
-            exists = conn.execute("SELECT to_regclass(%s)", (CHECKPOINTS_TABLE,)).fetchone()[0]
-            if exists is None:
-                with conn.transaction():
-                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-                    conn.execute(self.SCHEMA)
-
-        self.sink._run(create, "create the checkpoint table")
+        # The trail's schema (mlgate.audit.postgres, or `mlgate audit init-db`) includes the
+        # append-only checkpoints table with its triggers: reading the head makes sure it exists.
+        self.sink.head()
         self._ready = True
 
     def list(self) -> list[StoredCheckpoint]:
