@@ -148,14 +148,25 @@ def test_permission_denied_on_the_log(tmp_path):
     os.chmod(tmp_path, 0o755)
     os.chmod(log, 0o444)
     run(["check", RELEASE, "--env", "production", "--audit-log", tmp_path / "warm.jsonl"])  # import everything before the fork
+    # What a check may import lazily when a per-user cache is not readable (the child runs as nobody,
+    # who may not read root's cache or, here, root's site-packages): imported before the fork.
+    import jsonschema  # noqa: F401
+    from statsmodels.stats import multitest, proportion  # noqa: F401
 
-    def attempt():
-        code, out, err = run(["check", RELEASE, "--env", "production", "--audit-log", log])
+    def attempt(*extra):
+        code, out, err = run(["check", RELEASE, "--env", "production", "--audit-log", log, *extra])
         return code, err
 
-    status, (code, err) = _as_nobody(attempt)
+    # The log itself (inputs not stored, so the log is the first thing written):
+    status, (code, err) = _as_nobody(lambda: attempt("--audit-input", "erase"))
     assert status == "ok" and code == 2
     _one_line_error(err, "audit record not written", str(log), "cannot open the audit log: Permission denied")
+    assert log.read_bytes() == before
+    # With inputs stored (the default), the content-addressed store beside the log is written
+    # first: the same one-line refusal, naming it, and still nothing appended.
+    status, (code, err) = _as_nobody(attempt)
+    assert status == "ok" and code == 2
+    _one_line_error(err, "audit record not written", "Permission denied")
     assert log.read_bytes() == before
 
 
