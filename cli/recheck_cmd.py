@@ -296,17 +296,30 @@ def _api_client():
 
 
 def _get_json(api, path: str) -> Any | None:
-    """GET ``path`` from the apiserver as its raw JSON (exactly what kubectl -o json shows); None on 404 (a CRD not installed)."""
+    """GET ``path`` from the apiserver as its raw JSON (exactly what kubectl -o json shows); None on 404 (a CRD not installed).
+
+    Both shapes of the kubernetes client: openapi-generator 7 (``param_serialize`` then
+    ``call_api(method, url, ...)``, which does not raise on an error status) and the older one
+    (``call_api(path, method, ...)``); pyproject allows either."""
     from kubernetes.client.rest import ApiException
 
+    headers = {"Accept": "application/json"}
     try:
-        resp = api.call_api(path, "GET", header_params={"Accept": "application/json"}, auth_settings=["BearerToken"],
-                            _preload_content=False, _return_http_data_only=True)
+        if hasattr(api, "param_serialize"):
+            method, url, hdrs, _body, _post = api.param_serialize("GET", path, header_params=headers, auth_settings=["BearerToken"])
+            resp = api.call_api(method, url, header_params=hdrs)
+            resp.read()
+            if not 200 <= resp.status <= 299:
+                raise ApiException(http_resp=resp)
+            data = resp.data
+        else:
+            data = api.call_api(path, "GET", header_params=headers, auth_settings=["BearerToken"],
+                                _preload_content=False, _return_http_data_only=True).data
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise MlgateError(f"the apiserver refused GET {path}: {exc.status} {exc.reason}") from None
-    return json.loads(resp.data)
+    return json.loads(data)
 
 
 def objects_from_cluster(with_namespaces: bool) -> list[tuple[dict[str, Any], str]]:

@@ -40,20 +40,6 @@ VARIANTS = {
 SCHEDULE = "0 * * * *"
 
 
-def _client_is_openapi_generator_7() -> bool:
-    from kubernetes.client import ApiClient
-
-    return hasattr(ApiClient, "param_serialize")
-
-
-#: recheck_cmd._get_json calls ``ApiClient.call_api(path, "GET", auth_settings=..., _preload_content=...)``, the
-#: signature of the kubernetes clients made by openapi-generator 6 and earlier; the newer ones (kubernetes 37 here)
-#: take ``call_api(method, url, header_params, ...)`` after ``param_serialize``, so --from-cluster raises TypeError
-#: before its first request. Strict: when recheck_cmd is fixed these pass, and the marker must go.
-FROM_CLUSTER_BROKEN = pytest.mark.xfail(_client_is_openapi_generator_7(), raises=TypeError, strict=True,
-                                        reason="mlgate recheck --from-cluster uses the old ApiClient.call_api signature")
-
-
 def enable_line(component: str) -> str:
     return f"components: [../../components/{component}]"
 
@@ -397,7 +383,6 @@ def run_cronjob(tmp_path: Path, monkeypatch, objects: list[dict], rules: list[di
     return code, out, err, server
 
 
-@FROM_CLUSTER_BROKEN
 def test_recheck_runs_in_the_cluster_with_exactly_its_clusterrole(tmp_path, monkeypatch, rendered):
     """The CronJob's command against an apiserver that authorizes by the rendered ClusterRole: every request is
     allowed, every grant is used (none is spare), the reports are created and updated, each decision recorded."""
@@ -426,7 +411,6 @@ def test_recheck_runs_in_the_cluster_with_exactly_its_clusterrole(tmp_path, monk
     assert trail and {r["action"] for r in trail} == {"recheck"}
 
 
-@FROM_CLUSTER_BROKEN
 @pytest.mark.parametrize("missing", [("serving.kserve.io", "inferenceservices", "list"), ("", "namespaces", "list"),
                                      ("wgpolicyk8s.io", "policyreports", "update")])
 def test_a_missing_grant_fails_the_job_in_one_line(missing, tmp_path, monkeypatch, rendered):
