@@ -6,7 +6,7 @@ Three kinds of test:
   case; it passes only when the rule evaluates to a literal ``true``;
 * the library's own invariants: METADATA blocks are valid YAML with an id,
   severity, controls and remediation that the violation objects repeat
-  verbatim, ids are unique, and decision.rego names every rule package;
+  verbatim, ids are unique, and the generated composition names every rule package;
 * whole input documents fed to ``data.mlgate.decision``: the reference release
   allows, and each single mutation of it denies with the expected id.
 
@@ -55,9 +55,15 @@ def wrap_by_directory(path: Path, document: Any) -> dict[str, Any]:
 
 
 def new_engine() -> regorus.Engine:
+    """Every file as written, and the findings composition mlgate generates at load (compose.py)."""
+    from mlgate.policy import load_policy
+    from mlgate.policy.compose import GENERATED_PATH
+
     engine = regorus.Engine()
     for path in rego_files():
         engine.add_policy(str(path.relative_to(POLICIES)), path.read_text(encoding="utf-8"))
+    (generated,) = [m.text for m in load_policy(POLICIES).modules if m.path == GENERATED_PATH]
+    engine.add_policy(GENERATED_PATH, generated)
     for path in data_files():
         document = json.loads(path.read_text(encoding="utf-8"))
         engine.add_data_json(json.dumps(wrap_by_directory(path, document)))
@@ -199,16 +205,20 @@ def test_violation_objects_repeat_their_metadata() -> None:
         assert set(re.findall(r'"id": "(MLG-[^"]+)"', body)) == {custom["id"]}, where
 
 
-def test_decision_names_every_rule_package() -> None:
-    decision = (POLICIES / "mlgate" / "decision.rego").read_text(encoding="utf-8")
+def test_the_generated_composition_names_every_rule_package() -> None:
+    from mlgate.policy import load_policy
+    from mlgate.policy.compose import GENERATED_PATH
+
+    policy = load_policy(POLICIES)
+    (generated,) = [m.text for m in policy.modules if m.path == GENERATED_PATH]
     for path in RULES.glob("*.rego"):
         if path.stem.endswith("_test"):
             continue
         text = path.read_text(encoding="utf-8")
         assert f"package mlgate.rules.{path.stem}\n" in text, path.name
-        assert f"data.mlgate.rules.{path.stem}.violation," in decision, path.name
-        if re.search(r"^warning contains", text, re.M):
-            assert f"data.mlgate.rules.{path.stem}.warning," in decision, path.name
+        assert f'data.mlgate.rules["{path.stem}"].violation,' in generated, path.name
+        assert (f'data.mlgate.rules["{path.stem}"].warning,' in generated) == bool(re.search(r"^warning contains", text, re.M)), path.name
+    assert "_test" not in generated
 
 
 def test_environment_data_files() -> None:

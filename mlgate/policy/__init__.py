@@ -26,7 +26,8 @@ from mlgate.safeio import display
 __all__ = ["DATA_NAMES", "TRUST_POLICY_NAME", "Module", "PolicySet", "bundled_policy_dir", "load_policy", "load_policy_dir"]
 
 
-def load_policy(root: Path | str | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None) -> PolicySet:
+def load_policy(root: Path | str | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None,
+                require_finding_ids: bool = True) -> PolicySet:
     """Load a policy directory (default: the policy library shipped with mlgate), an OPA bundle
     (``*.tar.gz``, see :mod:`mlgate.policy.bundle`) or an OPA bundle in an OCI registry
     (``oci://...``, see :mod:`mlgate.policy.oci`), verified with ``bundle_key`` when given."""
@@ -35,12 +36,12 @@ def load_policy(root: Path | str | None = None, *, data_overrides: list[Path] | 
     if is_oci(root):  # oci://REGISTRY/REPO@sha256:... or :TAG, pulled (or cached by digest) and verified
         from mlgate.policy.oci import load_oci_policy
 
-        return load_oci_policy(root, key=bundle_key, data_overrides=data_overrides)
+        return load_oci_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
     root = Path(root) if root is not None else bundled_policy_dir()
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
         from mlgate.policy.bundle import load_bundle_policy
 
-        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides)
+        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
     if bundle_key is not None:
         raise PolicyError("--bundle-key verifies an OPA bundle (*.tar.gz); this is not one", file=display(root))
-    return load_policy_dir(root, data_overrides=data_overrides)
+    return load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids)

@@ -206,11 +206,15 @@ def _tar_bytes(contents: dict[str, bytes]) -> bytes:
 
 def build_bundle(policy_dir: Path | None, out: Path, *, signing_key: Path | None = None) -> BundleInfo:
     """Write the OPA bundle of ``policy_dir`` (default: the bundled library) to ``out``."""
+    from mlgate.policy.compose import GENERATED_PATH
     from mlgate.policy.policyset import load_policy_dir
     from mlgate.safeio import read_bytes
 
     policy = load_policy_dir(policy_dir)
     contents = {rel: read_bytes(policy.root / rel) for rel in sorted(policy.files)}
+    # The findings composition mlgate generates at load, so that a plain OPA serving the bundle decides
+    # the same (mlgate itself generates it again from the packages present and ignores this copy).
+    contents[GENERATED_PATH] = next(m.text for m in policy.modules if m.path == GENERATED_PATH).encode("utf-8")
     roots = _roots(policy)
     manifest = {"revision": policy.bundle_revision, "roots": roots}
     contents[MANIFEST] = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
@@ -374,7 +378,8 @@ def is_bundle_path(path: Path) -> bool:
     return path.is_file() and (path.name.endswith(".tar.gz") or path.name.endswith(".tgz"))
 
 
-def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: list[Path] | None = None) -> Any:
+def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: list[Path] | None = None,
+                       require_finding_ids: bool = True) -> Any:
     """The PolicySet of a bundle: verified with ``key`` when given (a signed bundle needs one),
     unpacked into a private temporary directory, its revision checked against the manifest."""
     from mlgate.policy.policyset import load_policy_dir
@@ -394,7 +399,7 @@ def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: l
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-    policy = load_policy_dir(root, data_overrides=data_overrides)
+    policy = load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
     own = policy.bundle_revision  # the bundle's own files; overrides join policy.revision, not this
     if own != info.revision:
         raise PolicyError(f".manifest revision {info.revision[:16]}… does not match the bundle's files (revision {own[:16]}…)", file=info.path)

@@ -30,6 +30,7 @@ from typing import Any
 
 from mlgate.canonical import digest_json, sha256_hex
 from mlgate.errors import InputError, PolicyError
+from mlgate.policy.compose import GENERATED_PATH, compose
 from mlgate.safeio import decode_text, display, parse_json, parse_yaml, read_bytes
 
 TRUST_POLICY_NAME = "trust.yaml"
@@ -77,8 +78,9 @@ def _nest(parts: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | None = None) -> PolicySet:
-    """Load a policy directory (default: the policy library shipped with mlgate)."""
+def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | None = None, require_finding_ids: bool = True) -> PolicySet:
+    """Load a policy directory (default: the policy library shipped with mlgate). A finding rule
+    without a METADATA id refuses the policy unless ``require_finding_ids`` is False (the linter)."""
     root = Path(root) if root is not None else bundled_policy_dir()
     if not root.is_dir():
         raise PolicyError("policy directory not found", file=display(root))
@@ -89,6 +91,8 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         rel = path.relative_to(root).as_posix()
         if any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(root).parts):
+            continue
+        if rel == GENERATED_PATH:  # what `mlgate policy bundle` writes for a plain OPA: generated again below
             continue
         if path.suffix == ".rego":
             raw = read_bytes(path)
@@ -120,6 +124,8 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
         files=dict(files),
         bundle_revision=digest_json(files),
     )
+    # The findings composition (data.mlgate.findings), generated from the rule packages present.
+    base = compose(base, require_ids=require_finding_ids)
     # The policy's own data may not sit on a rule's path either (a data.json beside the rules
     # that sets data.mlgate.decision would replace the decision on engines that let data shadow
     # a rule): the same check as for --data overrides, as a policy error.
@@ -131,7 +137,7 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
         for set_path in _set_paths(nested, name):
             if set_path not in heads and not any(set_path[:i] in rules for i in range(1, len(set_path))):
                 continue
-            for rule, where in rules.items():
+            for rule, where in sorted(rules.items(), key=lambda item: item[1].endswith(GENERATED_PATH)):  # the policy's own rules named first
                 if set_path[: len(rule)] == rule or rule[: len(set_path)] == set_path:
                     raise PolicyError(f"a data document may not set a path a rule defines (data.{'.'.join(rule)}, rule {rule[-1]!r} "
                                       f"in {where}): {'.'.join(set_path)}", file=name)

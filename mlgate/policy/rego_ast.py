@@ -83,9 +83,10 @@ def new_raw_engine(policy: PolicySet, *, coverage: bool = False, include_tests: 
     return engine
 
 
-def _located(message: str, policy: PolicySet, path: str) -> str:
+def _located(message: str, policy: PolicySet | None, path: str, root: Path | None = None) -> str:
     """``mlgate/x.rego:3:5: msg`` (engine path) -> ``policies/mlgate/x.rego:3:5: cannot load policy: msg``."""
-    shown = display(policy.root / path)
+    root = policy.root if policy is not None else root
+    shown = display(root / path) if root is not None else path
     if message.startswith(path + ":"):
         loc, _, rest = message[len(path) + 1 :].partition(": ")
         return f"{shown}:{loc}: cannot load policy: {rest}"
@@ -255,6 +256,26 @@ def parse(policy: PolicySet, engine: Any | None = None) -> ParsedPolicy:
         )
     modules.sort(key=lambda m: m.path)
     return ParsedPolicy(policy, modules)
+
+
+def parse_modules(modules: list[Any], root: Path | None = None) -> list[RegoModule]:
+    """The engine's parse of ``modules`` (each with ``path``, ``text``, ``is_test``; under the policy
+    directory ``root``, for the names shown), sorted by path."""
+    engine = load_regorus().Engine()
+    for module in modules:
+        try:
+            engine.add_policy(module.path, module.text)
+        except Exception as exc:  # noqa: BLE001 - parse errors: RuntimeError from the native side
+            raise PolicyError(_located(one_line_error(exc), None, module.path, root)) from None
+    by_path = {m.path: m for m in modules}
+
+    def shown(path: str) -> str:
+        return display(root / path) if root is not None else path
+
+    out = [RegoModule(path=item["source"]["file"], display=shown(item["source"]["file"]), text=by_path[item["source"]["file"]].text,
+                      is_test=by_path[item["source"]["file"]].is_test, ast=item["ast"])
+           for item in json.loads(engine.get_ast_as_json())]
+    return sorted(out, key=lambda m: m.path)
 
 
 # --- builtins -------------------------------------------------------------------------------
