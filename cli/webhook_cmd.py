@@ -41,7 +41,11 @@ def _need(*modules: str) -> None:
 @click.option("--evidence-cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Local cache for releases downloaded from an https:// store.")
 @click.option("--audit", "audit_url", required=True, envvar="MLGATE_AUDIT", show_envvar=True,
               help="Audit trail: file:PATH, file:///abs/path, a path, or postgresql://... (several replicas).")
-@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory (default: the bundled library).")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path),
+              help="Policy directory, OPA bundle (*.tar.gz) or oci://REGISTRY/REPO:TAG|@sha256:... (default: policy in --config, else the bundled library).")
+@click.option("--policy-refresh", metavar="DURATION", help="How often an oci:// tag is resolved again: 30s, 5m, 1h [default: policyRefresh in --config, else 60s].")
+@click.option("--bundle-key", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Public key that must have signed the --policy bundle (*.tar.gz or oci://; or bundleKey in --config).")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Extra data document merged over the policy data (repeatable).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: trust.yaml beside the policies).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path), help="Webhook settings (modes per environment, limits, evidence store, engine); flags win.")
@@ -59,7 +63,7 @@ def _need(*modules: str) -> None:
 @click.option("--checkpoint-tsa", metavar="URL", help="RFC 3161 TSA (listed in the trust policy's timestampAuthorities) to timestamp each checkpoint.")
 def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cache_dir, audit_url, policy_dir, data_files, trust_policy, config_file,
           engine, gate_threads, workers, log_level, log_format, access_log, checkpoint_key=None, checkpoint_every=None, checkpoint_anchors=(),
-          checkpoint_tsa=None, **opa_params):
+          checkpoint_tsa=None, policy_refresh=None, bundle_key=None, **opa_params):
     """Run the Kubernetes validating admission webhook over TLS: POST /v1/admit/ENVIRONMENT."""
     import os
     import ssl
@@ -67,13 +71,15 @@ def serve(host, port, cert, key, evidence_store, evidence_store_ca, evidence_cac
     _need("uvicorn", "prometheus_client")
     # prometheus_client reads this when it is first imported (in each worker); nothing imported it yet.
     os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    from mlgate.gatekeeper.config import load_config, settings_from_dict
+    from mlgate.gatekeeper.config import load_config, parse_duration, settings_from_dict
 
     flags = {"evidence_store": evidence_store, "audit": audit_url, "policy_dir": policy_dir, "trust_policy": trust_policy, "data_overrides": tuple(data_files),
-             "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads, "engine": engine}
+             "evidence_store_ca": evidence_store_ca, "evidence_cache_dir": evidence_cache_dir, "gate_threads": gate_threads, "engine": engine,
+             "bundle_key": bundle_key}
     opa_flags = opa_fields(opa_params)
     cp_flags = {"key": checkpoint_key, "every": checkpoint_every, "anchors": checkpoint_anchors, "tsa": checkpoint_tsa}
     try:
+        flags["policy_refresh_s"] = None if policy_refresh is None else parse_duration(policy_refresh, None, "--policy-refresh")
         settings = (load_config(config_file, opa_flags=opa_flags, checkpoint_flags=cp_flags, **flags) if config_file
                     else settings_from_dict({}, None, opa_flags=opa_flags, checkpoint_flags=cp_flags, **flags))
         if settings.gate_threads is None:  # neither the flag nor the settings file chose

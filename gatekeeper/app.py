@@ -20,6 +20,13 @@ buy is overlap: while one thread waits for the audit fsync (the file sink's grou
 makes one fsync for every record queued meanwhile) or for a remote store, another evaluates.
 Every await carries the request's deadline (``?timeout=Ns`` from the apiserver, minus a
 margin); past it the webhook answers ``allowed: false`` itself.
+
+An ``oci://`` policy (:mod:`mlgate.gatekeeper.policy_source`) is pulled and verified on a policy
+thread of its own, at start-up and then every refresh interval for a tag; a new bundle is built
+on every gate thread and switched in one round (no review is judged while the threads switch),
+after a ``policy-change`` audit record. Until a policy is loaded, every admission is a recorded
+deny (``MLG-ADM-005``) and ``/readyz`` answers 503 naming why; a refresh that fails keeps the last
+verified bundle, and ``/readyz`` (200) and ``/metrics`` say it is stale.
 """
 
 from __future__ import annotations
@@ -47,7 +54,8 @@ from mlgate.gatekeeper.review import (
     peek_uid_and_version,
     response,
 )
-from mlgate.gatekeeper.service import Delivery, Gatekeeper, RequestSink
+from mlgate.gatekeeper.policy_source import OciPolicySource, change_record
+from mlgate.gatekeeper.service import POLICY_NOT_LOADED, Delivery, Gatekeeper, Outcome, RequestSink, admission_facts, deny_message, release_policy
 
 from mlgate.errors import MlgateError
 
@@ -73,7 +81,7 @@ class Metrics:
     def __init__(self) -> None:
         import os
 
-        from prometheus_client import CollectorRegistry, Counter, Histogram
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
         self.multiprocess_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or None
         # In multiprocess mode the values are in the shared files; the scrape registry reads those,
@@ -91,10 +99,32 @@ class Metrics:
         self.errors = Counter("mlgate_admission_errors", "Requests answered with an error, by reason", ["reason"], registry=home)
         for result in ("hit", "miss"):
             self.cache.labels(result)
+        # The policy in use (an oci:// one is refreshed): gauges per process ("liveall": one series per live worker).
+        self.policy_info = Gauge("mlgate_policy_info", "The policy in use (value 1): its source, bundle digest (oci://) and policy revision",
+                                 ["source", "digest", "revision"], registry=home, multiprocess_mode="liveall")
+        self.policy_stale = Gauge("mlgate_policy_stale", "1 while an oci:// policy is not loaded or its last refresh failed (the last verified bundle is in use), else 0",
+                                  registry=home, multiprocess_mode="liveall")
+        self.policy_last_success = Gauge("mlgate_policy_last_refresh_success_timestamp_seconds",
+                                         "When the registry last answered a refresh of the oci:// policy and the bundle verified (Unix time)",
+                                         registry=home, multiprocess_mode="liveall")
+        self.policy_refresh_failures = Counter("mlgate_policy_refresh_failures", "Refreshes of the oci:// policy that failed (registry down, "
+                                               "a bundle that does not verify); the last verified bundle stays in use", registry=home)
+        self.policy_changes = Counter("mlgate_policy_changes", "Times the policy in use was switched to a new bundle", registry=home)
+        self._policy_labels: tuple[str, str, str] | None = None
         if self.multiprocess_dir:
             from prometheus_client.multiprocess import MultiProcessCollector
 
             MultiProcessCollector(self.registry, path=self.multiprocess_dir)
+
+    def set_policy(self, source: str, digest: str | None, revision: str | None) -> None:
+        labels = (source, digest or "", revision or "")
+        if labels == self._policy_labels:
+            return
+        if self._policy_labels is not None:
+            self.policy_info.labels(*self._policy_labels).set(0)
+            self.policy_info.remove(*self._policy_labels)
+        self.policy_info.labels(*labels).set(1)
+        self._policy_labels = labels
 
     def render(self) -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -114,6 +144,17 @@ class WebhookApp:
         self.startup_error: str | None = None
         self._local = threading.local()  # each gate thread's own Gatekeeper (its own engine)
         self.gatekeepers: list[Gatekeeper] = []  # one per gate thread (for inspection; each is used only on its thread)
+        from mlgate.policy.oci import is_oci
+
+        #: An oci:// policy: pulled on a policy thread, refreshed (a tag) by a background task.
+        self.policy: OciPolicySource | None = (OciPolicySource(settings.policy_dir, refresh_s=settings.policy_refresh_s, key=settings.bundle_key,
+                                                               data_overrides=settings.data_overrides)
+                                               if is_oci(settings.policy_dir) else None)
+        self._policy_executor: ThreadPoolExecutor | None = None
+        self._refresh_lock = asyncio.Lock()
+        self._refresh_loop: asyncio.Task | None = None
+        self._refreshing: asyncio.Future | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None  # the server's event loop (a test may schedule refresh_policy() on it)
 
     @property
     def gate_threads(self) -> int:
@@ -146,10 +187,19 @@ class WebhookApp:
         return results
 
     async def startup(self) -> None:
-        """Build one gatekeeper (engine included) on each gate thread that will use it."""
+        """Build one gatekeeper (engine included) on each gate thread that will use it.
+
+        An oci:// policy is pulled and verified first, on the policy thread; if that fails the
+        gatekeepers start without a policy (not ready, every admission a recorded deny) and the
+        refresh task retries."""
         n = self.gate_threads
         self.executor = ThreadPoolExecutor(max_workers=n, thread_name_prefix="mlgate-gate")
-        loop = asyncio.get_running_loop()
+        loop = self.loop = asyncio.get_running_loop()
+        pinned = digest = None
+        if self.policy is not None:
+            self._policy_executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mlgate-policy")
+            digest = await self._fetch_policy()
+            pinned = self.policy.pinned(digest) if digest else None
 
         def on_this_thread(build: Callable[[], Any]) -> Any:
             """Run ``build``; a failure leaves this thread as a fresh error holding no frame: the traceback's
@@ -167,7 +217,9 @@ class WebhookApp:
         def build_first() -> Gatekeeper:
             def build() -> Gatekeeper:
                 gk = self._factory(on_cache=lambda result: self.metrics.cache.labels(result).inc())
-                gk.start()
+                if pinned is not None:
+                    gk.policy_source = pinned  # the tag as resolved just now: every gate thread loads that digest
+                gk.start(with_policy=self.policy is None or pinned is not None)
                 return gk
 
             gk = on_this_thread(build)
@@ -192,11 +244,168 @@ class WebhookApp:
             log.exception("the webhook could not start")
             self.startup_error = f"the webhook could not start: {type(exc).__name__}: {exc}"
             raise MlgateError(self.startup_error) from None
+        prepared = first.prepared
+        if self.policy is None:
+            self.metrics.set_policy(str(self.settings.policy_dir or "bundled"), None, prepared.revision if prepared else None)
+            return
+        if digest is not None and prepared is not None:
+            self.policy.succeeded(digest, prepared.revision)
+            self._policy_metrics()
+            log.info("mlgate: policy %s (revision %s)", pinned, prepared.revision)
+        if self.policy.next_refresh_s() is not None:
+            self._refresh_loop = asyncio.create_task(self._keep_policy_fresh())
+
+    # ------------------------------------------------------------------ an oci:// policy
+    async def _fetch_policy(self) -> str | None:
+        """The digest of a verified bundle other than the one in use; None when the one in use is current
+        (a success) or the refresh failed (recorded in the source's state, the metrics and the log).
+        The blocking work runs on the policy thread."""
+        try:
+            digest = await asyncio.get_running_loop().run_in_executor(self._policy_executor, self.policy.fetch)
+        except MlgateError as exc:
+            self._policy_failed(exc.diagnostics())
+            return None
+        except Exception as exc:  # noqa: BLE001 - a bug in the client: logged with its traceback, the policy kept
+            log.exception("policy refresh of %s failed", self.policy.source)
+            self._policy_failed(f"{type(exc).__name__}: {exc}")
+            return None
+        if digest is None:
+            self.policy.succeeded()
+            self._policy_metrics()
+        return digest
+
+    def _policy_failed(self, error: str) -> None:
+        self.policy.failed(error)
+        self.metrics.policy_refresh_failures.inc()
+        self._policy_metrics()
+        if self.policy.loaded:
+            log.warning("mlgate: policy refresh failed, still judging with %s (revision %s): %s",
+                        self.policy.pinned(self.policy.digest), self.policy.revision, self.policy.last_error)
+        else:
+            log.error("mlgate: %s; every admission is denied until it is", self.policy.not_loaded_reason())
+
+    def _policy_metrics(self) -> None:
+        p = self.policy
+        self.metrics.policy_stale.set(0 if p.loaded and p.last_error is None else 1)
+        if p.last_success is not None:
+            self.metrics.policy_last_success.set(p.last_success)
+        if p.loaded:
+            self.metrics.set_policy(p.source, p.digest, p.revision)
+
+    async def _keep_policy_fresh(self) -> None:
+        """Refresh every interval (a tag), or retry until loaded (a digest); each refresh runs to its end even
+        if this task is cancelled (shutdown waits for it)."""
+        while True:
+            wait = self.policy.next_refresh_s()
+            if wait is None:
+                return
+            await asyncio.sleep(wait)
+            self._refreshing = asyncio.ensure_future(self.refresh_policy())
+            try:
+                await asyncio.shield(self._refreshing)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - never let the loop die: the next interval tries again
+                log.exception("policy refresh of %s failed", self.policy.source)
+
+    async def refresh_policy(self) -> bool:
+        """Resolve the oci:// policy again now (what the refresh task does every interval); True when the
+        gate threads switched to a new bundle. A failure keeps the policy in use (and is reported)."""
+        if self.policy is None or self.executor is None or self.gatekeeper is None:
+            return False
+        async with self._refresh_lock:
+            digest = await self._fetch_policy()
+            if digest is None:
+                return False
+            try:
+                await self._switch_policy(digest)
+            except MlgateError as exc:
+                self._policy_failed(exc.diagnostics())
+                return False
+            return True
+
+    async def _switch_policy(self, digest: str) -> None:
+        """Build the bundle ``digest`` on every gate thread, record the change, then switch every thread to it,
+        all in one round of the pool: no review is judged while the threads switch, so none is judged by the old
+        policy after one was judged by the new. Any failure (a thread that cannot build it, the record that cannot
+        be written) leaves every thread on the policy it had; raises MlgateError then."""
+        source = self.policy.pinned(digest)
+        old = {"reference": self.policy.pinned(self.policy.digest) if self.policy.digest else None, "digest": self.policy.digest,
+               "policy_revision": self.policy.revision}
+        n = self.gate_threads
+        built, decided = threading.Barrier(n, timeout=120), threading.Barrier(n, timeout=120)
+        revisions: dict[int, str] = {}
+        errors: list[str] = []
+
+        def wait(barrier: threading.Barrier) -> None:
+            try:
+                barrier.wait()
+            except threading.BrokenBarrierError:
+                errors.append("a gate thread did not take part in the switch within 120 s")
+
+        def step(i: int) -> None:
+            gk = self._local.gk
+            staged = None
+            try:
+                staged = gk.build_policy(source)
+                revisions[i] = staged.revision
+            except MlgateError as exc:
+                errors.append(exc.diagnostics())
+            except Exception as exc:  # noqa: BLE001 - logged with its traceback; the old policy stays
+                log.exception("building the policy %s failed", source)
+                errors.append(f"{type(exc).__name__}: {exc}")
+            wait(built)
+            if i == 0 and not errors:
+                if len(set(revisions.values())) != 1:
+                    errors.append(f"the gate threads built different policy revisions from {source}")
+                elif old["digest"] is not None:  # a change (not the first load after a failed start-up): recorded first
+                    new = {"reference": source, "digest": digest, "policy_revision": staged.revision}
+                    try:
+                        gk.sink.append(change_record(self.policy.source, old, new, clock=gk.clock, ids=gk.ids, inputs=staged.inputs))
+                    except MlgateError as exc:
+                        errors.append(f"the policy change could not be recorded: {exc.diagnostics()}")
+            wait(decided)
+            if errors:
+                release_policy(staged)  # on the thread that built it
+            else:
+                gk.use_policy(staged, source)
+
+        await self._on_every_gate_thread(step)
+        if errors:
+            raise MlgateError(f"{source}: {errors[0]}; still judging with the policy in use")
+        revision = self.gatekeeper.prepared.revision if self.gatekeeper.prepared else None
+        self.policy.succeeded(digest, revision)
+        self._policy_metrics()
+        if old["digest"] is not None:
+            self.metrics.policy_changes.inc()
+            log.warning("mlgate: policy changed: %s -> %s (revision %s -> %s)", old["reference"], source, old["policy_revision"], revision)
+        else:
+            log.warning("mlgate: policy %s loaded (revision %s); admissions are judged from now on", source, revision)
+
+    def _refuse_unloaded(self, gk: Gatekeeper, review: Review, environment: str, delivery: Delivery | None) -> Outcome:
+        """No policy is loaded (an oci:// policy not pulled yet): a recorded deny in every mode (the webhook
+        cannot judge), naming why."""
+        from mlgate.gate import Finding, GateOptions, refuse
+        from mlgate.inputdoc import Request
+
+        reason = self.policy.not_loaded_reason() if self.policy is not None else "no policy loaded"
+        sink = RequestSink(gk.sink, admission_facts(review), delivery)
+        options = GateOptions(environment=environment, clock=gk.clock, ids=gk.ids, timeout_s=0,
+                              request=Request(source="admission", user=review.user, namespace=review.namespace, operation=review.operation,
+                                              dry_run=review.dry_run, mode="enforce", groups=review.groups))
+        decision = refuse(Finding(POLICY_NOT_LOADED, f"{reason}; nothing is admitted until it is", "high"), options, sink)
+        if delivery is not None:
+            delivery.finish()
+        annotations = {"decision-id": decision.decision_id, "result": decision.result, "mode": "enforce", "environment": environment}
+        body = response(review.api_version, review.uid, allowed=False, code=500, message=deny_message(decision), audit_annotations=annotations)
+        return Outcome(body, decision.result, "other", [decision])
 
     def _admit_here(self, review: Any, environment: str, deadline: float, delivery: Delivery | None = None):
         gk = getattr(self._local, "gk", None)
         if gk is None:  # pragma: no cover - every pool thread was given one at start-up
             raise MlgateError("this gate thread has no policy engine; denied")
+        if gk.prepared is None:  # an oci:// policy not loaded yet
+            return self._refuse_unloaded(gk, review, environment, delivery)
         return gk.admit(review, environment, deadline=deadline, delivery=delivery)
 
     def _record_unanswered(self, review: Review, environment: str, why: str, queued: bool, timeout_s: float) -> None:
@@ -208,6 +417,12 @@ class WebhookApp:
                                  or log.error("could not record the %s answer of admission review uid=%s: %s", why, review.uid, f.exception()))
 
     async def shutdown(self) -> None:
+        if self._refresh_loop is not None:
+            self._refresh_loop.cancel()
+            # A refresh under way runs to its end (its gate threads' round, its record) before the engines go.
+            await asyncio.gather(self._refresh_loop, *([self._refreshing] if self._refreshing else []), return_exceptions=True)
+        if self._policy_executor is not None:
+            self._policy_executor.shutdown(wait=False, cancel_futures=True)
         if self.executor is not None:
             sink = self.gatekeeper.sink if self.gatekeeper is not None else None
 
@@ -259,9 +474,14 @@ class WebhookApp:
             return await _send_json(send, 200, {"status": "ok"})
         if path == "/readyz" and method in ("GET", "HEAD"):
             problems = self.gatekeeper.ready() if self.gatekeeper else [self.startup_error or "starting"]
+            if self.policy is not None and not self.policy.loaded:
+                problems = [self.policy.not_loaded_reason() if p == "policy not loaded" else p for p in problems]
             if problems:
                 return await _send_status(send, 503, "not ready: " + "; ".join(problems))
-            return await _send_json(send, 200, {"status": "ready", "problems": []})
+            ready: dict[str, Any] = {"status": "ready", "problems": []}
+            if self.policy is not None:  # still ready on a stale policy (the last verified bundle): the body says so
+                ready["policy"] = self.policy.status()
+            return await _send_json(send, 200, ready)
         if path == "/metrics" and method == "GET":
             body, ctype = self.metrics.render()
             return await _send(send, 200, body, [(b"content-type", ctype.encode())])

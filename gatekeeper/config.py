@@ -38,6 +38,9 @@ engine:
     clientCert: /etc/opa-tls/tls.crt
     clientKey: /etc/opa-tls/tls.key
     timeoutSeconds: 2          # per decision; always cut to fit each request's admission deadline
+policy: oci://registry.example/compliance/mlgate:stable   # or @sha256:..., a directory or a bundle (--policy)
+policyRefresh: 5m              # how often a tag is resolved again (--policy-refresh; default 60s; not for a digest)
+bundleKey: /etc/mlgate/bundle/team.pub   # the key that must have signed the bundle (--bundle-key)
 auditCheckpoints:              # sign the trail's head as it grows (--checkpoint-key, --checkpoint-every, ...)
   key: /etc/mlgate/checkpoint/key.pem      # a checkpointSigners key of the trust policy
   every: 1000,5m               # N records or T (30s, 15m, 1h) after the newest checkpoint, whichever first
@@ -58,6 +61,8 @@ A field that can point the downloader at another endpoint (a KServe ``storage.ke
 ``GOOGLE_APPLICATION_CREDENTIALS``, ``HF_ENDPOINT`` env or any ``envFrom`` on a container of an object
 that loads a model) is unresolved, a deny in enforce mode, unless it names something listed here
 (``storage.parameters`` other keys never are). Names are exact; an ``env`` entry is ``NAME=VALUE``.
+An ``oci://`` policy (:mod:`mlgate.policy.oci`) is pulled and verified at start-up and, for a tag,
+resolved again every ``policyRefresh`` (:mod:`mlgate.gatekeeper.policy_source`); a digest never moves.
 Relative paths in the file are relative to the file's directory. Flags override the file, key
 by key (``--opa-url`` replaces ``engine.opa.url`` and keeps the file's ``tokenFile``); an
 ``--engine`` other than ``opa`` on the command line drops the file's ``engine.opa``.
@@ -77,6 +82,11 @@ MODES = ("enforce", "warn", "audit")
 ENGINES = ("embedded", "regorus-interp", "rego-cpp", "opa")  # mlgate.policy.engine.ENGINES (a test keeps them equal)
 ENVIRONMENT_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
+#: How often an ``oci://`` tag is resolved again when the settings do not say (``policyRefresh``).
+DEFAULT_POLICY_REFRESH_S = 60.0
+POLICY_REFRESH_RANGE_S = (1.0, 86_400.0)
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
 #: The settings file's ``engine.opa`` keys and the OpaSettings fields they set.
 OPA_KEYS = {"url": "url", "tokenFile": "token", "ca": "ca_file", "clientCert": "client_cert", "clientKey": "client_key",
             "timeoutSeconds": "timeout_s"}
@@ -178,7 +188,7 @@ class EnvironmentSettings:
 class Settings:
     evidence_store: str
     audit: str
-    policy_dir: Path | None = None
+    policy_dir: Path | str | None = None  # a directory, a bundle, or "oci://REGISTRY/REPO:TAG" / "...@sha256:..." (normalised)
     trust_policy: Path | None = None
     data_overrides: tuple[Path, ...] = ()
     environments: dict[str, EnvironmentSettings] = field(default_factory=dict)
@@ -194,6 +204,8 @@ class Settings:
     engine: str = "embedded"  # embedded | rego-cpp | opa
     opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"; its timeout is cut per request to the admission deadline
     checkpoint: Any = None  # mlgate.audit.autocheckpoint.CheckpointSettings: sign checkpoints of the trail as it grows
+    bundle_key: Path | None = None  # the public key that must have signed the policy bundle (a *.tar.gz or an oci:// policy)
+    policy_refresh_s: float | None = None  # how often an oci:// tag is resolved again (None: DEFAULT_POLICY_REFRESH_S; never for a digest)
 
     def environment(self, name: str) -> EnvironmentSettings:
         return self.environments.get(name, EnvironmentSettings())
@@ -221,7 +233,7 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
     :class:`~mlgate.policy.engine.opa.OpaSettings` fields the command line gave."""
     _expect(isinstance(doc, dict), "the settings file must be a mapping", name, "$")
     known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads", "evidenceStore", "engine",
-             "auditCheckpoints"}
+             "auditCheckpoints", "policy", "policyRefresh", "bundleKey"}
     _unknown(doc, known, name, "$")
     values: dict[str, Any] = {"environments": _environments(doc, name)}
     for key, attr, lo, hi, integer in (("maxBodyBytes", "max_body_bytes", 1024, 64 * 1024 * 1024, True),
@@ -238,8 +250,11 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
         values["cache_ttl_s"] = _number(cache["ttlSeconds"], 0, 86_400, False, name, "cache.ttlSeconds")
     values.update(_evidence_store(doc, name, base))
     engine, opa = _engine(doc, name, base)
+    policy_from_file = _policy_keys(doc, name, base)
+    values.update(policy_from_file)
 
     values.update({k: v for k, v in flags.items() if v is not None})
+    values.update(_policy_source(values, {k: flags.get(k) is not None for k in ("policy_dir", "policy_refresh_s", "bundle_key")}, name))
     # The engine: the flag wins over engine.name; each OPA flag over its engine.opa key.
     if flags.get("engine") is not None:
         if flags["engine"] != engine:
@@ -407,6 +422,68 @@ def _evidence_store(doc: dict, name: str, base: Path | None) -> dict[str, Any]:
         out["evidence_store_ca"] = _path(store["ca"], name, "evidenceStore.ca", base, file=True)
     if "cacheDir" in store:
         out["evidence_cache_dir"] = _path(store["cacheDir"], name, "evidenceStore.cacheDir", base, file=False)
+    return out
+
+
+def parse_duration(value: Any, name: str | None, where: str, lo_hi: tuple[float, float] = POLICY_REFRESH_RANGE_S) -> float:
+    """Seconds from ``90``, ``30s``, ``5m``, ``1h`` or ``500ms``, within ``lo_hi``; else a one-line InputError."""
+    lo, hi = lo_hi
+    seconds = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match:
+            seconds = float(match.group(1)) * _DURATION_UNITS[match.group(2)]
+    _expect(seconds is not None and lo <= seconds <= hi,
+            f"must be a duration (seconds, or 30s, 5m, 1h) from {lo:g} s to {hi / 3600:g} h, got {str(value)[:40]!r}", name, where)
+    return seconds
+
+
+def _policy_keys(doc: dict, name: str, base: Path | None) -> dict[str, Any]:
+    """``policy``, ``policyRefresh`` and ``bundleKey`` as :class:`Settings` fields (checked together in :func:`_policy_source`)."""
+    from mlgate.policy.oci import is_oci
+
+    out: dict[str, Any] = {}
+    if "policy" in doc:
+        raw = _string(doc["policy"], name, "policy")
+        out["policy_dir"] = raw if is_oci(raw) else _path(raw, name, "policy", base, file=False)
+    if "policyRefresh" in doc:
+        out["policy_refresh_s"] = parse_duration(doc["policyRefresh"], name, "policyRefresh")
+    if "bundleKey" in doc:
+        out["bundle_key"] = _path(doc["bundleKey"], name, "bundleKey", base, file=True)
+    return out
+
+
+def _policy_source(values: dict[str, Any], from_flag: dict[str, bool], name: str | None) -> dict[str, Any]:
+    """The policy source, its refresh interval and bundle key, checked together: an ``oci://``
+    reference is parsed (a tag or a digest is required) and normalised; a refresh interval needs a
+    tag (a digest never moves); a bundle key needs a bundle. Errors name the flag or the file's key."""
+    from mlgate.errors import MlgateError
+    from mlgate.policy.oci import is_oci, parse_ref
+
+    def fail(message: str, key: str, flag: str) -> None:
+        raise InputError(message, file=None if from_flag[key] else name, field=flag if from_flag[key] else
+                         {"policy_dir": "policy", "policy_refresh_s": "policyRefresh", "bundle_key": "bundleKey"}[key])
+
+    source, refresh, key = values.get("policy_dir"), values.get("policy_refresh_s"), values.get("bundle_key")
+    out: dict[str, Any] = {}
+    if is_oci(source):
+        try:
+            ref = parse_ref(source)
+        except MlgateError as exc:
+            fail(exc.message, "policy_dir", "--policy")
+        out["policy_dir"] = str(ref)
+        if ref.digest is not None and refresh is not None:
+            fail(f"{ref} names a digest, which never changes: a refresh interval is for a tag (oci://REPO:TAG)",
+                 "policy_refresh_s", "--policy-refresh")
+        return out
+    if refresh is not None:
+        fail(f"a refresh interval is for an oci:// policy (a tag in a registry), not {str(source or 'the bundled library')!r}",
+             "policy_refresh_s", "--policy-refresh")
+    if key is not None and not str(source or "").endswith((".tar.gz", ".tgz")):
+        fail(f"a bundle key verifies an OPA bundle (*.tar.gz or oci://...), not {str(source or 'the bundled library')!r}",
+             "bundle_key", "--bundle-key")
     return out
 
 

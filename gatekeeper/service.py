@@ -47,6 +47,8 @@ STORE_MARGIN_S = 0.1
 ENGINE_MARGIN_S = 0.2
 #: Less time than this left for OPA: do not ask it (the answer could not arrive in time).
 MIN_ENGINE_S = 0.02
+#: The finding of a review refused because no policy is loaded (an oci:// policy not pulled yet).
+POLICY_NOT_LOADED = "MLG-ADM-005"
 
 
 class UnknownEnvironment(MlgateError):
@@ -235,13 +237,20 @@ class Gatekeeper:
         self.monotonic = monotonic
         self.prepared: Prepared | None = None
         self.environments: frozenset[str] = frozenset()
+        #: The policy to load: the settings' (a directory, a bundle, an oci:// reference), or an oci:// tag
+        #: pinned to the digest it resolved to (set by the app before start(), changed by use_policy()).
+        self.policy_source: Any = settings.policy_dir
 
     # ------------------------------------------------------------------ lifecycle (gate thread)
-    def start(self) -> None:
-        """Load the policy, build the engine (on this thread) and index the store; raise MlgateError if any fails."""
-        self.prepared = self._prepare()
-        policy_envs = ((self.prepared.policy.data.get("mlgate") or {}).get("environments") or {})
-        self.environments = frozenset(policy_envs) | frozenset(self.settings.environments)
+    def start(self, *, with_policy: bool = True) -> None:
+        """Load the policy, build the engine (on this thread) and index the store; raise MlgateError if any fails.
+
+        ``with_policy=False``: the store and sink only (an oci:// policy that could not be pulled yet:
+        the app refuses every admission, recorded, until :meth:`use_policy`)."""
+        if with_policy:
+            self.use_policy(self._prepare())
+        else:
+            self.environments = frozenset(self.settings.environments)
         try:
             self.store.scan()
         except StoreError:
@@ -254,30 +263,46 @@ class Gatekeeper:
         """Another gatekeeper for another gate thread: its own engine (built here, on the calling
         thread), the same settings, clock, ids, evidence store (and facts cache) and audit sink."""
         other = Gatekeeper(self.settings, clock=self.clock, ids=self.ids, sink=self.sink, store=self.store, monotonic=self.monotonic)
-        other.prepared = other._prepare()
-        if other.prepared.revision != (self.prepared.revision if self.prepared else None):
-            raise MlgateError("the policy changed while the gate threads were starting; restart the webhook")
+        other.policy_source = self.policy_source
+        if self.prepared is not None:  # else no policy yet (an oci:// one not pulled): loaded later by use_policy()
+            other.prepared = other._prepare()
+            if other.prepared.revision != self.prepared.revision:
+                raise MlgateError("the policy changed while the gate threads were starting; restart the webhook")
         other.environments = self.environments
         return other
 
-    def _prepare(self) -> Prepared:
-        """The policy, its engine (built on the calling thread) and the trust policy."""
+    def _prepare(self, source: Any = None) -> Prepared:
+        """The policy (``source``, else :attr:`policy_source`), its engine (built on the calling thread) and the trust policy."""
         # timeout_s=0: no fork per evaluation. Forking a threaded server is unsafe and costs
         # milliseconds; the request deadline is kept by the event loop instead (app.py), and an
         # OPA engine's own deadline is cut to each request's (DeadlineBoundEngine).
-        options = GateOptions(environment="-", policy_dir=self.settings.policy_dir, data_overrides=list(self.settings.data_overrides),
+        options = GateOptions(environment="-", policy_dir=self.policy_source if source is None else source,
+                              data_overrides=list(self.settings.data_overrides), bundle_key=self.settings.bundle_key,
                               trust_policy=self.settings.trust_policy, timeout_s=0, engine=self.settings.engine, opa=self.settings.opa)
         prepared = prepare(options)
         if self.settings.engine == "opa":
             prepared = dataclasses.replace(prepared, engine=DeadlineBoundEngine(prepared.engine, self.monotonic))
         return prepared
 
+    # ------------------------------------------------------------------ policy (re)loading (gate thread)
+    def build_policy(self, source: Any) -> Prepared:
+        """A policy for this gate thread, loaded from ``source`` and not used yet (its engine built here)."""
+        return self._prepare(source)
+
+    def use_policy(self, prepared: Prepared, source: Any = None) -> None:
+        """Judge with ``prepared`` (built on this thread) from the next review on; the previous engine is
+        released here. Between two reviews of this thread, so each review sees one policy whole."""
+        old, self.prepared = self.prepared, prepared
+        if source is not None:
+            self.policy_source = source
+        policy_envs = ((prepared.policy.data.get("mlgate") or {}).get("environments") or {})
+        self.environments = frozenset(policy_envs) | frozenset(self.settings.environments)
+        release_policy(old)
+
     def close(self) -> None:
         """Release the engine (on the thread that built it): an OPA engine closes its connection pool."""
         prepared, self.prepared = self.prepared, None
-        close = getattr(prepared.engine, "close", None) if prepared is not None else None
-        if close is not None:
-            close()
+        release_policy(prepared)
 
     def ready(self) -> list[str]:
         """Reasons the webhook is not ready ([] when it is). Safe to call from any thread: reads only."""
@@ -335,6 +360,8 @@ class Gatekeeper:
 
     def _record_failure(self, review: Review, environment: str, sink: RequestSink, message: str) -> Decision:
         """An error decision (recorded) that needs no policy evaluation."""
+        if self.prepared is None:  # no policy loaded (an oci:// one not pulled yet): check_loaded would load the bundled one
+            return refuse(Finding(POLICY_NOT_LOADED, message, "high"), self._options(review, environment), sink)
 
         def fail(_: Prepared):
             raise MlgateError(message)
@@ -480,6 +507,13 @@ class Gatekeeper:
         message = " | ".join(deny_message(d) for d in failing)
         return Outcome(response(review.api_version, review.uid, allowed=False, code=code, message=message, warnings=warnings,
                                 audit_annotations=annotations), worst, model_kind, decisions)
+
+
+def release_policy(prepared: Prepared | None) -> None:
+    """Release a policy's engine, on the thread that built it (an OPA engine closes its connection pool)."""
+    close = getattr(prepared.engine, "close", None) if prepared is not None else None
+    if close is not None:
+        close()
 
 
 class DeadlineBoundEngine:

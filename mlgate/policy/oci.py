@@ -251,13 +251,17 @@ class Pulled:
     cached: bool = False
 
 
-def _fetch(ref: OciRef) -> Pulled:
-    registry = _client(ref)
-    container = registry.get_container(f"{ref.registry}/{ref.repository}:latest")
+def _get_manifest(ref: OciRef, registry: Any, container: Any) -> bytes:
     response = _request(ref, registry, container.manifest_url(ref.target), "GET", stream=True,
                         headers={"Accept": MANIFEST_MEDIA_TYPE})
     _status(ref, response, f"the manifest request for {ref.target}")
-    manifest = _read_limited(ref, response, MAX_MANIFEST_BYTES, "the manifest")
+    return _read_limited(ref, response, MAX_MANIFEST_BYTES, "the manifest")
+
+
+def _fetch(ref: OciRef) -> Pulled:
+    registry = _client(ref)
+    container = registry.get_container(f"{ref.registry}/{ref.repository}:latest")
+    manifest = _get_manifest(ref, registry, container)
     digest = sha256(manifest)
     if ref.digest is not None and digest != ref.digest:
         raise PolicyError(f"manifest digest mismatch: asked for {ref.digest}, the registry sent {digest}", file=str(ref))
@@ -269,6 +273,19 @@ def _fetch(ref: OciRef) -> Pulled:
         raise PolicyError(f"bundle layer digest mismatch: the manifest says {layer['digest']} ({layer['size']} bytes), "
                           f"the registry sent {sha256(bundle)} ({len(bundle)} bytes)", file=str(ref))
     return Pulled(ref.at(digest), manifest, bundle)
+
+
+def resolve(ref: OciRef) -> str:
+    """The manifest digest ``ref`` names now: its digest, or what its tag points at (the manifest is
+    fetched, bounded and hashed here; the registry's ``Docker-Content-Digest`` header is not trusted),
+    checked to be a bundle artifact. Only the manifest is read: a webhook asks this every refresh
+    interval and pulls the bundle (:func:`pull`) only when the digest changed."""
+    if ref.digest is not None:
+        return ref.digest
+    registry = _client(ref)
+    manifest = _get_manifest(ref, registry, registry.get_container(f"{ref.registry}/{ref.repository}:latest"))
+    _bundle_layer(ref, manifest)
+    return sha256(manifest)
 
 
 def cache_dir() -> Path:
