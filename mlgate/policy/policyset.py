@@ -30,7 +30,7 @@ from typing import Any
 
 from mlgate.canonical import digest_json, sha256_hex
 from mlgate.errors import InputError, PolicyError
-from mlgate.policy.compose import GENERATED_PATH, compose
+from mlgate.policy.compose import GENERATED_PATH, check_not_defined, finding_packages, generated_text
 from mlgate.safeio import decode_text, display, parse_json, parse_yaml, read_bytes
 
 TRUST_POLICY_NAME = "trust.yaml"
@@ -58,6 +58,17 @@ class PolicySet:
 
     def decision_modules(self) -> tuple[Module, ...]:
         return tuple(m for m in self.modules if not m.is_test)
+
+
+def compose(policy: PolicySet, *, require_ids: bool = True) -> PolicySet:
+    """``policy`` with the findings composition (:mod:`mlgate.policy.compose`) among its modules,
+    generated again from the rule packages present. ``require_ids=False`` (``mlgate policy lint``,
+    which names every such rule itself) composes a finding rule without a METADATA id instead of
+    refusing the policy."""
+    own = tuple(m for m in policy.modules if m.path != GENERATED_PATH)
+    check_not_defined(own, policy.root)
+    text = generated_text(finding_packages(own, policy.root, require_ids=require_ids))
+    return dataclasses.replace(policy, modules=(*own, Module(GENERATED_PATH, text, False)))
 
 
 def bundled_policy_dir() -> Path:
