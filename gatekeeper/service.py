@@ -278,7 +278,8 @@ class Gatekeeper:
         # OPA engine's own deadline is cut to each request's (DeadlineBoundEngine).
         options = GateOptions(environment="-", policy_dir=self.policy_source if source is None else source,
                               data_overrides=list(self.settings.data_overrides), bundle_key=self.settings.bundle_key,
-                              trust_policy=self.settings.trust_policy, timeout_s=0, engine=self.settings.engine, opa=self.settings.opa)
+                              trust_policy=self.settings.trust_policy, timeout_s=0, engine=self.settings.engine, opa=self.settings.opa,
+                              time_split=True)  # the same releases are admitted again and again: only the timed rules run each time
         prepared = prepare(options)
         if self.settings.engine == "opa":
             prepared = dataclasses.replace(prepared, engine=DeadlineBoundEngine(prepared.engine, self.monotonic))

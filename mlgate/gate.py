@@ -183,17 +183,20 @@ def decide(raw: Any) -> tuple[bool, tuple[Finding, ...], tuple[Finding, ...]]:
 @dataclass
 class GateOptions:
     environment: str
-    policy_dir: Path | None = None
+    # The policy: a directory, an OPA bundle or an oci:// reference, or several of them in order (the
+    # layers of mlgate.policy.layers); None: `policy` of the settings file, else the bundled library.
+    policy_dir: Path | str | tuple[Path | str, ...] | None = None
     data_overrides: list[Path] = field(default_factory=list)
     trust_policy: Path | None = None
     engine: str = "embedded"  # embedded | rego-cpp | opa (mlgate.policy.engine.ENGINES)
     opa: Any = None  # mlgate.policy.engine.opa.OpaSettings, for engine="opa"
-    bundle_key: Path | None = None  # public key verifying an OPA bundle given as policy_dir
+    bundle_key: Path | None = None  # public key verifying each OPA bundle (or oci:// artifact) of policy_dir
     settings: Any = None  # mlgate.settings.Settings; None: read .mlgate.yaml in the working directory
     timeout_s: float = 10.0
     clock: Clock = field(default_factory=SystemClock)
     ids: IdFactory = uuid4_ids
     request: Request = field(default_factory=Request)
+    time_split: bool = False  # cache the findings that do not depend on the time (the webhook; mlgate.policy.timesplit)
 
 
 @dataclass(frozen=True)
@@ -231,7 +234,9 @@ def decision_revision(policy: Any, trust: Any, engine: Any, settings: Any, *, tr
         "engine": engine_facts,
     })
     inputs = {
-        "policy": {"path": policy_source, "revision": policy.bundle_revision, **({"oci": policy.origin} if getattr(policy, "origin", None) else {})},
+        "policy": {"path": policy_source, "revision": policy.bundle_revision, **({"oci": policy.origin} if getattr(policy, "origin", None) else {}),
+                   # a layered policy (mlgate.policy.layers): each layer in order, its own revision, "beneath" for the library mlgate put there
+                   **({"layers": [layer.record() for layer in policy.layers]} if getattr(policy, "layers", None) else {})},
         "data_overrides": [{"path": name, "digest": digest} for name, digest in policy.overrides],
         "trust_policy": {**trust.as_record(), "from": trust_from},
         "settings": settings.as_record(),
@@ -245,10 +250,13 @@ def prepare(options: GateOptions) -> Prepared:
 
     The settings file (``options.settings``, else ``.mlgate.yaml`` in the working directory) gives
     the policy and the trust policy when the options do not. There is no default trust policy:
-    without one the decision is an error (mlgate trusts no signer it was not told to)."""
+    without one the decision is an error (mlgate trusts no signer it was not told to).
+
+    The policy may be several sources, layered (:func:`mlgate.policy.layers.load_layers`); one
+    source that defines no ``data.mlgate.decision`` (an organisation's package alone) is layered on
+    the bundled library. The record's ``revision_inputs.policy.layers`` lists the layers."""
     from mlgate.policy.engine import create_engine
-    from mlgate.policy import load_policy
-    from mlgate.safeio import display
+    from mlgate.policy.layers import load_layers, source_label
     from mlgate.settings import find_settings, trust_policy_path
     from mlgate.signing.trust import load_trust_policy
 
@@ -259,13 +267,12 @@ def prepare(options: GateOptions) -> Prepared:
         raise PolicyError(f"the evaluation timeout must be a finite number of seconds, 0 or above, got {timeout!r}", field="timeout")
     settings = options.settings if options.settings is not None else find_settings()
     policy_dir = options.policy_dir if options.policy_dir is not None else settings.policy
-    policy = load_policy(policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
-    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s, opa=options.opa)
+    policy = load_layers(policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
+    engine = create_engine(options.engine, policy, timeout_s=options.timeout_s, opa=options.opa, time_split=options.time_split)
     trust_path, trust_from = trust_policy_path(options.trust_policy, settings, policy.trust_policy_path)
     trust = load_trust_policy(trust_path)
     revision, inputs = decision_revision(policy, trust, engine, settings, trust_from=trust_from,
-                                         policy_source="bundled" if policy_dir is None else (
-                                             policy.origin["reference"] if getattr(policy, "origin", None) else display(policy_dir)))
+                                         policy_source=source_label(policy_dir, policy))
     return Prepared(policy=policy, engine=engine, trust=trust, revision=revision, inputs=inputs)
 
 
@@ -369,7 +376,12 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
 
     from mlgate.policy.engine import evaluate
 
-    raw = evaluate(prepared.engine, input_doc, state, input_json=input_json)  # keeps the engine's decision id in state, on error too
+    def static_key() -> str:  # the time split's cache key: the input less its per-decision keys, the facts digested once
+        from mlgate.policy.timesplit import static_key as key
+
+        return key(input_doc, {k: facts.digest(k) for k in FACT_KEYS if input_doc.get(k) is getattr(facts, k)})
+
+    raw = evaluate(prepared.engine, input_doc, state, input_json=input_json, static_key=static_key)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)
     waivers = _waivers(raw.get("waivers"))
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, waivers=waivers, **base, **state)

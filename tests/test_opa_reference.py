@@ -10,7 +10,7 @@ naming the package, outside CI; under ``CI`` they fail: the reference is never s
 - every example input in staging and production, and 2,000 inputs generated from them
   (``tests/opa_reference.py``: fields dropped, values of the wrong type, more subgroups, more
   approvals, waivers, times and environments moved), decide identically on regorus (the
-  compiled VM, the default, and the tree-walker), OPA and
+  compiled VM, the default, with and without the webhook's time split, and the tree-walker), OPA and
   (every twentieth: it is about 20x slower) rego-cpp: allow, violations, warnings and their
   messages, waivers; an engine error must be an error on the other engines too.
   ``python benchmarks/engine_conformance.py --library N`` runs the same comparison at any size.
@@ -48,7 +48,9 @@ def engines(bundled, opa_available):
     from mlgate.policy.engine.rvm_engine import RvmEngine
 
     # regorus twice: the compiled VM (the default engine, --engine embedded) and the tree-walker
-    made = {"regorus": RegorusEngine(bundled, timeout_s=0), "regorus-rvm": RvmEngine(bundled, timeout_s=0), "opa": OpaInProcessEngine(bundled)}
+    # and the VM with the time split (the webhook's: static findings cached, only the timed rules run)
+    made = {"regorus": RegorusEngine(bundled, timeout_s=0), "regorus-rvm": RvmEngine(bundled, timeout_s=0),
+            "regorus-rvm-split": RvmEngine(bundled, timeout_s=0, time_split=True), "opa": OpaInProcessEngine(bundled)}
     if regopy_available():
         from mlgate.policy.engine.regopy_engine import RegopyEngine
 

@@ -39,6 +39,14 @@ class Facts:
             text = self._canonical[name] = canonical_json(getattr(self, name))
         return text
 
+    def digest(self, name: str) -> str:
+        """sha256 of :meth:`canonical` of ``name``, computed once per Facts."""
+        key = "#" + name
+        value = self._canonical.get(key)
+        if value is None:
+            value = self._canonical[key] = sha256_hex(self.canonical(name)).encode("ascii")
+        return value.decode("ascii")
+
 
 def _block(records: list[dict[str, Any]], *, authenticated: bool) -> dict[str, Any]:
     errors = [e for r in records for e in r.get("errors", [])]

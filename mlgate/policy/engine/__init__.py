@@ -34,15 +34,17 @@ from mlgate.policy.policyset import PolicySet
 __all__ = ["DECISION_PATH", "ENGINES", "PolicyEngine", "create_engine", "evaluate"]
 
 
-def create_engine(kind: str, policy: PolicySet, *, timeout_s: float = 10.0, opa: Any = None) -> PolicyEngine:
+def create_engine(kind: str, policy: PolicySet, *, timeout_s: float = 10.0, opa: Any = None, time_split: bool = False) -> PolicyEngine:
     """Build the engine ``kind`` for ``policy``. ``opa`` (:class:`mlgate.policy.engine.opa.OpaSettings`)
-    is required for ``kind="opa"`` and refused for the in-process engines."""
+    is required for ``kind="opa"`` and refused for the in-process engines. ``time_split``: the
+    default engine caches the findings that do not depend on the time (:mod:`mlgate.policy.timesplit`;
+    the webhook, which admits the same release again and again); the other engines evaluate whole."""
     if kind != "opa" and opa is not None:
         raise PolicyError(f"OPA server options (--opa-url, --opa-token, TLS) need --engine opa, not {kind!r}")
     if kind == "embedded":
         from mlgate.policy.engine.rvm_engine import RvmEngine
 
-        return RvmEngine(policy, timeout_s=timeout_s)
+        return RvmEngine(policy, timeout_s=timeout_s, time_split=time_split)
     if kind == "regorus-interp":
         from mlgate.policy.engine.regorus_engine import RegorusEngine
 

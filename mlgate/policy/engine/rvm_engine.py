@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import OrderedDict
 from typing import Any
 
 from mlgate.canonical import canonical_json
@@ -42,6 +43,8 @@ from mlgate.policy.engine.protocol import DECISION_PATH
 from mlgate.policy.engine.regorus_engine import engine_version
 from mlgate.policy.policyset import PolicySet
 from mlgate.policy.rego_ast import load_regorus, one_line_error
+from mlgate.policy.timesplit import CACHE_KEY, INPUT_KEY, STATIC_ENTRY, TIMED_INPUT_KEYS
+from mlgate.policy.timesplit import static_key as timesplit_key
 
 #: what the VM says when a run reaches its fixed instruction cap (regorus 0.13: 25,000)
 _CAP = "exceeded maximum instruction limit"
@@ -54,14 +57,29 @@ class RvmEngine:
     takes_input_json = True
 
     def __init__(self, policy: PolicySet, *, timeout_s: float = 10.0, entry_points: tuple[str, ...] = (DECISION_PATH,),
-                 extra_modules: tuple[tuple[str, str], ...] = ()):
+                 extra_modules: tuple[tuple[str, str], ...] = (), time_split: bool = False, cache_size: int = 1024):
         regorus = load_regorus()
         self.version = engine_version()
         self.timeout_s = timeout_s
         self.fallbacks = 0
-        self.entry_points = tuple(entry_points)
+        #: the time split (:mod:`mlgate.policy.timesplit`): static findings cached per static input key
+        self.split = None
+        self.static_hits = self.static_misses = 0
+        self._static: OrderedDict[str, str] = OrderedDict()  # static key -> the static findings' JSON
+        self._cache_size = cache_size
+        self._data_key: tuple[str, bool] | None = None  # (static key, with its findings) the VM's data holds now
+        self._static_input: tuple[str | None, str] = (None, "")  # (static key, the input less its per-decision keys, JSON)
         modules = [(m.path, m.text) for m in policy.decision_modules()] + list(extra_modules)
+        if time_split and tuple(entry_points) == (DECISION_PATH,) and not extra_modules:
+            self.split = _split_of(policy)
+            if self.split.useful:
+                modules = list(self.split.modules)
+                entry_points = (DECISION_PATH, STATIC_ENTRY)
+            else:
+                self.split = None
+        self.entry_points = tuple(entry_points)
         data_json = json.dumps(policy.data)
+        self._data_json = data_json
         # The tree-walker first: it names parse errors and missing builtins by file and line, which
         # the VM's compiler does not, and it decides the inputs past the VM's cap.
         from mlgate.policy.engine.regorus_engine import RegorusEngine
@@ -108,9 +126,63 @@ class RvmEngine:
         raise PolicyError(f"the policy does not compile for the compiled engine (regorus {self.version} RVM): "
                           f"{one_line_error(error)}; evaluate it with --engine regorus-interp") from None
 
-    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None) -> Any:
-        """The value of ``data.mlgate.decision``."""
-        return self.run(DECISION_PATH, input_json if input_json is not None else canonical_json(input_doc))
+    @property
+    def takes_static_key(self) -> bool:
+        """decide() takes the input's static key (:func:`mlgate.policy.timesplit.static_key`)."""
+        return self.split is not None
+
+    def decide(self, input_doc: dict[str, Any], input_json: bytes | None = None, static_key: str | None = None) -> Any:
+        """The value of ``data.mlgate.decision``. With the time split, the findings of the rules
+        that do not read the time come from the cache for the input's static key (computed with
+        this input on a miss, and kept), and only the rest is evaluated. Where the split allows it
+        (``reuses_input``), the input less its per-decision keys sits in the VM's data, set when
+        the static key changes, and the input the VM parses per decision is only the time and the
+        request."""
+        input_json = input_json if input_json is not None else canonical_json(input_doc)
+        if self.split is None or not isinstance(input_doc, dict):
+            return self.run(DECISION_PATH, input_json)
+        if static_key is None:
+            static_key = timesplit_key(input_doc)
+        vm_input = input_json
+        if self.split.reuses_input:
+            vm_input = canonical_json({k: input_doc[k] for k in TIMED_INPUT_KEYS if k in input_doc})
+        if static_key not in self._static:
+            self.static_misses += 1
+            self._set_data(static_key, input_doc, findings=False)
+            static = self.run(STATIC_ENTRY, vm_input, fallback=False, whole_input=input_json)
+            if static is _FELL_BACK:  # the VM could not answer this input: the tree-walker decides it whole
+                return _value(self._fallback(DECISION_PATH, input_json.decode("utf-8"), time.monotonic()), DECISION_PATH)
+            self._static[static_key] = canonical_json(static).decode("utf-8")
+            if len(self._static) > self._cache_size:
+                self._static.popitem(last=False)
+        else:
+            self.static_hits += 1
+            self._static.move_to_end(static_key)
+        self._set_data(static_key, input_doc, findings=True)
+        return self.run(DECISION_PATH, vm_input, whole_input=input_json)
+
+    def _set_data(self, key: str, input_doc: dict[str, Any], *, findings: bool) -> None:
+        """The VM's data: the policy's, with the input less its per-decision keys (where the split
+        reuses it) and the static findings of ``key`` (``findings``); not set again when that is
+        what it holds."""
+        if (key, findings) == self._data_key:
+            return
+        extra = []
+        if self.split.reuses_input:
+            if self._static_input[0] != key:
+                self._static_input = (key, canonical_json({k: v for k, v in input_doc.items() if k not in TIMED_INPUT_KEYS}).decode("utf-8"))
+            extra.append(json.dumps(INPUT_KEY) + ":" + self._static_input[1])
+        if findings:
+            extra.append(json.dumps(CACHE_KEY) + ":" + self._static[key])
+        data = self._data_json
+        if extra:
+            data = data[:-1] + ("," if data != "{}" else "") + ",".join(extra) + "}"
+        self._data_key = None
+        try:
+            self._vm.set_data_json(data)
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"policy evaluation failed: cannot set the cached findings: {one_line_error(exc)}") from None
+        self._data_key = (key, findings)
 
     def eval_json(self, query: str, input_doc: dict[str, Any] | None) -> Any:
         """Any other query (``mlgate monitor``'s ``data.mlgate.monitoring.decision``, the policy
@@ -118,9 +190,12 @@ class RvmEngine:
         compiled entry points run on the VM."""
         return self.interpreter.eval_json(query, input_doc)
 
-    def run(self, entry_point: str, input_json: bytes) -> Any:
+    def run(self, entry_point: str, input_json: bytes, *, fallback: bool = True, whole_input: bytes | None = None) -> Any:
         """The value of ``entry_point`` for the input ``input_json`` (canonical JSON bytes).
-        Undefined raises UndefinedDecision; any failure raises EngineError."""
+        Undefined raises UndefinedDecision; any failure raises EngineError. Where the VM cannot
+        answer (its instruction cap, an undefined value in the answer) the tree-walker does, over
+        the policy as written, with ``whole_input`` where the VM was given only part of it (the
+        time split); ``fallback=False`` returns ``_FELL_BACK`` there instead."""
         if entry_point in self.missing:
             raise UndefinedDecision(f"{entry_point} is undefined: the policy produced no decision")
         started = time.monotonic()
@@ -129,6 +204,8 @@ class RvmEngine:
             self._vm.set_input_json(text)
         except Exception as exc:  # noqa: BLE001 - the gate's input is JSON; anything else is a deny
             raise EngineError(f"policy evaluation failed: the input is not JSON the engine reads: {one_line_error(exc)}") from None
+        if whole_input is not None:
+            text = whole_input.decode("utf-8")  # what the tree-walker reads, where it decides
 
         def evaluate() -> str:
             return self._execute(entry_point)
@@ -139,12 +216,16 @@ class RvmEngine:
         except EngineError as exc:
             if _CAP not in str(exc):
                 raise
+            if not fallback:
+                return _FELL_BACK
             out = self._fallback(entry_point, text, started)
         else:
             # The VM reads a builtin error as undefined (OPA and the tree-walker raise) and an
             # undefined value can reach the answer ("<undefined>"): such an answer is never used;
             # the tree-walker decides, raising where OPA raises.
             if _LEAK in out:
+                if not fallback:
+                    return _FELL_BACK
                 out = self._fallback(entry_point, text, started)
         return _value(out, entry_point)
 
@@ -182,10 +263,27 @@ class RvmEngine:
         return evaluate()
 
 
+_FELL_BACK = object()  # run(..., fallback=False): the VM could not answer
 _NO_RULE = "not a valid rule path"  # the compiler's words for an entry point the policy lacks
 _UNDEFINED_RULE = "<undefined>"  # what regorus's eval_rule_as_json gives for an undefined rule
 _LEAK = '"<undefined>"'  # an undefined value inside the VM's JSON answer
 
+
+
+_SPLITS: dict[str, Any] = {}  # policy text digest -> its Split (each gate thread builds an engine of the same policy)
+
+
+def _split_of(policy: PolicySet) -> Any:
+    from mlgate.canonical import sha256_hex
+    from mlgate.policy.compose import GENERATED_PATH
+    from mlgate.policy.timesplit import split
+
+    modules = policy.decision_modules()
+    key = sha256_hex(canonical_json([[m.path, m.text] for m in modules] + [sorted(policy.data)]))
+    if key not in _SPLITS:
+        _SPLITS.clear()  # one policy at a time (a webhook's refresh replaces it)
+        _SPLITS[key] = split(list(modules), policy.data, GENERATED_PATH)
+    return _SPLITS[key]
 
 
 def _value(text: str, entry_point: str) -> Any:
