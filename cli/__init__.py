@@ -62,7 +62,10 @@ def cli() -> None:
 @click.option("-o", "--output", "fmt", type=click.Choice(["text", "json", "junit", "sarif", "github"]), default="text", show_default=True,
               help="Report format; github: GitHub Actions annotations (::error/::warning per finding).")
 @click.option("--output-file", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here instead of stdout.")
-@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), help="Policy directory or OPA bundle (default: `policy` in .mlgate.yaml, else the bundled library).")
+@click.option("--policy", "policy_dir", type=click.Path(path_type=Path), multiple=True,
+              help="Policy directory, OPA bundle or oci://REPO@sha256:... (default: `policy` in .mlgate.yaml, else the bundled library). "
+              "Repeatable: layers, in order, each adding packages (e.g. your mlgate.rules.org_* rules); a first one that defines no "
+              "data.mlgate.decision goes on top of the bundled library.")
 @click.option("--data", "data_files", type=click.Path(path_type=Path), multiple=True, help="Data document merged over the policy's environment data (repeatable; may set mlgate.environments.<tier>.<key> only).")
 @click.option("--trust", "trust_policy", type=click.Path(path_type=Path), help="Trust policy file (default: `trust` in .mlgate.yaml; none is trusted by default).")
 @click.option("--audit", "audit_url", envvar="MLGATE_AUDIT", cls=AuditOption, callback=check_audit_url, help="Audit trail: file:PATH (default: `audit` in .mlgate.yaml, else file:.mlgate/audit.jsonl) or postgresql://... (env MLGATE_AUDIT).")
@@ -72,7 +75,7 @@ def cli() -> None:
               help="Keep the input document for mlgate audit replay (its facts content-addressed beside the trail, once per distinct facts), or erase it and record only its digest.")
 @click.option("--timeout", "timeout_s", type=FiniteFloatRange(min=0.1), default=10.0, show_default=True, help="Policy evaluation deadline in seconds.")
 @engine_options()
-@click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed the --policy bundle (*.tar.gz).")
+@click.option("--bundle-key", type=click.Path(dir_okay=False, path_type=Path), help="Public key that must have signed each --policy bundle (*.tar.gz or oci://).")
 @click.option("--explain", is_flag=True, help="Also explain each finding: rule, inputs read and their values, what was expected, the tier's thresholds, remediation; and every rule evaluated (text and json output).")
 @click.option("--checkpoint-key", type=click.Path(dir_okay=False, path_type=Path), envvar="MLGATE_CHECKPOINT_KEY",
               help="Sign a checkpoint of the audit trail's head when one is due (private key of a checkpointSigners entry of the trust policy).")
@@ -110,7 +113,8 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         attest_signer = _attest_signer(attest_key, attest_output, release)  # refused before deciding
     except MlgateError as exc:
         _fail(exc)
-    policy_dir = policy_dir if policy_dir is not None else settings.policy
+    # --policy given once: that source (as before); several: the layers, in order; none: the settings file's.
+    policy_dir = (policy_dir[0] if len(policy_dir) == 1 else tuple(policy_dir)) if policy_dir else settings.policy
     options = GateOptions(
         settings=settings,
         environment=environment,
@@ -136,7 +140,8 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
     checkpointer = None
     try:
         resolved_audit = audit_url or settings.audit or f"file:{DEFAULT_AUDIT_LOG}"
-        sink = open_sink(resolved_audit, AuditOptions(policy_dir=policy_dir, input_mode=audit_input, retain_evidence=retain_evidence))
+        base_policy = policy_dir[0] if isinstance(policy_dir, tuple) else policy_dir  # the record's policy_git: of the base layer
+        sink = open_sink(resolved_audit, AuditOptions(policy_dir=base_policy, input_mode=audit_input, retain_evidence=retain_evidence))
         from mlgate.audit.autocheckpoint import CheckpointingSink, Checkpointer, checkpoint_settings
 
         cp_settings = checkpoint_settings(checkpoint_key, checkpoint_every, checkpoint_anchors, checkpoint_tsa)
@@ -227,12 +232,12 @@ def _release_loader(release: Path, environment: str, fetch):
 def _with_explanation(report: str, fmt: str, decision, options) -> str:
     """The report with the decision's explanation: appended (text) or under "explanation" (json).
     The decision is already recorded; an explanation that cannot be built is reported, not fatal."""
-    from mlgate.policy import load_policy
+    from mlgate.policy.layers import load_layers
     from mlgate.policytools.doc import build_catalogue
     from mlgate.policytools.explain import explain as explain_decision, render_text
 
-    try:
-        policy = load_policy(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
+    try:  # the policy the decision was made with: the same sources, layered the same way (mlgate.gate.prepare)
+        policy = load_layers(options.policy_dir, data_overrides=options.data_overrides, bundle_key=options.bundle_key)
         explanation = explain_decision(decision, build_catalogue(policy=policy))
     except MlgateError as exc:
         click.echo(printable(f"mlgate: error: cannot explain the decision: {exc.diagnostics()}"), err=True)

@@ -4,8 +4,12 @@ its ``.regal/config.yaml``::
 
     # .mlgate.yaml
     trust: examples/trust.yaml        # the trust policy (approvers, model signers, CAs)
-    policy: policies/                 # optional: the policy directory or OPA bundle (default: the bundled library)
+    policy: policies/                 # optional: the policy directory, OPA bundle or oci:// reference (default: the bundled library)
     audit: file:.mlgate/audit.jsonl   # optional: the audit trail (file:PATH, a path, or postgresql://...)
+
+``policy`` may also be a list: layers, in order (:mod:`mlgate.policy.layers`), e.g.
+``policy: [oci://registry.example/acme/mlgate-org@sha256:...]`` (the bundled library beneath an
+organisation's own rule packages) or ``policy: [policies/, org-policy/]``.
 
 Relative paths are relative to the settings file, not to where the command runs. Command-line
 flags win (``--trust``, ``--policy``, ``--audit``). An unknown key or a value of the wrong type is
@@ -38,7 +42,7 @@ class Settings:
     path: Path | None = None
     digest: str | None = None  # sha256 of the file's bytes
     trust: Path | None = None
-    policy: Path | None = None
+    policy: Path | str | tuple[Path | str, ...] | None = None  # a path, an oci:// reference (str), or a list of them: layers
     audit: str | None = None
 
     def as_record(self) -> dict[str, Any] | None:
@@ -63,10 +67,22 @@ def load_settings(path: Path) -> Settings:
     for key, value in doc.items():
         if key not in _KEYS:
             raise InputError(f"unknown setting {key!r} (known: {', '.join(_KEYS)})", file=name, field=str(key))
+        if key == "policy" and isinstance(value, list):  # layers, in order
+            if not value:
+                raise InputError("must be a policy source or a non-empty list of them (layers, in order)", file=name, field=key)
+            for i, item in enumerate(value):
+                if not isinstance(item, str) or not item.strip():
+                    raise InputError(f"must be a non-empty string (a path or oci:// reference), got {type(item).__name__}",
+                                     file=name, field=f"{key}[{i}]")
+            values[key] = tuple(_policy_source(item, base) for item in value)
+            continue
         if not isinstance(value, str) or not value.strip():
-            raise InputError(f"must be a non-empty string (a path{' or URL' if key == 'audit' else ''}), got {type(value).__name__}", file=name, field=key)
+            what = {"audit": "a path or URL", "policy": "a path or oci:// reference, or a list of them"}.get(key, "a path")
+            raise InputError(f"must be a non-empty string ({what}), got {type(value).__name__}", file=name, field=key)
         if key == "audit":
             values[key] = _audit_url(value, base)
+        elif key == "policy":
+            values[key] = _policy_source(value, base)
         else:
             values[key] = _relative(value, base)
     return Settings(path=path, digest=hashlib.sha256(data).hexdigest(), **values)
@@ -83,6 +99,11 @@ def find_settings(directory: Path | None = None) -> Settings:
 def _relative(value: str, base: Path) -> Path:
     path = Path(value).expanduser()
     return path if path.is_absolute() else base / path
+
+
+def _policy_source(value: str, base: Path) -> Path | str:
+    """An ``oci://`` reference as given (checked when the policy is loaded); a path relative to the settings file."""
+    return value if value.startswith("oci://") else _relative(value, base)
 
 
 def _audit_url(value: str, base: Path) -> str:

@@ -3,6 +3,8 @@
 - :mod:`~mlgate.policy.policyset`: :class:`PolicySet` (modules, data, trust policy, revision) and
   loading one from a directory (the bundled library by default);
 - :mod:`~mlgate.policy.bundle`: OPA bundles (``*.tar.gz``), built, signed, read and verified;
+- :mod:`~mlgate.policy.layers`: several sources as one policy (the library, then an
+  organisation's own packages: ``--policy`` given more than once);
 - :mod:`~mlgate.policy.rego_ast`: the policy set as the embedded engine parses it (modules, rule
   heads, builtin calls); the builtin check the engines run at load lives here, below both the
   engines and the authoring tools (:mod:`mlgate.policytools`);
@@ -19,29 +21,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mlgate.errors import PolicyError
 from mlgate.policy.policyset import DATA_NAMES, TRUST_POLICY_NAME, Module, PolicySet, bundled_policy_dir, load_policy_dir
-from mlgate.safeio import display
 
 __all__ = ["DATA_NAMES", "TRUST_POLICY_NAME", "Module", "PolicySet", "bundled_policy_dir", "load_policy", "load_policy_dir"]
 
 
-def load_policy(root: Path | str | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None,
-                require_finding_ids: bool = True) -> PolicySet:
+def load_policy(root: Path | str | tuple[Path | str, ...] | list[Path | str] | None = None, *, data_overrides: list[Path] | None = None,
+                bundle_key: Path | None = None, require_finding_ids: bool = True) -> PolicySet:
     """Load a policy directory (default: the policy library shipped with mlgate), an OPA bundle
     (``*.tar.gz``, see :mod:`mlgate.policy.bundle`) or an OPA bundle in an OCI registry
-    (``oci://...``, see :mod:`mlgate.policy.oci`), verified with ``bundle_key`` when given."""
-    from mlgate.policy.oci import is_oci
+    (``oci://...``, see :mod:`mlgate.policy.oci`), verified with ``bundle_key`` when given.
 
-    if is_oci(root):  # oci://REGISTRY/REPO@sha256:... or :TAG, pulled (or cached by digest) and verified
-        from mlgate.policy.oci import load_oci_policy
+    A tuple or list of sources is a layered policy (:func:`mlgate.policy.layers.load_layers`): the
+    bundled library beneath when the first defines no ``data.mlgate.decision``, then each in order."""
+    from mlgate.policy.layers import load_layers, load_source
 
-        return load_oci_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
-    root = Path(root) if root is not None else bundled_policy_dir()
-    if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
-        from mlgate.policy.bundle import load_bundle_policy
-
-        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
-    if bundle_key is not None:
-        raise PolicyError("--bundle-key verifies an OPA bundle (*.tar.gz); this is not one", file=display(root))
-    return load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+    if isinstance(root, (tuple, list)):
+        return load_layers(tuple(root), data_overrides=data_overrides, bundle_key=bundle_key, require_finding_ids=require_finding_ids)
+    return load_source(root, data_overrides=data_overrides, bundle_key=bundle_key, require_finding_ids=require_finding_ids)

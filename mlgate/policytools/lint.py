@@ -33,6 +33,16 @@ rego-cpp        (warning) ``sprintf`` of the result of ``concat``, ``lower``, ``
                 or of a rule or function whose value is such a call, like ``lib.join``): printed
                 in quotes, unescaped, so the decision is not JSON (an engine error).
 Warnings are listed but do not fail the lint.
+
+Over a layered policy (``mlgate policy lint --policy BASE --policy ORG``, :mod:`mlgate.policy.layers`),
+every check above runs on the merged policy (so an organisation's ids must not repeat the
+library's), and for every data value a later layer changes:
+layer-data      (error) it loosens a threshold whose direction ``policies/README.md`` documents
+                (:data:`LOOSER`: a larger ``bias.delta`` or ``evidence.max_age_days``, ``required:
+                false`` where the earlier layer says true, an entry dropped from a list of what is
+                required, one added to a list of what is accepted); (note) any other change, a
+                tightening included: value before and after, and the layer that changed it.
+Notes are listed but do not fail the lint.
 """
 
 from __future__ import annotations
@@ -79,6 +89,7 @@ class LintReport:
     environments: tuple[str, ...]
     warnings: tuple[Finding, ...] = ()
     engine: str = "embedded"
+    notes: tuple[Finding, ...] = ()  # a layered policy: data values a later layer changes without loosening them
 
     @property
     def errors(self) -> tuple[Finding, ...]:
@@ -435,6 +446,100 @@ def check_expected(parsed: ParsedPolicy) -> list[Finding]:
     return out
 
 
+# --- layered policies: the data a later layer changes ------------------------------------------------
+
+#: How each environment key documented in policies/README.md loosens (keys under
+#: ``mlgate.environments.<tier>``): "larger" / "smaller" number, "off" (true -> false), "on"
+#: (false -> true), "fewer" (an entry of a list of what is required dropped), "more" (an entry added
+#: to a list of what is accepted). A key not listed (``bias.alpha`` cuts both ways: a smaller alpha
+#: flags fewer gaps but asks the audit for more confidence) has no direction: its change is a note.
+LOOSER: dict[str, tuple[str, str]] = {
+    "bias.delta": ("larger", "a larger gap between subgroups passes"),
+    "bias.n_min": ("smaller", "subgroups with fewer cases are judged instead of failing closed"),
+    "bias.non_inferiority": ("off", "non-inferiority (MLG-BIAS-006) is no longer required"),
+    "bias.require_card_factors": ("off", "the audit no longer has to cover the model card's factors (MLG-BIAS-014)"),
+    "bias.metrics": ("fewer", "a metric the audit had to measure is no longer required"),
+    "bias.required_attributes": ("fewer", "a sensitive attribute the audit had to cover is no longer required"),
+    "approvals.required": ("fewer", "a required signature is no longer required"),
+    "approvals.distinct_people": ("off", "one person may give several required signatures"),
+    "approvals.accept_unbound_identity": ("on", "approvals that sign no release identity count"),
+    "approvals.min_disciplines": ("smaller", "fewer disciplines need to approve"),
+    "evidence.max_age_days": ("larger", "older validation results and bias audits are accepted"),
+    "model_card.required_sections": ("fewer", "a model card section is no longer required"),
+    "model_card.human_roles": ("more", "more roles satisfy the human-AI team requirement"),
+    "model_signature.required": ("off", "a model signature is no longer required"),
+    "data_validation.required": ("off", "data validation is no longer required"),
+    "lineage.required": ("off", "the release lineage no longer has to be declared"),
+    "lineage.authorized_modifications": ("more", "more PCCP modifications are accepted"),
+    "privacy.deidentification_required": ("off", "a de-identification declaration is no longer required"),
+    "privacy.deidentification_methods": ("more", "more de-identification methods are accepted"),
+    "waivers.max_days": ("larger", "waivers may be valid for longer"),
+    "waivers.roles": ("more", "more roles may waive violations"),
+    "waivers.not_waivable": ("fewer", "more rules can be waived"),
+    "waivers.two_person": ("fewer", "fewer rules need waivers signed by two people"),
+}
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def loosens(key: str, before: Any, after: Any) -> bool | None:
+    """True when changing environment key ``key`` (``bias.delta``) from ``before`` to ``after``
+    loosens it, False when it does not, None when its direction is not documented (or the values
+    are not of the kind the direction is about)."""
+    rule = LOOSER.get(key)
+    if rule is None:
+        return None
+    how = rule[0]
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (before, after))
+    if how in ("larger", "smaller") and numbers:
+        return after > before if how == "larger" else after < before
+    if how in ("off", "on") and isinstance(before, bool) and isinstance(after, bool):
+        return (before and not after) if how == "off" else (after and not before)
+    if how in ("fewer", "more") and isinstance(before, list) and isinstance(after, list):
+        was, now = {_canon(v) for v in before}, {_canon(v) for v in after}
+        return bool(was - now) if how == "fewer" else bool(now - was)
+    return None
+
+
+def _line_of_key(file: Path, key: str) -> int:
+    """The line of ``key`` in a data file (best effort: its first occurrence as a key), else 1."""
+    try:
+        lines = file.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 1
+    pattern = re.compile(r'(^|[\s{,])("' + re.escape(key) + r'"\s*:|' + re.escape(key) + r"\s*:)")
+    return next((n for n, line in enumerate(lines, 1) if pattern.search(line)), 1)
+
+
+def check_layers(policy: PolicySet) -> tuple[list[Finding], list[Finding]]:
+    """(errors, notes) for the data values the later layers of a layered policy change."""
+    changes = getattr(policy, "changes", ())
+    layers = {layer.label: layer for layer in getattr(policy, "layers", ())}
+    errors: list[Finding] = []
+    notes: list[Finding] = []
+    for change in changes:
+        path = change.path
+        key = ".".join(path[3:]) if len(path) > 3 and tuple(path[:2]) == ENV_ROOT else None
+        verdict = loosens(key, change.before, change.after) if key else None
+        layer = layers.get(change.layer)
+        line = 1
+        if layer is not None and layer.kind == "directory":
+            line = _line_of_key(Path(change.file), path[-1])
+        what = (f"data.{change.dotted}: {_canon(change.before)} -> {_canon(change.after)} by policy layer {change.layer} "
+                f"(was set by {change.before_file})")
+        if verdict:
+            errors.append(Finding(change.file, line, "layer-data",
+                                  f"{what}: loosens the threshold ({LOOSER[key][1]}; policies/README.md); a layer may tighten "
+                                  "a threshold, never loosen it"))
+        elif verdict is False:
+            notes.append(Finding(change.file, line, "layer-data", f"{what}: tightens {key}"))
+        else:
+            notes.append(Finding(change.file, line, "layer-data", f"{what}: changed (no documented direction)"))
+    return errors, notes
+
+
 def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: str = "embedded") -> LintReport:
     from mlgate.errors import PolicyError
 
@@ -454,10 +559,13 @@ def lint(root: Path | None = None, *, policy: PolicySet | None = None, engine: s
         cpp_errors, cpp_warnings = check_rego_cpp(parsed)
         findings += cpp_errors
         warnings += cpp_warnings
+    layer_errors, notes = check_layers(policy)
+    findings += layer_errors
     return LintReport(
         warnings=tuple(sorted(set(warnings))),
+        notes=tuple(notes),
         engine=engine,
-        root=display(policy.root),
+        root=getattr(policy, "source", None) or display(policy.root),
         findings=tuple(sorted(set(findings))),
         rules_checked=len(producer_rules(parsed)),
         annotations_checked=n_annotations,
@@ -474,6 +582,7 @@ def render(report: LintReport, fmt: str = "text") -> str:
                 "passed": not report.findings,
                 "findings": [asdict(f) for f in report.findings],
                 "warnings": [asdict(f) for f in report.warnings],
+                "notes": [asdict(f) for f in report.notes],
                 "engine": report.engine,
                 "rules_checked": report.rules_checked,
                 "annotations_checked": report.annotations_checked,
@@ -483,8 +592,9 @@ def render(report: LintReport, fmt: str = "text") -> str:
             indent=2,
             sort_keys=True,
         )
-    lines = [str(f) for f in report.findings] + [f"{f} (warning)" for f in report.warnings]
+    lines = [str(f) for f in report.findings] + [f"{f} (warning)" for f in report.warnings] + [f"{f} (note)" for f in report.notes]
     warned = f", {len(report.warnings)} warning(s) for the {report.engine} engine" if report.warnings else ""
+    warned += f", {len(report.notes)} note(s)" if report.notes else ""
     summary = (
         f"{report.root}: {len(report.findings)} finding(s){warned}; {report.rules_checked} finding rules, "
         f"{report.annotations_checked} METADATA blocks, {report.data_reads} environment data reads checked "
