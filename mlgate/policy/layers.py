@@ -443,12 +443,12 @@ def merge(layers: list[Layer], *, require_finding_ids: bool = True) -> LayeredPo
                     path = f"{layer.name}-{n}/{m.path}"
             taken.add(path)
             modules.append(Module(path, m.text, m.is_test))
-            if i or path != m.path:
+            if i or path != m.path or layer.kind != "directory":
                 routes[path] = layer.shown(m.path)
         for rel, digest in layer.policy.files.items():
             key = rel if i == 0 else f"{layer.name}:{rel}"
             files[key] = digest
-            if i:
+            if i or layer.kind != "directory":
                 routes[key] = layer.shown(rel)
     base = layers[0]
     trust = given[0].policy.trust_policy_path if given else None
