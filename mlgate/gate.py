@@ -367,7 +367,8 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     )
     input_doc = build_input(release=release, facts=facts, environment=options.environment, now=now, request=options.request)
     try:
-        input_json = canonical_input(input_doc, facts)  # serialised once: its digest, and what the engine reads
+        texts: dict[str, bytes] = {}  # the canonical JSON of each part that is not a cached fact (the time split's key)
+        input_json = canonical_input(input_doc, facts, texts)  # serialised once: its digest, and what the engine reads
     except ValueError as exc:  # a non-finite number, a lone surrogate, a value JSON cannot carry: never evaluate it
         raise PolicyError(f"the input document is not canonical JSON: {explain(input_doc, exc)}") from None
     state["input_digest"] = sha256_hex(input_json)
@@ -379,7 +380,9 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
     def static_key() -> str:  # the time split's cache key: the input less its per-decision keys, the facts digested once
         from mlgate.policy.timesplit import static_key as key
 
-        return key(input_doc, {k: facts.digest(k) for k in FACT_KEYS if input_doc.get(k) is getattr(facts, k)})
+        parts = {k: sha256_hex(text) for k, text in texts.items()}
+        parts.update({k: facts.digest(k) for k in FACT_KEYS if input_doc.get(k) is getattr(facts, k)})
+        return key(input_doc, parts)
 
     raw = evaluate(prepared.engine, input_doc, state, input_json=input_json, static_key=static_key)  # keeps the engine's decision id in state, on error too
     allowed, violations, warnings = decide(raw)

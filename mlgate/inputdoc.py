@@ -76,13 +76,19 @@ def privacy_facts(privacy: dict[str, Any] | None) -> dict[str, Any]:
 FACT_KEYS = frozenset({"model", "datasets", "evidence_files", "evidence"})
 
 
-def canonical_input(doc: dict[str, Any], facts: Facts) -> bytes:
+def canonical_input(doc: dict[str, Any], facts: Facts, texts: dict[str, bytes] | None = None) -> bytes:
     """``canonical_json(doc)``, byte for byte, with the facts' parts (about 90% of the bytes)
     serialised once per Facts instead of once per decision. Any other value, and a fact the
-    document does not hold as the very object the Facts hold, is serialised here."""
+    document does not hold as the very object the Facts hold, is serialised here (and put into
+    ``texts``, key -> its canonical JSON, when given)."""
     parts = []
     for key in sorted(doc):
         value = doc[key]
-        text = facts.canonical(key) if key in FACT_KEYS and value is getattr(facts, key) else canonical_json(value)
+        if key in FACT_KEYS and value is getattr(facts, key):
+            text = facts.canonical(key)
+        else:
+            text = canonical_json(value)
+            if texts is not None:
+                texts[key] = text
         parts.append(canonical_json(key) + b":" + text)
     return b"{" + b",".join(parts) + b"}"

@@ -142,11 +142,14 @@ class FileEvidenceStore:
     def put_bytes(self, digest: str, data: bytes, what: str) -> None:
         """Store ``data`` (whose sha256 the caller computed) once: a blob already there is not
         written again (content-addressed: the same digest is the same bytes)."""
+        if digest in self._known:  # written or found by this store already: no path, no stat, no syscall
+            return
         target = self.path(digest)
         tmp = target.with_name(f".{digest}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            if digest in self._known or target.is_file():  # is_file raises on a directory it may not search
+            if target.is_file():  # is_file raises on a directory it may not search
                 self._known.add(digest)
+                tmp = None
                 return
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as dst:
@@ -159,7 +162,8 @@ class FileEvidenceStore:
             raise AuditError(f"cannot store the {what}: {exc.strerror or exc}; nothing was appended", file=str(self.root)) from None
         finally:
             try:
-                tmp.unlink()
+                if tmp is not None:
+                    tmp.unlink()
             except OSError:
                 pass
         self._known.add(digest)

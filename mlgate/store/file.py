@@ -40,11 +40,14 @@ def _fingerprint(root: Path) -> tuple:
     symbolic links. Nothing is skipped: a model directory's ``__pycache__`` or ``node_modules``
     are part of its digest, so a change there must be a new key too."""
     out: list[tuple] = []
-    stack = [(root, "")]
+    append = out.append
+    is_dir = stat.S_ISDIR
+    stack = [(os.fspath(root), "")]  # plain strings: this runs on every admission, for every file of the release
     while stack:
         directory, prefix = stack.pop()
         try:
-            entries = list(os.scandir(directory))
+            with os.scandir(directory) as it:
+                entries = list(it)
         except OSError as exc:
             raise StoreError(f"cannot list the release: {exc.strerror or exc}", file=str(directory)) from None
         for entry in entries:
@@ -53,11 +56,12 @@ def _fingerprint(root: Path) -> tuple:
                 st = entry.stat(follow_symlinks=False)
             except OSError:
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                stack.append((Path(entry.path), rel + "/"))
+            if is_dir(st.st_mode):
+                stack.append((entry.path, rel + "/"))
                 continue
-            out.append((rel, *_stat_key(st)))
-    return tuple(sorted(out))
+            append((rel, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_mode))  # _stat_key, inline
+    out.sort()
+    return tuple(out)
 
 
 def _path_fingerprint(path: Path) -> tuple:
