@@ -210,7 +210,8 @@ def open_audit_sink(settings: Settings, clock: Clock | None = None):
     import os
 
     input_mode = os.environ.get("MLGATE_AUDIT_INPUT", "store")
-    sink = open_sink(settings.audit, AuditOptions(policy_dir=settings.policy_dir, input_mode=input_mode))
+    base = settings.policy_dir[0] if isinstance(settings.policy_dir, (tuple, list)) else settings.policy_dir  # policy_git: of the base layer
+    sink = open_sink(settings.audit, AuditOptions(policy_dir=base, input_mode=input_mode))
     if settings.checkpoint is None:
         return sink
     from mlgate.audit.autocheckpoint import CheckpointingSink, Checkpointer

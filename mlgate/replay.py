@@ -153,17 +153,19 @@ class Replayer:
 
     def __init__(self, options: ReplayOptions):
         from mlgate.canonical import digest_json
-        from mlgate.policy import load_policy
         from mlgate.policy.engine import create_engine
+        from mlgate.policy.layers import load_layers
         from mlgate.safeio import display
 
         if options.at not in AT_CHOICES:
             raise PolicyError(f"--at must be one of {', '.join(AT_CHOICES)}, got {options.at!r}", field="--at")
         self.options = options
-        self.policy = load_policy(options.policy, data_overrides=list(options.data_overrides), bundle_key=options.bundle_key)
+        # layered as mlgate check layers it (an organisation's package alone: the library beneath it)
+        self.policy = load_layers(options.policy, data_overrides=list(options.data_overrides), bundle_key=options.bundle_key)
         self.engine = create_engine(options.engine, self.policy, timeout_s=options.timeout_s)
         engine_facts = {"name": self.engine.name, "version": self.engine.version}
-        self.inputs = {"policy": {"path": display(options.policy), "revision": self.policy.bundle_revision},
+        shown = ", ".join(display(p) for p in options.policy) if isinstance(options.policy, (tuple, list)) else display(options.policy)
+        self.inputs = {"policy": {"path": shown, "revision": self.policy.bundle_revision},
                        "data_overrides": [{"path": name, "digest": digest} for name, digest in self.policy.overrides],
                        "engine": engine_facts}
         # The proposed policy's revision: its files, the overrides and the engine (no trust policy: the

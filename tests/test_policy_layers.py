@@ -438,3 +438,26 @@ def test_gate_options_take_one_source_or_several():
     assert "layers" not in single.inputs["policy"] and single.inputs["policy"]["path"].endswith("policies")
     assert layered.revision == org_alone.revision != single.revision
     assert [layer["path"] for layer in org_alone.inputs["policy"]["layers"]] == ["bundled", "examples/org-policy"]
+
+
+def test_recheck_with_a_layered_settings_file_judges_with_the_organisation_rule(tmp_path, monkeypatch):
+    """`policy:` as a list in .mlgate.yaml reaches mlgate recheck (once a traceback: a tuple where the audit
+    sink wanted the base layer's path)."""
+    (tmp_path / ".mlgate.yaml").write_text(f"policy: [{POLICIES}, {ORG}]\ntrust: {EXAMPLES / 'trust.yaml'}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["recheck", "-f", EXAMPLES / "cluster" / "serving.yaml", "--evidence-store", f"file://{EXAMPLES}",
+                          "--env", "production", "--audit", f"file:{tmp_path / 'a.jsonl'}"])
+    assert "Traceback" not in err, err
+    assert code == 1, (out, err)
+    assert ORG_ID in out
+
+
+def test_replay_with_an_organisation_package_alone_puts_the_library_beneath(tmp_path):
+    """mlgate audit replay --policy ORG judges with the library and the organisation's rule, as mlgate check does."""
+    from mlgate.replay import ReplayOptions, Replayer
+
+    replayer = Replayer(ReplayOptions(policy=ORG))
+    assert replayer.policy.revision != load_policy(POLICIES).revision
+    texts = [m.text for m in replayer.policy.decision_modules()]
+    assert any("package mlgate.rules.bias\n" in t for t in texts)  # the library, beneath
+    assert any(ORG_ID in t for t in texts)  # and the organisation's rule
