@@ -126,6 +126,7 @@ def check(ctx, release, environment, fmt, output_file, policy_dir, data_files, t
         request=Request(source="cli", user=_actor(), operation="promote"),
         engine=engine,
         bundle_key=bundle_key,
+        time_split=attest_signer is not None,  # the summary carries the time-independent findings (a webhook may take them)
     )
     options.opa = opa_settings(opa_params)
     ids = (ctx.obj or {}).get("ids")

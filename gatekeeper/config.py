@@ -206,6 +206,9 @@ class Settings:
     checkpoint: Any = None  # mlgate.audit.autocheckpoint.CheckpointSettings: sign checkpoints of the trail as it grows
     bundle_key: Path | None = None  # the public key that must have signed the policy bundle (a *.tar.gz or an oci:// policy)
     policy_refresh_s: float | None = None  # how often an oci:// tag is resolved again (None: DEFAULT_POLICY_REFRESH_S; never for a digest)
+    # acceptSummaries.maxAge: take the time-independent findings of a release from its signed verification summary
+    # (mlgate check --attest; summarySigners of the trust policy) when no older than this; None: never
+    accept_summaries_s: float | None = None
 
     def environment(self, name: str) -> EnvironmentSettings:
         return self.environments.get(name, EnvironmentSettings())
@@ -233,7 +236,7 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
     :class:`~mlgate.policy.engine.opa.OpaSettings` fields the command line gave."""
     _expect(isinstance(doc, dict), "the settings file must be a mapping", name, "$")
     known = {"environments", "maxBodyBytes", "defaultTimeoutSeconds", "cache", "certReloadSeconds", "gateThreads", "evidenceStore", "engine",
-             "auditCheckpoints", "policy", "policyRefresh", "bundleKey"}
+             "auditCheckpoints", "policy", "policyRefresh", "bundleKey", "acceptSummaries"}
     _unknown(doc, known, name, "$")
     values: dict[str, Any] = {"environments": _environments(doc, name)}
     for key, attr, lo, hi, integer in (("maxBodyBytes", "max_body_bytes", 1024, 64 * 1024 * 1024, True),
@@ -249,6 +252,11 @@ def settings_from_dict(doc: Any, name: str | None = "config", *, base: Path | No
     if "ttlSeconds" in cache:
         values["cache_ttl_s"] = _number(cache["ttlSeconds"], 0, 86_400, False, name, "cache.ttlSeconds")
     values.update(_evidence_store(doc, name, base))
+    if "acceptSummaries" in doc:
+        summaries = _mapping(doc, "acceptSummaries", name)
+        _unknown(summaries, {"maxAge"}, name, "acceptSummaries")
+        _expect("maxAge" in summaries, "needs maxAge (how old a verification summary may be, e.g. 24h)", name, "acceptSummaries")
+        values["accept_summaries_s"] = parse_duration(summaries["maxAge"], name, "acceptSummaries.maxAge", (60, 90 * 86_400))
     engine, opa = _engine(doc, name, base)
     policy_from_file = _policy_keys(doc, name, base)
     values.update(policy_from_file)

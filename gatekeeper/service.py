@@ -236,6 +236,12 @@ class Gatekeeper:
         self.store = store if store is not None else open_store(settings.evidence_store, cache=cache, ca_file=settings.evidence_store_ca,
                                                                 cache_dir=settings.evidence_cache_dir)
         self.monotonic = monotonic
+        #: acceptSummaries: the time-independent findings of a release from its signed verification summary (gatekeeper/summaries.py)
+        self.summaries = None
+        if settings.accept_summaries_s is not None:
+            from mlgate.gatekeeper.summaries import SummarySource
+
+            self.summaries = SummarySource(settings.accept_summaries_s, self.clock)
         self.prepared: Prepared | None = None
         self.environments: frozenset[str] = frozenset()
         #: The policy to load: the settings' (a directory, a bundle, an oci:// reference), or an oci:// tag
@@ -358,7 +364,8 @@ class Gatekeeper:
         source = RECHECK if review.operation == RECHECK else "admission"
         request = Request(source=source, user=review.user, namespace=review.namespace, operation=review.operation, dry_run=review.dry_run,
                           mode=env.mode, groups=review.groups)
-        return GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0)
+        return GateOptions(environment=environment, clock=self.clock, ids=self.ids, request=request, timeout_s=0,
+                           static_source=self.summaries)
 
     def _record_failure(self, review: Review, environment: str, sink: RequestSink, message: str) -> Decision:
         """An error decision (recorded) that needs no policy evaluation."""

@@ -76,6 +76,9 @@ class Decision:
     input_document: dict[str, Any] | None = field(default=None, repr=False, compare=False)
     # The canonical JSON of its collected facts, serialised once per Facts: what the store keeps, content-addressed.
     input_blobs: dict[str, bytes] | None = field(default=None, repr=False, compare=False)
+    # The time split (mlgate.policy.timesplit): {key, policy, findings (JSON), summary (the record of a
+    # verification summary they came from, else None)}; None when the engine evaluated the whole decision.
+    static: dict[str, Any] | None = field(default=None, repr=False, compare=False)
 
     @property
     def allowed(self) -> bool:
@@ -197,6 +200,9 @@ class GateOptions:
     ids: IdFactory = uuid4_ids
     request: Request = field(default_factory=Request)
     time_split: bool = False  # cache the findings that do not depend on the time (the webhook; mlgate.policy.timesplit)
+    # With the time split: (release, facts, environment, static key, prepared) -> (findings, record) | None, where
+    # time-independent findings may come from instead of the engine (the webhook's acceptSummaries).
+    static_source: Callable[..., Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -377,14 +383,30 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
 
     from mlgate.policy.engine import evaluate
 
+    keyed: list[str] = []
+
     def static_key() -> str:  # the time split's cache key: the input less its per-decision keys, the facts digested once
         from mlgate.policy.timesplit import static_key as key
 
         parts = {k: sha256_hex(text) for k, text in texts.items()}
         parts.update({k: facts.digest(k) for k in FACT_KEYS if input_doc.get(k) is getattr(facts, k)})
-        return key(input_doc, parts)
+        k = key(input_doc, parts)
+        keyed.append(k)
+        engine = prepared.engine
+        # A summary's findings are taken while it applies; the source is asked again at each decision that would
+        # rely on them (its age, its key's validity, the evidence), and the engine evaluates them itself once it does not.
+        if options.static_source is not None and (engine.static_findings(k) is None or engine.static_origin(k) is not None):
+            found = options.static_source(release, facts, options.environment, k, prepared)
+            if found is not None:
+                engine.seed_static(k, *found)
+            elif engine.static_origin(k) is not None:
+                engine.drop_static(k)
+        return k
 
     raw = evaluate(prepared.engine, input_doc, state, input_json=input_json, static_key=static_key)  # keeps the engine's decision id in state, on error too
+    if keyed:  # the time split: the static findings this decision used, and whose they were (a summary, or this engine's)
+        state["static"] = {"key": keyed[0], "policy": prepared.policy.revision, "findings": prepared.engine.static_findings(keyed[0]),
+                           "summary": prepared.engine.static_origin(keyed[0])}
     allowed, violations, warnings = decide(raw)
     waivers = _waivers(raw.get("waivers"))
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, waivers=waivers, **base, **state)

@@ -51,7 +51,18 @@ def summary_statement(decision: Any, release_dir: Path, *, verifier_id: str = DE
         policy_revision=decision.policy_revision, inputs=dict(decision.evidence_digests),
         passed=decision.result == "allow", decision_id=decision.decision_id,
         violations=[f.id for f in decision.violations], warnings=[f.id for f in decision.warnings], verifier_id=verifier_id,
+        static=_static(decision),
     )
+
+
+def _static(decision: Any) -> dict[str, Any] | None:
+    """The decision's time-independent findings with their key and policy (``check --attest`` evaluates with the time split)."""
+    import json
+
+    static = getattr(decision, "static", None) or {}
+    if not static.get("key") or not static.get("findings") or not static.get("policy"):
+        return None
+    return {"key": static["key"], "policyRevision": static["policy"], "findings": json.loads(static["findings"])}
 
 
 def attest(decision: Any, release_dir: Path, private_key: Any, out: Path, *, verifier_id: str = DEFAULT_VERIFIER_ID) -> Path:

@@ -137,6 +137,9 @@ def decision_record(decision: Any, request: Any) -> DecisionRecord:
     )
     if getattr(decision, "waivers", ()):  # every waiver the release carried: who, until when, applied or why not
         record["waivers"] = [dict(w) for w in decision.waivers]
+    relied = (getattr(decision, "static", None) or {}).get("summary")
+    if relied:  # the signed verification summary whose time-independent findings this decision took (webhook acceptSummaries)
+        record["summary"] = dict(relied)
     record.decision, record.request = decision, request
     return record
 

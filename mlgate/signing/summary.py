@@ -16,7 +16,8 @@ predicate is a VSA v1 (https://slsa.dev/spec/v1.0/verification_summary)::
       verificationResult: PASSED (the decision allowed) | FAILED
       verifiedLevels:     ["MLGATE_ENV_<env>"] when PASSED, ["FAILED"] when FAILED (custom values; the spec reserves SLSA_*)
       slsaVersion:        "1.0"
-      mlgate:             {environment, decisionId, violations: [ids], warnings: [ids]}   (extension field)
+      mlgate:             {environment, decisionId, violations: [ids], warnings: [ids],   (extension field)
+                           static: {key, policyRevision, findings}}  the time-independent findings (below)
 
 Who may sign one is the trust policy's ``summarySigners`` (keys only). :func:`verify_summary`
 checks the signature against those keys and the key's validity at ``timeVerified`` (a claimed
@@ -26,6 +27,12 @@ evidence (when given, every file must still have the digest it had) and the resu
 raises for a bad summary: the answer is a :class:`SummaryCheck` with ``ok`` and a one-line reason.
 This module does not import the gate: the decision's fields are handed to :func:`make_summary`
 by :mod:`mlgate.vsa`.
+
+``mlgate.static`` carries the decision's time-independent findings (:mod:`mlgate.policy.timesplit`)
+with the input's static key and the policy's revision. A webhook configured to accept summaries
+(``acceptSummaries``) takes them, for exactly that input under exactly that policy, instead of
+evaluating those rules, and evaluates the time-dependent ones itself (expiry, revocation, waivers);
+its audit record names the summary (:meth:`SummaryCheck.as_record`).
 """
 
 from __future__ import annotations
@@ -73,7 +80,7 @@ def parse_max_age(text: Any, *, file: str | None = None, field: str = "maxAge") 
 def make_summary(*, release_name: str, release_version: str, model_digest: str, environment: str, time_verified: dt.datetime,
                  resource_uri: str, policy_uri: str, policy_revision: str, inputs: Mapping[str, str], passed: bool,
                  decision_id: str, violations: list[str], warnings: list[str], verifier_id: str = DEFAULT_VERIFIER_ID,
-                 verifier_version: str | None = None) -> dict[str, Any]:
+                 verifier_version: str | None = None, static: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The in-toto Statement (unsigned) of one decision."""
     from mlgate import __version__
     from mlgate.signing.attestation import make_statement
@@ -88,7 +95,7 @@ def make_summary(*, release_name: str, release_version: str, model_digest: str, 
         "verifiedLevels": [env_level(environment)] if passed else ["FAILED"],
         "slsaVersion": SLSA_VERSION,
         "mlgate": {"environment": environment, "decisionId": decision_id, "violations": sorted(set(violations)),
-                   "warnings": sorted(set(warnings))},
+                   "warnings": sorted(set(warnings)), **({"static": dict(static)} if static else {})},
     }
     subject = [{"name": f"{release_name}@{release_version}", "digest": {"sha256": model_digest}}]
     return make_statement(subject, PREDICATE_TYPE, predicate)
@@ -144,6 +151,10 @@ class SummaryCheck:
     warnings: tuple[str, ...] = ()
     bundle_digest: str | None = None  # sha256 of the bundle bytes: what the audit record names
     inputs: dict[str, str] = field(default_factory=dict, compare=False)
+    #: mlgate.static: {key, policyRevision, findings} — the time-independent findings, for a webhook that accepts summaries
+    static: dict[str, Any] | None = field(default=None, compare=False)
+    #: when the signer's key stops counting (its end or revocation), RFC 3339; a check remembered past it no longer holds
+    key_valid_until: str | None = None
 
     def as_record(self) -> dict[str, Any]:
         """What an audit record says of the summary it relied on."""
@@ -202,6 +213,7 @@ def verify_summary(data: bytes, name: str, trust: Any, *, now: dt.datetime, mode
         **who, "environment": ext["environment"], "model_digest": digest, "result": predicate["verificationResult"],
         "time_verified": rfc3339(verified_at), "decision_id": ext["decisionId"], "violations": tuple(ext["violations"]),
         "warnings": tuple(ext["warnings"]), "inputs": {a["uri"]: a["digest"]["sha256"] for a in predicate["inputAttestations"]},
+        "static": ext.get("static"),
     }
     if len(statement["subject"]) != 1 or digest is None:
         return refuse("expected exactly one subject with a sha256 digest (the model)", **facts)
@@ -209,6 +221,8 @@ def verify_summary(data: bytes, name: str, trust: Any, *, now: dt.datetime, mode
     judgement = key.validity.judge_signature(verified_at, None)
     if judgement.problem is not None:
         return refuse(f"summary signer {signer.id!r}: {judgement.problem}", **facts)
+    if judgement.valid_until is not None:
+        facts["key_valid_until"] = rfc3339(judgement.valid_until)
     if judgement.valid_until is not None and epoch_ns(judgement.valid_until) <= epoch_ns(now):
         return refuse(f"summary signer {signer.id!r}: the key counts only until {rfc3339(judgement.valid_until)} "
                       "(its end or revocation; the summary's time is the signer's claim)", **facts)

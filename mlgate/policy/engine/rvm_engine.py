@@ -66,6 +66,7 @@ class RvmEngine:
         self.split = None
         self.static_hits = self.static_misses = 0
         self._static: OrderedDict[str, str] = OrderedDict()  # static key -> the static findings' JSON
+        self._origins: dict[str, dict[str, Any]] = {}  # static key -> the summary its findings came from (seed_static)
         self._cache_size = cache_size
         self._data_key: tuple[str, bool] | None = None  # (static key, with its findings) the VM's data holds now
         self._static_input: tuple[str | None, str] = (None, "")  # (static key, the input less its per-decision keys, JSON)
@@ -153,13 +154,48 @@ class RvmEngine:
             if static is _FELL_BACK:  # the VM could not answer this input: the tree-walker decides it whole
                 return _value(self._fallback(DECISION_PATH, input_json.decode("utf-8"), time.monotonic()), DECISION_PATH)
             self._static[static_key] = canonical_json(static).decode("utf-8")
-            if len(self._static) > self._cache_size:
-                self._static.popitem(last=False)
+            self._origins.pop(static_key, None)
+            while len(self._static) > self._cache_size:
+                old, _ = self._static.popitem(last=False)
+                self._origins.pop(old, None)
         else:
             self.static_hits += 1
             self._static.move_to_end(static_key)
         self._set_data(static_key, input_doc, findings=True)
         return self.run(DECISION_PATH, vm_input, whole_input=input_json)
+
+    def static_findings(self, key: str) -> str | None:
+        """The cached time-independent findings of a static key (JSON), if any."""
+        return self._static.get(key)
+
+    def static_origin(self, key: str) -> dict[str, Any] | None:
+        """Where the cached findings of ``key`` came from when not from this engine (a verification summary's record)."""
+        return self._origins.get(key) if key in self._static else None
+
+    def drop_static(self, key: str) -> None:
+        """Forget the cached findings of ``key`` (a summary they came from no longer applies)."""
+        self._static.pop(key, None)
+        self._origins.pop(key, None)
+        if self._data_key is not None and self._data_key[0] == key:
+            self._data_key = None
+
+    def seed_static(self, key: str, findings: dict[str, Any], origin: dict[str, Any]) -> None:
+        """Take the time-independent findings of ``key`` from elsewhere (a verified summary made by
+        ``mlgate check --attest`` for the same input under the same policy) instead of evaluating them."""
+        if self.split is None:
+            return
+        violations, warnings = findings.get("violations"), findings.get("warnings")
+        if not isinstance(violations, list) or not isinstance(warnings, list):
+            raise EngineError("the summary's static findings are not lists of findings")
+        text = canonical_json({"violations": violations, "warnings": warnings}).decode("utf-8")
+        if self._static.get(key) != text and self._data_key is not None and self._data_key[0] == key:
+            self._data_key = None  # the VM's data holds the findings this replaces
+        self._static[key] = text
+        self._static.move_to_end(key)
+        self._origins[key] = dict(origin)
+        while len(self._static) > self._cache_size:
+            old, _ = self._static.popitem(last=False)
+            self._origins.pop(old, None)
 
     def _set_data(self, key: str, input_doc: dict[str, Any], *, findings: bool) -> None:
         """The VM's data: the policy's, with the input less its per-decision keys (where the split
