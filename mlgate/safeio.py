@@ -245,12 +245,59 @@ class _NoAliasLoader(yaml.SafeLoader):
                     raise yaml.constructor.ConstructorError(
                         None, None, f"duplicate key {str(key)[:80]!r} (YAML would keep only the last)", key_node.start_mark)
                 seen.add(key)
-        return super().construct_mapping(node, deep=deep)
+        return yaml.constructor.SafeConstructor.construct_mapping(self, node, deep=deep)
+
+
+_CLoader = getattr(yaml, "CSafeLoader", None)
+
+
+if _CLoader is not None:
+    class _CheckedCLoader(_CLoader):  # type: ignore[misc, valid-type]
+        """libyaml's parser and composer (several times faster than PyYAML's own, which every
+        document mlgate reads went through: manifests, trust policies, settings), the same checks:
+        duplicate and merge keys in :meth:`construct_mapping`, aliases found in the composed
+        graph (:func:`_refuse_aliases`) before anything is constructed."""
+
+        construct_mapping = _NoAliasLoader.construct_mapping
+
+
+def _refuse_aliases(root: Any) -> None:
+    """An alias composes to a node shared by two parents (or a cycle): walked in document order
+    (an anchor comes before its aliases), the first node reached twice is an alias, refused at
+    the collection that holds it. Nothing is expanded before this, so no billion laughs."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, Any]] = [(root, None)]
+    while stack:
+        node, parent = stack.pop()
+        if id(node) in seen:
+            mark = (parent if parent is not None else node).start_mark
+            raise yaml.constructor.ConstructorError(None, None, "YAML aliases are not allowed in mlgate documents", mark)
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in reversed(node.value):
+                stack.append((value, node))
+                stack.append((key, node))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, node) for item in reversed(node.value))
+
+
+def _load(text: str) -> Any:
+    if _CLoader is None:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    loader = _CheckedCLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _refuse_aliases(node)
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def parse_yaml(text: str, name: str) -> Any:
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return _load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""

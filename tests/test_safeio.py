@@ -68,3 +68,29 @@ def test_symlink_leaving_release_is_refused(tmp_path):
     (root / "inner.txt").write_text("ok")
     os.symlink(root / "inner.txt", root / "ok-link")
     assert resolve_inside(root, "ok-link", file="m", field="f") == (root / "inner.txt").resolve()
+
+
+def test_libyaml_and_pyyaml_loaders_agree(monkeypatch):
+    """parse_yaml composes with libyaml (speed) and checks aliases on the composed graph; PyYAML's own
+    loader (the fallback without libyaml) refuses and accepts the same documents."""
+    import mlgate.safeio as safeio
+    from mlgate.safeio import parse_yaml
+
+    docs = ["a: 1\nb: [1, 2, {c: d}]\n", "a: &x 1\nb: *x\n", "a: 1\na: 2\n", "<<: {a: 1}\n", "x: &a [*a]\n", "- 1\n- {b: 2}\n", "",
+            "a: !!python/object:os.system x\n", "a: 1\n---\nb: 2\n", "a: {b: 1, b: 2}", "a: 2025-01-01\nb: 0o17\nc: yes\nd: ~\n",
+            "k: |\n  text\n  more\n", "a: [unclosed\n", "? [1, 2]\n: x\n", "a: &s {x: 1}\nb: [*s]\n"]
+
+    def outcome():
+        out = []
+        for d in docs:
+            try:
+                out.append(("ok", parse_yaml(d, "t.yaml")))
+            except InputError as exc:
+                out.append(("refused", "aliases" in str(exc), "duplicate" in str(exc), "merge" in str(exc)))
+        return out
+
+    assert safeio._CLoader is not None
+    with_libyaml = outcome()
+    monkeypatch.setattr(safeio, "_CLoader", None)
+    assert outcome() == with_libyaml
+    assert [o[0] for o in with_libyaml].count("refused") >= 8
