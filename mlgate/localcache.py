@@ -26,6 +26,7 @@ Failures never change a result: an unreadable or unwritable cache is a miss, sil
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import stat
@@ -122,12 +123,14 @@ def put(namespace: str, key: str, data: bytes) -> None:
                 pass
 
 
+@functools.lru_cache(maxsize=64)
 def library_fingerprint(*names: str) -> str:
     """Which versions of the named installed packages are here, without importing them
     (importing statsmodels costs about a second, :mod:`importlib.metadata` tens of milliseconds):
     each package's location, the name of its ``.dist-info`` directory (name and version) and the
     size and mtime of its ``__init__.py``. A reinstall of any of them is a new fingerprint.
-    ``""`` when one is not installed (then nothing should be cached)."""
+    ``""`` when one is not installed (then nothing should be cached). Remembered per process: the
+    code a process runs is what it imported, whatever is installed after."""
     import importlib.util
 
     parts = []

@@ -13,6 +13,7 @@ Known traps of regorus 0.13, each handled here:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from typing import Any
@@ -27,7 +28,9 @@ from mlgate.policy.rego_ast import load_regorus, one_line_error
 _UNDEFINED = "<undefined>"  # what eval_rule_as_json gives for an undefined rule
 
 
+@functools.lru_cache(maxsize=1)
 def engine_version() -> str:
+    """The regorus wheel's version (importlib.metadata costs ~15 ms: asked once per process)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
