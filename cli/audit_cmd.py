@@ -208,10 +208,14 @@ def show(audit_url, model_digest, release, environment, result, since, until, fm
     except MlgateError as exc:
         _fail(exc)
     if fmt == "json":
+        from mlgate.audit.export import is_event
+
         replays = sum(1 for r in records if r.get("action") == "replay" or r.get("kind") == "replay")
-        # A replay (mlgate audit replay --record) is listed, marked by its action, and never counted as a decision.
-        click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-list/v1", "count": len(records) - replays, "replays": replays, "records": records},
-                              indent=2, sort_keys=True))
+        events = sum(1 for r in records if is_event(r))
+        # A replay (mlgate audit replay --record) and an event (the webhook's policy-change) are listed, marked by
+        # their kind, and never counted as decisions.
+        click.echo(json.dumps({"apiVersion": "mlgate.dev/audit-list/v1", "count": len(records) - replays - events, "replays": replays,
+                               "events": events, "records": records}, indent=2, sort_keys=True))
     else:
         from mlgate.safeio import printable
 

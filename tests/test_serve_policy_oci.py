@@ -413,3 +413,15 @@ def test_serve_flags_are_checked_before_anything_starts(tmp_path, args, needle):
                            "--evidence-store", f"file://{EXAMPLES}", *args])
     assert code == 2 and needle in stderr, stderr
     assert len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr
+
+
+def test_audit_show_lists_a_policy_change_as_an_event_not_a_decision(tmp_path):
+    """A policy-change record is listed by its kind and never counted as a decision."""
+    from mlgate.audit.export import is_event, table
+
+    change = {"kind": "policy-change", "action": "policy-change", "event_id": "e1", "timestamp": "2026-12-06T00:00:00Z",
+              "policy_source": "oci://r/p:stable", "old": {"digest": "sha256:a"}, "new": {"digest": "sha256:b"}, "sequence": 3}
+    decision = {"decision_id": "d1", "result": "allow", "action": "admission", "sequence": 4, "release": {"name": "x", "version": "1"}}
+    assert is_event(change) and not is_event(decision)
+    text = table([change, decision])
+    assert "POLICY-CHANGE" in text and "oci://r/p:stable" in text and " e1" in text and "ALLOW" in text

@@ -76,6 +76,13 @@ def select(trail, filt: RecordFilter) -> list[dict[str, Any]]:
     return [rec for _where, _raw, rec in iter_records(trail) if filt.matches(rec)]
 
 
+def is_event(rec: dict[str, Any]) -> bool:
+    """A record of something other than a decision (``kind``: ``policy-change``, ...; a replay is
+    told apart by itself)."""
+    kind = rec.get("kind")
+    return isinstance(kind, str) and kind not in ("", "decision", "replay") and not rec.get("decision_id")
+
+
 def table(records: Iterable[dict[str, Any]]) -> str:
     """A plain text table, one decision per line."""
     rows = [("SEQ", "TIMESTAMP", "RESULT", "ENV", "RELEASE", "MODEL", "DECISION", "VIOLATIONS")]
@@ -86,8 +93,12 @@ def table(records: Iterable[dict[str, Any]]) -> str:
         result = str(rec.get("result")).upper()
         if rec.get("action") == "replay" or rec.get("kind") == "replay":  # mlgate audit replay --record: a what-if, never a decision
             result = f"REPLAY:{result}"
+        elif is_event(rec):  # the webhook's policy change (and any other event): what happened, never a decision
+            result = str(rec.get("kind")).upper()
+            new = rec.get("new") if isinstance(rec.get("new"), dict) else {}
+            release = str(rec.get("policy_source") or new.get("digest") or "-")
         rows.append((str(rec.get("sequence")), str(rec.get("timestamp")), result, str(rec.get("environment") or "-"),
-                     release, str(rec.get("subject_digest") or "-")[:12], str(rec.get("decision_id")), ",".join(ids) or "-"))
+                     release, str(rec.get("subject_digest") or "-")[:12], str(rec.get("decision_id") or rec.get("event_id")), ",".join(ids) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
 
