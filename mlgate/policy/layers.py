@@ -288,6 +288,8 @@ def _rules(layer: Layer) -> dict[tuple[str, ...], str]:
 def _check_definitions(layers: list[Layer]) -> list[dict[tuple[str, ...], str]]:
     """Refuse a later layer that declares an earlier layer's package or a rule on, under or above
     an earlier rule's path. Returns each layer's rule paths."""
+    from mlgate.policy.rego_ast import module_packages
+
     packages: dict[str, str] = {}  # package -> file (as shown) of the first layer declaring it
     rules: dict[tuple[str, ...], str] = {}
     heads: dict[tuple[str, ...], tuple[str, ...]] = {}  # every prefix of an earlier rule path -> that rule path
@@ -296,9 +298,10 @@ def _check_definitions(layers: list[Layer]) -> list[dict[tuple[str, ...], str]]:
         own_rules = _rules(layer)
         per_layer.append(own_rules)
         own_packages: dict[str, str] = {}
+        parsed = module_packages(layer.policy)  # the engine's parse: a declaration over two lines, or with brackets, is the same package
         for m in sorted(_own_modules(layer), key=lambda m: m.path):
-            pkg = _package(m.text)
-            if pkg is not None:
+            pkg = parsed.get(m.path) or _package(m.text)
+            if pkg:
                 own_packages.setdefault(pkg, layer.shown(m.path))
         if i:
             for pkg, where in sorted(own_packages.items()):

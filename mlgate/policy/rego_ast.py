@@ -117,6 +117,20 @@ def ref_parts(node: Any) -> list[str] | None:
     return None
 
 
+def head_root(node: Any) -> list[str] | None:
+    """The rule name of a head with a computed key (``frozen[k] := true``, ``p.q[x]``): the first
+    name of the reference, ``["frozen"]``; None when the reference does not start at a name."""
+    cur = node
+    while isinstance(cur, dict) and len(cur) == 1:
+        kind, body = next(iter(cur.items()))
+        if kind == "Var":
+            return [body["value"]]
+        if kind not in ("RefDot", "RefBrack"):
+            return None
+        cur = body.get("refr")
+    return None
+
+
 def line_of(node: Any) -> int:
     if isinstance(node, dict):
         if isinstance(node.get("span"), dict):
@@ -195,10 +209,10 @@ class RegoModule:
         for node in self.ast.get("rules", []):
             if "Spec" in node:
                 head_kind, head = next(iter(node["Spec"]["head"].items()))
-                parts = ref_parts(head.get("refr"))
+                parts = ref_parts(head.get("refr")) or head_root(head.get("refr"))
                 line = int(node["Spec"]["span"]["line"])
             elif "Default" in node:
-                head_kind, parts, line = "Default", ref_parts(node["Default"].get("refr")), int(node["Default"]["span"]["line"])
+                head_kind, parts, line = "Default", ref_parts(node["Default"].get("refr")) or head_root(node["Default"].get("refr")), int(node["Default"]["span"]["line"])
             else:  # pragma: no cover - the engine knows no other kind today
                 continue
             if parts:
@@ -363,6 +377,34 @@ def rule_paths(policy: PolicySet) -> dict[tuple[str, ...], str]:
                 where.append([list(path), module.path])
     if key is not None:
         localcache.put(_RULE_PATHS_CACHE, key, _json.dumps(where).encode("utf-8"))
+    return found
+
+
+_PACKAGES_CACHE = "module-packages-v1"
+
+
+def module_packages(policy: PolicySet) -> dict[str, str]:
+    """module path -> its package (``mlgate.rules.bias``), as the engine parses it: a declaration over
+    two lines or with a bracketed part (``package mlgate.rules["bias"]``) is the same package.
+    Remembered per policy text, as :func:`rule_paths`."""
+    import json as _json
+
+    from mlgate import localcache
+
+    modules = [(m.path, m.text) for m in policy.modules]
+    key = _policy_key(_PACKAGES_CACHE, modules, localcache.library_fingerprint("regorus"))
+    if key is not None:
+        cached = localcache.get(_PACKAGES_CACHE, key)
+        if cached is not None:
+            try:
+                found = _json.loads(cached)
+                if isinstance(found, dict):
+                    return found
+            except ValueError:
+                pass
+    found = {m.path: m.package for m in parse(policy).modules}
+    if key is not None:
+        localcache.put(_PACKAGES_CACHE, key, _json.dumps(found, sort_keys=True).encode("utf-8"))
     return found
 
 

@@ -74,7 +74,10 @@ class Split:
     #: keeps that part of the input in its data per static key, and the input is only the time and
     #: the request (a few bytes to parse per decision instead of the whole document)
     reuses_input: bool
-    static: tuple[str, ...]  # "package.rule" (or "package.rule#line" for a split definition) evaluated once
+    #: the entry points whose values are the static findings (data.mlgate.rules.<package>.violation|warning): each
+    #: evaluated on its own (the compiled VM's fixed instruction cap applies per run, not to the whole static part)
+    static_entries: tuple[str, ...]
+    static: tuple[str, ...]  # "package.rule" (or "package.rule@file:line" for a split definition) evaluated once
     timed: tuple[str, ...]  # evaluated per admission
 
     @property
@@ -201,14 +204,32 @@ def _analyse(parsed: Any, by_key: dict[tuple[str, str], list[_Def]]) -> None:
                     return
                 if resolved[0] != "data":
                     return
+                if len(resolved) == 1 or resolved[1].startswith("mlgate:"):
+                    # data as a whole, or mlgate's own keys (the engine's cache, the kept input): what a rule sees there
+                    # would differ between the split and the whole evaluation
+                    where = f"{module.display}:{d.rule.line}"
+                    raise PolicyError(f"{where}: rule {d.rule.name!r} reads " + ("data as a whole" if len(resolved) == 1 else
+                                      f"data[{resolved[1]!r}]") + "; keys that start with 'mlgate:' are mlgate's own (the "
+                                      "webhook's cache of time-independent findings), and a rule reads data by name")
+                inside = tuple(resolved[1:3])
+                if inside == _FINDINGS or inside == _FINDINGS[: len(inside)] and len(resolved) <= 2:
+                    # the generated composition (or a package above it, as a value): every finding, the timed ones too
+                    d.direct_timed = True  # (and, where the composition is among the parsed modules, a dependency below)
                 for cut in range(len(resolved), 1, -1):  # the rule the reference lands in (data.p.q.rule.field...)
                     key = (".".join(resolved[1 : cut - 1]), resolved[cut - 1])
                     if key in by_key:
                         d.deps.add(key)
                         return
                 # A package (or anything above a rule) as a value, or with a computed key: it may be
-                # any rule under it (data.mlgate.rules[p].violation), so it depends on every one.
-                d.deps.update(rule_prefixes.get(tuple(resolved), ()))
+                # any rule under it that the rest of the reference matches (data.mlgate.rules[p].late:
+                # every rule named late one package below data.mlgate.rules), so it depends on each.
+                below = rule_prefixes.get(tuple(resolved), ())
+                rest = [p if isinstance(p, str) else None for p in parts[len(literal):]]
+                for key in below:
+                    full = [*key[0].split("."), key[1]]
+                    tail = full[len(resolved) - 1:]
+                    if all(want is None or want == got for want, got in zip(rest, tail)):
+                        d.deps.add(key)
 
             def call(item: dict[str, Any], visit: Any, d: _Def = d, module: Any = module) -> bool:
                 """A call that passes ``input`` itself: True when handled (read as input[K] for a literal K)."""
@@ -267,13 +288,19 @@ def _analyse(parsed: Any, by_key: dict[tuple[str, str], list[_Def]]) -> None:
             if "Spec" in node:
                 head = next(iter(node["Spec"]["head"].values()))
                 visit([node["Spec"].get("bodies"), head.get("assign"), head.get("key"), head.get("args")])
-                # a reference in the head beyond the rule name (violation[x] / p.q.r) may read too
+                # the head's own reference (frozen[k], p.q[x]): its computed keys may read too; its name is this rule
                 refr = head.get("refr")
-                if isinstance(refr, dict) and "Var" not in refr:
-                    visit(refr)
+                while isinstance(refr, dict) and len(refr) == 1 and next(iter(refr)) in ("RefDot", "RefBrack"):
+                    body = next(iter(refr.values()))
+                    index = body.get("index")
+                    if isinstance(index, dict) and "String" not in index:
+                        visit(index)
+                    refr = body.get("refr")
             else:
                 visit(node.get("Default", {}).get("value"))
 
+
+_FINDINGS = ("mlgate", "findings")  # data.mlgate.findings: generated (mlgate.policy.compose), not among the parsed modules
 
 _TYPE_BUILTINS = frozenset({"is_object", "is_array", "is_set", "is_string", "is_number", "is_boolean", "is_null", "type_name"})
 
@@ -294,22 +321,72 @@ def _literal_key(node: Any) -> str | None:
 
 
 def _only_accessed(node: Any, p: str, q: str) -> bool:
-    """Every use of the variable ``p`` under ``node`` is ``object.get(p, q, ...)`` or a type test ``is_object(p)``."""
+    """Every use of the variable ``p`` under ``node`` is ``object.get(p, q, ...)`` or a type test
+    ``is_object(p)``, and every use of ``q`` is that key (so neither is bound again anywhere: a
+    ``q := "evaluated_at_ns"`` inside would make ``f(input, "model")`` read the time)."""
     from mlgate.policy.rego_ast import ref_parts, walk
 
-    uses = allowed = 0
+    uses_p = allowed_p = uses_q = allowed_q = 0
     for sub in walk(node):
         if _is_var(sub, p):
-            uses += 1
+            uses_p += 1
+        if _is_var(sub, q):
+            uses_q += 1
         call = sub.get("Call") if len(sub) == 1 else None
         if isinstance(call, dict):
             name = ".".join(ref_parts(call.get("fcn")) or [])
             params = call.get("params") or []
             if name == "object.get" and len(params) >= 2 and _is_var(params[0], p) and _is_var(params[1], q):
-                allowed += 1
+                allowed_p += 1
+                allowed_q += 1
             elif name in _TYPE_BUILTINS and len(params) == 1 and _is_var(params[0], p):
-                allowed += 1
-    return uses > 0 and uses == allowed
+                allowed_p += 1
+    return uses_p > 0 and uses_p == allowed_p and uses_q == allowed_q
+
+
+def rule_cycles(decision_modules: list[Any], root: Any = None) -> list[str]:
+    """Rules that depend on themselves, directly or through others (``a if b`` / ``b if a``), each
+    as ``file:line: a -> b -> a``. Rego forbids recursion (OPA refuses it at compile time); the
+    compiled VM of regorus 0.13 does not check it and overflows its native stack on the first
+    evaluation, killing the process, so the engine refuses such a policy at load."""
+    from mlgate.policy.rego_ast import ParsedPolicy, parse_modules
+
+    parsed = ParsedPolicy(None, parse_modules([m for m in decision_modules if not getattr(m, "is_test", False)], root))
+    by_key: dict[tuple[str, str], list[_Def]] = {}
+    for m in parsed.modules:
+        for r in m.rules:
+            by_key.setdefault((m.package, r.name), []).append(_Def(m, r))
+    try:
+        _analyse(parsed, by_key)
+    except PolicyError:
+        pass  # what the time split refuses is refused where it is used; here only the graph matters
+    graph = {k: sorted({dep for d in defs for dep in d.deps}) for k, defs in by_key.items()}
+    found: list[str] = []
+    state: dict[tuple[str, str], int] = {}  # 1: on the path, 2: done
+    for start in sorted(graph):
+        if state.get(start):
+            continue
+        path: list[tuple[str, str]] = []
+        stack: list[tuple[tuple[str, str], int]] = [(start, 0)]
+        while stack:
+            node, i = stack.pop()
+            if i == 0:
+                state[node] = 1
+                path.append(node)
+            deps = graph.get(node, [])
+            if i < len(deps):
+                stack.append((node, i + 1))
+                nxt = deps[i]
+                if state.get(nxt) == 1:
+                    cycle = path[path.index(nxt):] + [nxt]
+                    first = by_key[nxt][0]
+                    found.append(f"{first.module.display}:{first.rule.line}: " + " -> ".join(f"{p}.{n}" for p, n in cycle))
+                elif not state.get(nxt) and nxt in graph:
+                    stack.append((nxt, 0))
+            else:
+                state[node] = 2
+                path.pop()
+    return found
 
 
 def _timed_keys(by_key: dict[tuple[str, str], list[_Def]]) -> set[tuple[str, str]]:
@@ -334,6 +411,10 @@ def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str
     if reserved:
         raise PolicyError(f"policy data may not set {reserved[0]!r}: mlgate keeps its cache of time-independent findings "
                           "under the data keys that start with 'mlgate:'")
+    findings_data = data.get(_FINDINGS[0], {}).get(_FINDINGS[1]) if isinstance(data.get(_FINDINGS[0]), dict) else None
+    if findings_data is not None:
+        raise PolicyError("policy data may not set mlgate.findings: that package is generated by mlgate (the findings "
+                          "composition and its time split)")
     own = [m for m in decision_modules if m.path != generated_path]
     parsed = ParsedPolicy(None, parse_modules(own))  # the same name resolution as the policy tools
     by_key: dict[tuple[str, str], list[_Def]] = {}
@@ -408,7 +489,9 @@ def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str
             raw = raw[:start] + new.encode("utf-8") + raw[end:]
         out.append((m.path, raw.decode("utf-8") if m.path in renames else texts[m.path]))
     out.append((generated_path, _split_findings(PACKAGE, static_refs, timed_refs)))
-    return Split(tuple(out), reuses_input, tuple(static_names), tuple(timed_names))
+    entries = tuple(ref.replace('data.mlgate.rules["', "data.mlgate.rules.").replace('"].', ".")
+                    for name in FINDING_RULES for ref in static_refs[name])
+    return Split(tuple(out), reuses_input, entries, tuple(static_names), tuple(timed_names))
 
 
 def _union(refs: list[str], var: str) -> str:
@@ -440,6 +523,10 @@ def explain(decision_modules: list[Any], generated_path: str) -> list[str]:  # p
     """Why each finding definition is timed: one line per definition (for ``benchmarks`` and debugging)."""
     from mlgate.policy.rego_ast import ParsedPolicy, parse_modules
 
+    findings_data = data.get(_FINDINGS[0], {}).get(_FINDINGS[1]) if isinstance(data.get(_FINDINGS[0]), dict) else None
+    if findings_data is not None:
+        raise PolicyError("policy data may not set mlgate.findings: that package is generated by mlgate (the findings "
+                          "composition and its time split)")
     own = [m for m in decision_modules if m.path != generated_path]
     parsed = ParsedPolicy(None, parse_modules(own))
     by_key: dict[tuple[str, str], list[_Def]] = {}

@@ -477,6 +477,11 @@ LOOSER: dict[str, tuple[str, str]] = {
     "waivers.roles": ("more", "more roles may waive violations"),
     "waivers.not_waivable": ("fewer", "more rules can be waived"),
     "waivers.two_person": ("fewer", "fewer rules need waivers signed by two people"),
+    "provenance.required": ("off", "provenance (the training run, its code and data) is no longer required"),
+    "provenance.clean_tree": ("off", "a model trained from uncommitted code changes is accepted"),
+    "provenance.training_commit": ("off", "the training code's commit no longer has to be recorded"),
+    "provenance.dataset_digests": ("off", "the datasets trained on no longer have to be recorded by digest"),
+    "provenance.independent_eval": ("off", "the evaluation data no longer has to be independent of the training data"),
 }
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections import OrderedDict
 from typing import Any
@@ -43,7 +44,7 @@ from mlgate.policy.engine.protocol import DECISION_PATH
 from mlgate.policy.engine.regorus_engine import engine_version
 from mlgate.policy.policyset import PolicySet
 from mlgate.policy.rego_ast import load_regorus, one_line_error
-from mlgate.policy.timesplit import CACHE_KEY, INPUT_KEY, STATIC_ENTRY, TIMED_INPUT_KEYS
+from mlgate.policy.timesplit import CACHE_KEY, INPUT_KEY, TIMED_INPUT_KEYS
 from mlgate.policy.timesplit import static_key as timesplit_key
 
 #: what the VM says when a run reaches its fixed instruction cap (regorus 0.13: 25,000)
@@ -71,11 +72,12 @@ class RvmEngine:
         self._data_key: tuple[str, bool] | None = None  # (static key, with its findings) the VM's data holds now
         self._static_input: tuple[str | None, str] = (None, "")  # (static key, the input less its per-decision keys, JSON)
         modules = [(m.path, m.text) for m in policy.decision_modules()] + list(extra_modules)
+        _refuse_recursion(policy, modules)
         if time_split and tuple(entry_points) == (DECISION_PATH,) and not extra_modules:
             self.split = _split_of(policy)
             if self.split.useful:
                 modules = list(self.split.modules)
-                entry_points = (DECISION_PATH, STATIC_ENTRY)
+                entry_points = (DECISION_PATH, *self.split.static_entries)
             else:
                 self.split = None
         self.entry_points = tuple(entry_points)
@@ -150,10 +152,10 @@ class RvmEngine:
         if static_key not in self._static:
             self.static_misses += 1
             self._set_data(static_key, input_doc, findings=False)
-            static = self.run(STATIC_ENTRY, vm_input, fallback=False, whole_input=input_json)
+            static = self._static_findings(vm_input, input_json)
             if static is _FELL_BACK:  # the VM could not answer this input: the tree-walker decides it whole
                 return _value(self._fallback(DECISION_PATH, input_json.decode("utf-8"), time.monotonic()), DECISION_PATH)
-            self._static[static_key] = canonical_json(static).decode("utf-8")
+            self._static[static_key] = static
             self._origins.pop(static_key, None)
             while len(self._static) > self._cache_size:
                 old, _ = self._static.popitem(last=False)
@@ -162,7 +164,23 @@ class RvmEngine:
             self.static_hits += 1
             self._static.move_to_end(static_key)
         self._set_data(static_key, input_doc, findings=True)
-        return self.run(DECISION_PATH, vm_input, whole_input=input_json)
+        return _one_of_each(self.run(DECISION_PATH, vm_input, whole_input=input_json))
+
+    def _static_findings(self, vm_input: bytes, input_json: bytes) -> Any:
+        """The static findings (JSON ``{"violations": [...], "warnings": [...]}``), each rule package's
+        evaluated on its own (the VM's instruction cap applies per run); ``_FELL_BACK`` where the VM
+        cannot answer one."""
+        found: dict[str, dict[str, Any]] = {"violations": {}, "warnings": {}}
+        for entry in self.split.static_entries:
+            out = self.run(entry, vm_input, fallback=False, whole_input=input_json)
+            if out is _FELL_BACK:
+                return _FELL_BACK
+            if not isinstance(out, list):
+                raise EngineError(f"policy evaluation failed: {entry} is not a set of findings")
+            bucket = found["violations" if entry.endswith(".violation") else "warnings"]
+            for finding in out:  # a set: the same finding from two packages is one
+                bucket.setdefault(canonical_json(finding).decode("utf-8"), finding)
+        return canonical_json({kind: [items[k] for k in sorted(items)] for kind, items in found.items()}).decode("utf-8")
 
     def static_findings(self, key: str) -> str | None:
         """The cached time-independent findings of a static key (JSON), if any."""
@@ -306,6 +324,51 @@ _LEAK = '"<undefined>"'  # an undefined value inside the VM's JSON answer
 
 
 
+_RECURSION_CACHE = "rule-cycles-v1"
+
+
+def _refuse_recursion(policy: PolicySet, modules: list[tuple[str, str]]) -> None:
+    """Refuse, at load, rules that depend on themselves: Rego forbids it (OPA refuses it at compile
+    time), and the VM of regorus 0.13 does not check it but overflows its native stack on the first
+    evaluation, killing the process (every gate thread of a webhook). A clean answer is remembered
+    per policy text (:mod:`mlgate.localcache`); a forged one could only let such a policy load, and
+    the parse costs every start ~0.1 s."""
+    from mlgate import localcache
+    from mlgate.policy.rego_ast import _policy_key
+    from mlgate.policy.timesplit import rule_cycles
+
+    key = _policy_key(_RECURSION_CACHE, modules, localcache.library_fingerprint("regorus"))
+    if key is not None and localcache.get(_RECURSION_CACHE, key) == b"[]":
+        return
+    cycles = rule_cycles(list(policy.decision_modules()), policy.root)
+    if cycles:
+        more = f" (and {len(cycles) - 1} more)" if len(cycles) > 1 else ""
+        raise PolicyError(f"{cycles[0]}: rules that depend on themselves (recursion, which Rego forbids){more}")
+    if key is not None:
+        localcache.put(_RECURSION_CACHE, key, b"[]")
+
+
+def _one_of_each(decision: Any) -> Any:
+    """The decision with a finding listed twice listed once. The cached findings came back from
+    JSON, where a set inside a finding is an array: equal to a timed finding, they are two members
+    of the union in the VM, and one in the whole evaluation. Their JSON is the same: kept once, in order."""
+    if not isinstance(decision, dict):
+        return decision
+    for kind in ("violations", "warnings"):
+        items = decision.get(kind)
+        if isinstance(items, list) and len(items) > 1:
+            seen: set[bytes] = set()
+            kept = []
+            for item in items:
+                text = canonical_json(item)
+                if text not in seen:
+                    seen.add(text)
+                    kept.append(item)
+            decision[kind] = kept
+    return decision
+
+
+_SPLITS_LOCK = threading.Lock()
 _SPLITS: dict[str, Any] = {}  # policy text digest -> its Split (each gate thread builds an engine of the same policy)
 
 
@@ -316,10 +379,13 @@ def _split_of(policy: PolicySet) -> Any:
 
     modules = policy.decision_modules()
     key = sha256_hex(canonical_json([[m.path, m.text] for m in modules] + [sorted(policy.data)]))
-    if key not in _SPLITS:
-        _SPLITS.clear()  # one policy at a time (a webhook's refresh replaces it)
-        _SPLITS[key] = split(list(modules), policy.data, GENERATED_PATH)
-    return _SPLITS[key]
+    with _SPLITS_LOCK:  # every gate thread builds an engine of the same policy, at start and at each policy switch
+        found = _SPLITS.get(key)
+        if found is None:
+            found = split(list(modules), policy.data, GENERATED_PATH)
+            _SPLITS.clear()  # one policy at a time (a webhook's refresh replaces it)
+            _SPLITS[key] = found
+        return found
 
 
 def _value(text: str, entry_point: str) -> Any:
