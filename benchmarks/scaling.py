@@ -11,7 +11,10 @@ The input is the readmission-risk example's production input document, grown two
   provenance entries, each naming its own dataset; the two originals kept as they are).
 
 For each size and engine: the median CPU time of one ``decide()`` in-process (no forked
-deadline), and its ratio to the smallest size. Target: 96 comparisons cost at most 2x 6. With
+deadline), and its ratio to the smallest size. ``embedded`` is the CLI's whole decision;
+``embedded-split`` the webhook's admission of a release seen before (the time split: static
+findings cached, only the timed rules run), ``embedded-split-first`` its first admission of a
+release (the static findings evaluated one rule package per VM run, then the timed rules). Target: 96 comparisons cost at most 2x 6. With
 ``--instructions``, each figure is also counted with valgrind's callgrind (the difference
 between runs of 2 and 12 decisions, divided by 10: start-up cancels out), the figure that stays
 put on a loaded machine.
@@ -100,17 +103,46 @@ def cases(doc: dict) -> list[tuple[str, int, dict]]:
             + [("validation records", n, with_validations(doc, n)) for n in VALIDATION_SIZES])
 
 
-def engine_ms(engine, input_json: bytes, runs: int) -> float:
+def engine_ms(engine, input_json: bytes, runs: int, split: str | None = None) -> float:
     """The median CPU time of this thread for one decision: on a shared machine, time spent
-    waiting for a core is not the decision's cost (it is in wall time)."""
-    for _ in range(3):
-        engine.decide(None, input_json)
+    waiting for a core is not the decision's cost (it is in wall time).
+
+    ``split``: the webhook's time split, ``"admission"`` (the same release admitted again at a
+    later time: its static findings cached, the timed rules evaluated) or ``"first"`` (every
+    decision the release's first: the static findings evaluated, rule package by package, then
+    the timed rules)."""
+    if split is None:
+        for _ in range(3):
+            engine.decide(None, input_json)
+    doc = json.loads(input_json)
+    key = engine_key(doc)  # the gate's: from the facts' digests, made once per collection
     times = []
-    for _ in range(runs):
-        start = time.thread_time()
-        engine.decide(None, input_json)
-        times.append(time.thread_time() - start)
+    for i in range(runs + 3):
+        if split is not None:
+            at = dict(doc, evaluated_at_ns=doc["evaluated_at_ns"] + i * 1000)
+            at_json = canonical_json(at)  # the gate has it (the record's input digest), as it has the key
+            if split == "first":
+                engine.drop_static(key)
+            start = time.thread_time()
+            engine.decide(at, at_json, key)
+        else:
+            start = time.thread_time()
+            engine.decide(None, input_json)
+        if i >= 3:
+            times.append(time.thread_time() - start)
     return statistics.median(times) * 1000
+
+
+def canonical_json(value):
+    from mlgate.canonical import canonical_json as dumps
+
+    return dumps(value)
+
+
+def engine_key(doc: dict) -> str:
+    from mlgate.policy.timesplit import static_key
+
+    return static_key(doc)
 
 
 WORKER = r'''
@@ -144,7 +176,9 @@ def instructions(kind: str, input_json: bytes, tmp: Path, policy: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200)
-    parser.add_argument("--engines", default="embedded,regorus-interp")
+    parser.add_argument("--engines", default="embedded,embedded-split-first,embedded-split,regorus-interp",
+                        help="embedded (the CLI's: the whole decision), embedded-split (the webhook's per admission of a release "
+                             "seen before), embedded-split-first (the webhook's first admission of a release), regorus-interp")
     parser.add_argument("--instructions", action="store_true", help="also count instructions with callgrind (slow)")
     parser.add_argument("--policy", action="append", type=Path, default=[],
                         help="a policy directory to measure (repeatable, e.g. `git archive REV policies` unpacked, to compare revisions "
@@ -164,16 +198,17 @@ def main() -> int:
         for (name, policy), kind in ((p, k) for k in kinds for p in policies):
             if len(policies) > 1:
                 print(f" policy {name}:")
-            engine = create_engine(kind, policy, timeout_s=0)
+            split = {"embedded-split": "admission", "embedded-split-first": "first"}.get(kind)
+            engine = create_engine("embedded" if split else kind, policy, timeout_s=0, time_split=split is not None)
             first: dict[str, tuple[float, float | None]] = {}
             for label, n, case in rows:
                 data = canonical_json(case)
-                decision = engine.decide(None, data)
-                ms = engine_ms(engine, data, args.runs)
-                count = instructions(kind, data, Path(tmp), name) if args.instructions else None
+                decision = engine.decide(json.loads(data) if split else None, data)
+                ms = engine_ms(engine, data, args.runs, split)
+                count = instructions(kind, data, Path(tmp), name) if args.instructions and not split else None
                 base = first.setdefault(label, (ms, count))
                 ids = sorted({v["id"] for v in decision.get("violations", [])})
-                text = f"  {kind:15s} {label:19s} {n:3d}: {ms:7.3f} ms ({ms / base[0]:4.2f}x)"
+                text = f"  {kind:21s} {label:19s} {n:3d}: {ms:7.3f} ms ({ms / base[0]:4.2f}x)"
                 if count is not None:
                     text += f"  {count / 1e6:6.2f} M instructions ({count / base[1]:4.2f}x)"
                 print(text + f"  violations {len(decision.get('violations', []))} ({', '.join(ids)})", flush=True)
