@@ -461,3 +461,25 @@ def test_replay_with_an_organisation_package_alone_puts_the_library_beneath(tmp_
     texts = [m.text for m in replayer.policy.decision_modules()]
     assert any("package mlgate.rules.bias\n" in t for t in texts)  # the library, beneath
     assert any(ORG_ID in t for t in texts)  # and the organisation's rule
+
+
+def test_a_layer_of_data_alone_tightens_a_threshold(tmp_path):
+    """An organisation that only tightens thresholds ships data alone: the library beneath decides with it."""
+    layer = tmp_path / "thresholds"
+    (layer / "mlgate" / "environments" / "production").mkdir(parents=True)
+    (layer / "mlgate" / "environments" / "production" / "data.json").write_text('{"bias": {"delta": 0.001}}')
+    _, report, _ = check_json(RELEASE, "production", tmp_path / "a.jsonl", "--policy", layer)
+    assert report["allowed"] is False and "MLG-BIAS-006" in {v["id"] for v in report["violations"]}
+    code, out, _ = run(["policy", "lint", "--policy", POLICIES, "--policy", layer])
+    assert "tightens bias.delta" in out
+    from mlgate.policy.bundle import build_bundle
+
+    bundle = tmp_path / "thresholds.tar.gz"
+    build_bundle(layer, bundle)  # ships as a bundle too
+    assert check_json(RELEASE, "production", tmp_path / "b.jsonl", "--policy", bundle)[1]["allowed"] is False
+
+
+def test_a_layer_with_neither_rules_nor_data_is_refused(tmp_path):
+    (tmp_path / "empty").mkdir()
+    code, out, err = run(["check", RELEASE, "--env", "production", "--policy", tmp_path / "empty", "--audit-log", tmp_path / "a.jsonl"])
+    assert code == 2 and "no Rego policy and no data found" in err

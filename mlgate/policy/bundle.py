@@ -210,7 +210,7 @@ def build_bundle(policy_dir: Path | None, out: Path, *, signing_key: Path | None
     from mlgate.policy.policyset import load_policy_dir
     from mlgate.safeio import read_bytes
 
-    policy = load_policy_dir(policy_dir)
+    policy = load_policy_dir(policy_dir, require_rules=False)  # a layer of data alone (thresholds) ships too
     contents = {rel: read_bytes(policy.root / rel) for rel in sorted(policy.files)}
     # The findings composition mlgate generates at load, so that a plain OPA serving the bundle decides
     # the same (mlgate itself generates it again from the packages present and ignores this copy).
@@ -379,7 +379,7 @@ def is_bundle_path(path: Path) -> bool:
 
 
 def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: list[Path] | None = None,
-                       require_finding_ids: bool = True) -> Any:
+                       require_finding_ids: bool = True, require_rules: bool = True) -> Any:
     """The PolicySet of a bundle: verified with ``key`` when given (a signed bundle needs one),
     unpacked into a private temporary directory, its revision checked against the manifest."""
     from mlgate.policy.policyset import load_policy_dir
@@ -399,7 +399,7 @@ def load_bundle_policy(path: Path, *, key: Path | None = None, data_overrides: l
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
-    policy = load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+    policy = load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids, require_rules=require_rules)
     own = policy.bundle_revision  # the bundle's own files; overrides join policy.revision, not this
     if own != info.revision:
         raise PolicyError(f".manifest revision {info.revision[:16]}… does not match the bundle's files (revision {own[:16]}…)", file=info.path)

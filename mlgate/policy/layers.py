@@ -142,7 +142,7 @@ class LayeredPolicySet(PolicySet):
 
 
 def load_source(root: Path | str | None = None, *, data_overrides: list[Path] | None = None, bundle_key: Path | None = None,
-                require_finding_ids: bool = True) -> PolicySet:
+                require_finding_ids: bool = True, require_rules: bool = True) -> PolicySet:
     """One source, as it is (:func:`mlgate.policy.load_policy`): a directory (default: the bundled
     library), an OPA bundle (``*.tar.gz``) or an ``oci://`` reference, verified with ``bundle_key``."""
     from mlgate.policy.oci import is_oci
@@ -150,15 +150,17 @@ def load_source(root: Path | str | None = None, *, data_overrides: list[Path] | 
     if is_oci(root):  # oci://REGISTRY/REPO@sha256:... or :TAG, pulled (or cached by digest) and verified
         from mlgate.policy.oci import load_oci_policy
 
-        return load_oci_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+        return load_oci_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids,
+                               require_rules=require_rules)
     root = Path(root) if root is not None else bundled_policy_dir()
     if root.is_file() and root.name.endswith((".tar.gz", ".tgz")):
         from mlgate.policy.bundle import load_bundle_policy
 
-        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+        return load_bundle_policy(root, key=bundle_key, data_overrides=data_overrides, require_finding_ids=require_finding_ids,
+                                  require_rules=require_rules)
     if bundle_key is not None:
         raise PolicyError("--bundle-key verifies an OPA bundle (*.tar.gz); this is not one", file=display(root))
-    return load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+    return load_policy_dir(root, data_overrides=data_overrides, require_finding_ids=require_finding_ids, require_rules=require_rules)
 
 
 def as_sources(sources: Any) -> tuple[Any, ...]:
@@ -228,7 +230,9 @@ def _load_layer(source: Any, key: Path | None, require_finding_ids: bool, *, alo
     """One source loaded alone; ``key`` verifies it when it is a bundle or an OCI artifact (a single
     source is given the key whatever it is, so a directory with a key is refused as before)."""
     kind = _kind(source)
-    policy = load_source(source, bundle_key=key if kind != "directory" or alone else None, require_finding_ids=require_finding_ids)
+    # A layer may be data alone (an organisation's tighter thresholds): the library beneath decides with it.
+    policy = load_source(source, bundle_key=key if kind != "directory" or alone else None, require_finding_ids=require_finding_ids,
+                         require_rules=False)
     if kind == "oci":
         label = str((policy.origin or {}).get("reference") or source)
         name = label.split("://", 1)[-1].split("@", 1)[0].rsplit("/", 1)[-1].split(":", 1)[0]

@@ -352,7 +352,7 @@ _RESOLVED: dict[str, str] = {}
 
 
 def load_oci_policy(source: Any, *, key: Path | None = None, data_overrides: list[Path] | None = None, resolve_again: bool = False,
-                    require_finding_ids: bool = True) -> Any:
+                    require_finding_ids: bool = True, require_rules: bool = True) -> Any:
     """The PolicySet of an ``oci://`` reference: pulled (or taken from the digest cache), digests
     checked, bundle signature verified with ``key`` (a signed bundle needs one), with
     ``origin = {"reference", "digest"}`` for the record. A tag is resolved to a digest once per
@@ -371,7 +371,8 @@ def load_oci_policy(source: Any, *, key: Path | None = None, data_overrides: lis
         path = Path(tmp) / "bundle.tar.gz"
         path.write_bytes(pulled.bundle)
         try:
-            policy = load_bundle_policy(path, key=key, data_overrides=data_overrides, require_finding_ids=require_finding_ids)
+            policy = load_bundle_policy(path, key=key, data_overrides=data_overrides, require_finding_ids=require_finding_ids,
+                                        require_rules=require_rules)
         except MlgateError as exc:  # a bad signature or bundle: named by the reference it came from
             raise type(exc)(exc.message, file=str(pulled.ref), field=exc.field) from None
     return dataclasses.replace(policy, origin={"reference": str(ref), "digest": pulled.ref.digest})

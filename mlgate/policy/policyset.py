@@ -89,7 +89,8 @@ def _nest(parts: tuple[str, ...], value: Any) -> Any:
     return value
 
 
-def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | None = None, require_finding_ids: bool = True) -> PolicySet:
+def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | None = None, require_finding_ids: bool = True,
+                    require_rules: bool = True) -> PolicySet:
     """Load a policy directory (default: the policy library shipped with mlgate). A finding rule
     without a METADATA id refuses the policy unless ``require_finding_ids`` is False (the linter)."""
     root = Path(root) if root is not None else bundled_policy_dir()
@@ -122,9 +123,11 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
             files[rel] = sha256_hex(raw)
         elif rel == TRUST_POLICY_NAME:
             files[rel] = sha256_hex(read_bytes(path))
-    if not any(not m.is_test for m in modules):
-        # conftest's habit: no policy is an error, never a pass.
-        raise PolicyError("no Rego policy found (expected *.rego files)", file=display(root))
+    if not any(not m.is_test for m in modules) and (require_rules or not data_docs):
+        # conftest's habit: no policy is an error, never a pass. (A layer above the library may be data
+        # alone, thresholds an organisation tightens: require_rules=False; never nothing at all.)
+        raise PolicyError("no Rego policy found (expected *.rego files)" if require_rules else
+                          "no Rego policy and no data found (expected *.rego files or data.json/data.yaml)", file=display(root))
     trust = root / TRUST_POLICY_NAME
     base = PolicySet(
         root=root,
