@@ -359,7 +359,9 @@ class WebhookApp:
                 if len(set(revisions.values())) != 1:
                     errors.append(f"the gate threads built different policy revisions from {source}")
                 elif old["digest"] is not None:  # a change (not the first load after a failed start-up): recorded first
-                    new = {"reference": source, "digest": digest, "policy_revision": staged.revision}
+                    new = {"reference": source, "digest": digest, "policy_revision": staged.revision,
+                           # a digest evaluated before in this process: the tag was moved back to an older bundle
+                           "rollback": digest in self.policy.seen}
                     try:
                         gk.sink.append(change_record(self.policy.source, old, new, clock=gk.clock, ids=gk.ids, inputs=staged.inputs))
                     except MlgateError as exc:
@@ -378,6 +380,8 @@ class WebhookApp:
         self._policy_metrics()
         if old["digest"] is not None:
             self.metrics.policy_changes.inc()
+            if self.policy.seen.count(digest) and self.policy.seen.index(digest) < len(self.policy.seen) - 1:
+                log.warning("policy %s moved back to %s, a bundle evaluated before (rollback)", self.policy.source, digest)
             log.warning("mlgate: policy changed: %s -> %s (revision %s -> %s)", old["reference"], source, old["policy_revision"], revision)
         else:
             log.warning("mlgate: policy %s loaded (revision %s); admissions are judged from now on", source, revision)

@@ -52,6 +52,9 @@ class OciPolicySource:
         self.last_success: float | None = None  # epoch seconds of the last refresh that reached the registry and verified
         self.last_error: str | None = None  # of the last refresh, None when it succeeded
         self.failures = 0  # refreshes failed in a row
+        #: every digest this process has evaluated: a switch back to one of them is a rollback (an older
+        #: signed bundle, re-tagged: still verified, but recorded and counted as such, never a quiet change)
+        self.seen: list[str] = []
 
     # ------------------------------------------------------------------ blocking work (a policy thread)
     def pinned(self, digest: str) -> str:
@@ -92,6 +95,8 @@ class OciPolicySource:
         with self._lock:
             if digest is not None:
                 self.digest, self.revision = digest, revision
+                if digest not in self.seen:
+                    self.seen.append(digest)
             self.last_success = self.clock.now().timestamp()
             self.last_error, self.failures = None, 0
 

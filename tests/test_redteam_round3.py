@@ -369,6 +369,7 @@ def test_a_replayed_older_signed_bundle_is_taken_and_recorded_as_a_change(tmp_pa
                 assert allowed is True and after["policy_revision"] == first["policy_revision"]
                 changes = [x for x in records(tmp_path / "audit.jsonl") if x.get("kind") == "policy-change"]
                 assert [(c["old"]["digest"], c["new"]["digest"]) for c in changes] == [(d1, d2), (d2, d1)]
+                assert [c["new"]["rollback"] for c in changes] == [False, True]  # moved back to an older bundle: said so
         finally:
             hook.stop()
     finally:
