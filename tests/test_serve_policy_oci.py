@@ -152,7 +152,7 @@ def test_a_moved_tag_switches_every_gate_thread_and_is_recorded(tmp_path, regist
             (change,) = [x for x in trail if x.get("kind") == "policy-change"]
             assert change["action"] == "policy-change" and change["policy_source"] == ref
             assert change["old"] == {"reference": f"{ref}@{d1}", "digest": d1, "policy_revision": r1}
-            assert change["new"] == {"reference": f"{ref}@{d2}", "digest": d2, "policy_revision": r2}
+            assert change["new"] == {"reference": f"{ref}@{d2}", "digest": d2, "policy_revision": r2, "rollback": False}
             assert first["sequence"] < change["sequence"] < second["sequence"]
             assert all(x["policy_revision"] == r2 for x in trail if "kind" not in x and x["sequence"] > change["sequence"])
 
