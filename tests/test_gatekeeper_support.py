@@ -6,6 +6,7 @@ import copy
 import datetime as dt
 import itertools
 import json
+import logging
 import socket
 import ssl
 import threading
@@ -72,6 +73,10 @@ class RunningWebhook:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.port = self.sock.getsockname()[1]
+        # build_server applies the webhook's logging config (mlgate's loggers to stderr, not propagated):
+        # put back what the other tests of this process see once it stops (caplog listens on the root logger)
+        self._logging = {name: (lg.handlers[:], lg.level, lg.propagate) for name in _CONFIGURED_LOGGERS
+                         for lg in [logging.getLogger(name)]}
         self.server = build_server(self.app, host="127.0.0.1", port=self.port, cert=self.cert, key=self.key, reload_s=reload_s, log_level="warning")
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
         self.thread.start()
@@ -98,6 +103,13 @@ class RunningWebhook:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
+        for name, (handlers, level, propagate) in self._logging.items():
+            lg = logging.getLogger(name)
+            lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+#: the loggers gatekeeper/logs.py log_config configures
+_CONFIGURED_LOGGERS = ("mlgate", "uvicorn", "uvicorn.error", "uvicorn.access")
 
 
 def admit(client, doc, env: str = "production", *, timeout: str = "10s"):
