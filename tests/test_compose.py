@@ -57,7 +57,7 @@ def test_an_added_rule_package_counts_without_editing_the_decision(tmp_path: Pat
     pol = _copy(tmp_path)
     (pol / "mlgate" / "rules" / "org_lab.rego").write_text(ORG_RULE)
     policy = load_policy(pol)
-    assert 'data.mlgate.rules["org_lab"].violation,' in _generated(policy)
+    assert 'data.mlgate.rules["org_lab"].violation}' in _generated(policy)
     assert "org_lab\"].warning" not in _generated(policy)  # it defines no warning
     from mlgate.policy.engine.rvm_engine import RvmEngine
 
@@ -90,7 +90,7 @@ def test_a_file_at_the_generated_path_is_generated_again(tmp_path: Path) -> None
     pol = _copy(tmp_path)
     (pol / GENERATED_PATH).write_text("package mlgate.findings\n\nimport rego.v1\n\nviolations := set()\nwarnings := set()\n")
     policy = load_policy(pol)
-    assert 'data.mlgate.rules["bias"].violation,' in _generated(policy)
+    assert 'data.mlgate.rules["bias"].violation}' in _generated(policy)
     assert policy.bundle_revision == load_policy(POLICIES).bundle_revision  # the file is derived: not part of the revision
 
 
@@ -105,3 +105,22 @@ def test_the_bundle_carries_the_composition_for_a_plain_opa(tmp_path: Path) -> N
         text = tar.extractfile(next(m for m in tar.getmembers() if m.name.lstrip("/") == GENERATED_PATH)).read().decode()
     assert text == _generated(load_policy(POLICIES))
     assert load_policy(out).revision == load_policy(POLICIES).revision
+
+
+def test_a_complete_finding_rule_is_refused_at_load(tmp_path: Path) -> None:
+    """`violation := {...} if c` is undefined when c is false: refused (red team round 4: it blanked every
+    package's findings through the composition, on every engine)."""
+    pol = _copy(tmp_path)
+    text = ORG_RULE.replace("violation contains v if {", "violation := v if {")
+    (pol / "mlgate" / "rules" / "org_lab.rego").write_text(text)
+    with pytest.raises(PolicyError, match=r"org_lab\.rego:\d+: rule 'violation' of package mlgate.rules.org_lab must be a partial set rule"):
+        load_policy(pol)
+
+
+def test_one_packages_undefined_findings_do_not_hide_the_others() -> None:
+    """Each package's findings are their own comprehension in the composition: never undefined."""
+    from mlgate.policy.compose import generated_text
+
+    text = generated_text({"violation": ["a", "b"], "warning": []})
+    assert '{v | some v in data.mlgate.rules["a"].violation},' in text and "union({" in text
+    assert "warnings := set()" in text

@@ -113,7 +113,12 @@ def test_a_value_json_cannot_carry_is_a_recorded_error_naming_the_field(tmp_path
 
 # ------------------------------------------------------------------ a lone surrogate
 @pytest.mark.parametrize("fmt", ["text", "json", "sarif", "junit"])
-def test_a_lone_surrogate_is_a_recorded_error_with_the_text_escaped(tmp_path, fmt):
+def test_a_lone_surrogate_is_a_recorded_error_with_the_text_escaped(tmp_path, fmt, monkeypatch):
+    # PyYAML's own loader (the fallback without libyaml) reads the escape as a lone surrogate, which must
+    # reach the record escaped; libyaml (below) refuses the escape itself.
+    import mlgate.safeio as safeio
+
+    monkeypatch.setattr(safeio, "_CLoader", None)
     release = release_copy(tmp_path, owner='"ml-platform@hospital.example\\uD800"')
     log = tmp_path / "audit.jsonl"
     code, out, err = check(release, log, "-o", fmt)
@@ -129,6 +134,16 @@ def test_a_lone_surrogate_is_a_recorded_error_with_the_text_escaped(tmp_path, fm
     assert_intact(log, 1)
     if fmt == "json":
         json.loads(out)  # the report is valid JSON
+
+
+def test_libyaml_refuses_a_lone_surrogate_escape_and_the_refusal_is_recorded(tmp_path):
+    release = release_copy(tmp_path, owner='"ml-platform@hospital.example\\uD800"')
+    log = tmp_path / "audit.jsonl"
+    code, out, err = check(release, log, "-o", "json")
+    assert code == 2 and "mlgate.yaml: invalid YAML at line 6" in err and "Unicode" in err, err
+    [rec] = lines(log)
+    assert rec["result"] == "error" and "invalid YAML" in rec["error"]
+    assert_intact(log, 1)
 
 
 def test_record_json_is_canonical_json_for_every_ordinary_value():

@@ -317,7 +317,6 @@ def test_a_rule_reading_a_set_valued_field_of_a_static_finding_decides_as_the_wh
     assert _differences(policy, doc, (BEFORE, BEFORE)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="the generated composition puts every package's findings in one array literal: one undefined complete `violation` rule empties every finding")
 def test_an_undefined_complete_finding_rule_in_a_layer_does_not_blank_the_librarys_findings(tmp_path):
     """CRITICAL (every engine, with or without the split; OPA too): the generated composition reads every package's
     findings in one array literal, `{v | some vs in [data.mlgate.rules["bias"].violation, ...]; some v in vs}`. An

@@ -216,8 +216,8 @@ def test_the_generated_composition_names_every_rule_package() -> None:
             continue
         text = path.read_text(encoding="utf-8")
         assert f"package mlgate.rules.{path.stem}\n" in text, path.name
-        assert f'data.mlgate.rules["{path.stem}"].violation,' in generated, path.name
-        assert (f'data.mlgate.rules["{path.stem}"].warning,' in generated) == bool(re.search(r"^warning contains", text, re.M)), path.name
+        assert f'data.mlgate.rules["{path.stem}"].violation}},' in generated, path.name
+        assert (f'data.mlgate.rules["{path.stem}"].warning}},' in generated) == bool(re.search(r"^warning contains", text, re.M)), path.name
     assert "_test" not in generated
 
 

@@ -495,10 +495,9 @@ def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str
 
 
 def _union(refs: list[str], var: str) -> str:
-    if not refs:
-        return "set()"
-    body = "".join(f"\t{r},\n" for r in refs)
-    return f"{{{var} | some {var}s in [\n{body}]; some {var} in {var}s}}"
+    from mlgate.policy.compose import union_of
+
+    return union_of(refs, var)
 
 
 def _split_findings(package: str, static: dict[str, list[str]], timed: dict[str, list[str]]) -> str:
