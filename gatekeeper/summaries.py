@@ -39,9 +39,10 @@ MAX_SUMMARY_BYTES = 4 * 1024 * 1024
 
 @dataclass(frozen=True)
 class _Seen:
-    stat: tuple[int, int, int, int]
+    stat: tuple[int, int, int, int, int]
     check: Any  # mlgate.signing.summary.SummaryCheck, verified without the age (checked at each use)
-    trust_id: int
+    trust: Any  # the trust policy it was verified under (compared by identity: the object is kept alive here)
+    until: float | None  # (monotonic) until when it may be used without verifying again; None: while the file is unchanged
 
 
 class SummarySource:
@@ -79,6 +80,9 @@ class SummarySource:
             why = "it was made for another input (its static key differs: evidence, verification results or release changed)"
         elif static.get("policyRevision") != prepared.policy.revision:
             why = f"it was made under policy revision {str(static.get('policyRevision'))[:12]}, the webhook evaluates {prepared.policy.revision[:12]}"
+        elif static.get("split") != getattr(getattr(prepared.engine, "split", None), "digest", None):
+            why = ("its time-independent findings were told apart from the timed ones differently (another mlgate or "
+                   "engine version): the webhook evaluates them itself")
         if why is not None:
             self.refused += 1
             log.info("verification summary %s not relied on: %s", path, why)
@@ -91,25 +95,40 @@ class SummarySource:
         remembered per file state and trust policy; None when there is none."""
         from mlgate.signing.summary import verify_summary
 
+        import stat as stat_mod
+        import time
+
+        # The file itself, never a link (its target could change, or be large): opened without following one,
+        # its state taken from the open descriptor, at most MAX_SUMMARY_BYTES read from it.
         try:
-            st = os.stat(path, follow_symlinks=False)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
         except OSError:
             return None
-        stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-        seen = self._seen.get(str(path))
-        if seen is not None and seen.stat == stat and seen.trust_id == id(trust) and seen.check.model_digest == facts.model.get("digest"):
-            return self._evidence_still(seen.check, facts)
-        if st.st_size > MAX_SUMMARY_BYTES or not path.is_file():
-            return None
         try:
-            data = path.read_bytes()
+            st = os.fstat(fd)
+            if not stat_mod.S_ISREG(st.st_mode) or st.st_size > MAX_SUMMARY_BYTES:
+                return None
+            stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+            seen = self._seen.get(str(path))
+            if (seen is not None and seen.stat == stat and seen.trust is trust and seen.check.model_digest == facts.model.get("digest")
+                    and (seen.until is None or time.monotonic() < seen.until)):
+                return self._evidence_still(seen.check, facts)
+            with os.fdopen(os.dup(fd), "rb") as fh:
+                data = fh.read(MAX_SUMMARY_BYTES + 1)
         except OSError:
+            return None
+        finally:
+            os.close(fd)
+        if len(data) > MAX_SUMMARY_BYTES:
             return None
         check = verify_summary(data, str(path), trust, now=self.clock.now(), model_digest=facts.model.get("digest"),
                                environment=environment, max_age=None, inputs=dict(facts.all_digests))
         if len(self._seen) > 4096:
             self._seen.clear()
-        self._seen[str(path)] = _Seen(stat, check, id(trust))
+        if check.ok:  # a refusal is not remembered: what refused it may be the time (a clock a little ahead), verified again
+            self._seen[str(path)] = _Seen(stat, check, trust, None)
+        else:
+            self._seen.pop(str(path), None)
         if not check.ok:
             log.info("verification summary %s not relied on: %s", path, check.reason)
         return check

@@ -405,8 +405,10 @@ def _evaluate(load: Loader, options: GateOptions, now: dt.datetime, base: dict[s
 
     raw = evaluate(prepared.engine, input_doc, state, input_json=input_json, static_key=static_key)  # keeps the engine's decision id in state, on error too
     if keyed:  # the time split: the static findings this decision used, and whose they were (a summary, or this engine's)
-        state["static"] = {"key": keyed[0], "policy": prepared.policy.revision, "findings": prepared.engine.static_findings(keyed[0]),
-                           "summary": prepared.engine.static_origin(keyed[0])}
+        engine = prepared.engine
+        whole = getattr(engine, "decided_whole", False)  # the tree-walker decided it all: nothing cached (or summarised) was used
+        state["static"] = {"key": keyed[0], "policy": prepared.policy.revision, "split": engine.split.digest,
+                           "findings": engine.static_findings(keyed[0]), "summary": None if whole else engine.static_origin(keyed[0])}
     allowed, violations, warnings = decide(raw)
     waivers = _waivers(raw.get("waivers"))
     return Decision(result="allow" if allowed else "deny", violations=violations, warnings=warnings, waivers=waivers, **base, **state)

@@ -62,7 +62,8 @@ def _static(decision: Any) -> dict[str, Any] | None:
     static = getattr(decision, "static", None) or {}
     if not static.get("key") or not static.get("findings") or not static.get("policy"):
         return None
-    return {"key": static["key"], "policyRevision": static["policy"], "findings": json.loads(static["findings"])}
+    return {"key": static["key"], "policyRevision": static["policy"], "split": static.get("split"),
+            "findings": json.loads(static["findings"])}
 
 
 def attest(decision: Any, release_dir: Path, private_key: Any, out: Path, *, verifier_id: str = DEFAULT_VERIFIER_ID) -> Path:

@@ -122,5 +122,5 @@ def test_one_packages_undefined_findings_do_not_hide_the_others() -> None:
     from mlgate.policy.compose import generated_text
 
     text = generated_text({"violation": ["a", "b"], "warning": []})
-    assert '{v | some v in data.mlgate.rules["a"].violation},' in text and "union({" in text
+    assert '{json.unmarshal(json.marshal(v)) | some v in data.mlgate.rules["a"].violation},' in text and "union({" in text
     assert "warnings := set()" in text

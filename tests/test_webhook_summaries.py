@@ -79,7 +79,7 @@ def _decision(outcome):
 def test_a_valid_summary_is_relied_on_and_named_in_the_record(ci):
     statement = json.loads(base64.b64decode(json.loads(_summary_path(ci).read_bytes())["dsseEnvelope"]["payload"]))
     static = statement["predicate"]["mlgate"]["static"]
-    assert set(static) == {"key", "policyRevision", "findings"} and isinstance(static["findings"]["violations"], list)
+    assert set(static) == {"key", "policyRevision", "split", "findings"} and isinstance(static["findings"]["violations"], list)
     gk = _gatekeeper(ci)
     plain = _gatekeeper(ci, accept=False, name="plain")
     try:

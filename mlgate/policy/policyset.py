@@ -60,6 +60,43 @@ class PolicySet:
         return tuple(m for m in self.modules if not m.is_test)
 
 
+#: deepest nesting of brackets a module may have: regorus's parser takes time exponential in the nesting of
+#: literals (depth 15: ~1 s, 20: ~40 s, each level doubling), so a 70-byte module could hang a load
+MAX_NESTING = 12
+
+
+def check_nesting(text: str, name: str) -> None:
+    """Refuse a module whose brackets nest deeper than :data:`MAX_NESTING` (strings and comments aside)."""
+    depth = deepest = 0
+    line = 1
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\n":
+            line += 1
+        elif c == "#":
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+            continue
+        elif c == '"':
+            i += 1
+            while i < n and text[i] != '"' and text[i] != "\n":
+                i += 2 if text[i] == "\\" else 1
+        elif c == "`":
+            j = text.find("`", i + 1)
+            line += text.count("\n", i, n if j < 0 else j)
+            i = n if j < 0 else j
+        elif c in "([{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise PolicyError(f"{name}:{line}: brackets nest deeper than {MAX_NESTING} levels; the embedded engine's parser "
+                                  "takes exponential time on such literals (write the value in a data document instead)")
+            deepest = max(deepest, depth)
+        elif c in ")]}":
+            depth = max(0, depth - 1)
+        i += 1
+
+
 def compose(policy: PolicySet, *, require_ids: bool = True) -> PolicySet:
     """``policy`` with the findings composition (:mod:`mlgate.policy.compose`) among its modules,
     generated again from the rule packages present. ``require_ids=False`` (``mlgate policy lint``,
@@ -110,7 +147,9 @@ def load_policy_dir(root: Path | None = None, *, data_overrides: list[Path] | No
             raw = read_bytes(path)
             # Unit tests and their fixtures (a `testdata` directory) are not loaded for decisions.
             is_test = path.name.endswith("_test.rego") or "testdata" in path.relative_to(root).parts
-            modules.append(Module(rel, decode_text(raw, display(path)), is_test))
+            text = decode_text(raw, display(path))
+            check_nesting(text, display(path))
+            modules.append(Module(rel, text, is_test))
             files[rel] = sha256_hex(raw)
         elif path.name in DATA_NAMES:
             raw = read_bytes(path)

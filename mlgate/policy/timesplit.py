@@ -84,6 +84,16 @@ class Split:
     def useful(self) -> bool:
         return bool(self.static)
 
+    @property
+    def digest(self) -> str:
+        """What was told apart, and by which mlgate and engine: two splits with the same digest cache
+        the same findings (a verification summary's static findings are taken only under an equal one)."""
+        from mlgate import __version__
+        from mlgate.policy.engine.regorus_engine import engine_version
+
+        return hashlib.sha256(canonical_json({"static": list(self.static), "timed": list(self.timed), "entries": list(self.static_entries),
+                                              "mlgate": __version__, "regorus": engine_version()})).hexdigest()
+
 
 def static_key(input_doc: dict[str, Any], parts: dict[str, str] | None = None) -> str:
     """The cache key of a decision's static findings: sha256 over the input less

@@ -66,6 +66,7 @@ class RvmEngine:
         #: the time split (:mod:`mlgate.policy.timesplit`): static findings cached per static input key
         self.split = None
         self.static_hits = self.static_misses = 0
+        self.decided_whole = False  # the last decide(): the tree-walker decided it whole, over the policy as written
         self._static: OrderedDict[str, str] = OrderedDict()  # static key -> the static findings' JSON
         self._origins: dict[str, dict[str, Any]] = {}  # static key -> the summary its findings came from (seed_static)
         self._cache_size = cache_size
@@ -142,6 +143,7 @@ class RvmEngine:
         the static key changes, and the input the VM parses per decision is only the time and the
         request."""
         input_json = input_json if input_json is not None else canonical_json(input_doc)
+        self.decided_whole = False  # set when the tree-walker decides this input whole (no cached findings used)
         if self.split is None or not isinstance(input_doc, dict):
             return self.run(DECISION_PATH, input_json)
         if static_key is None:
@@ -292,6 +294,7 @@ class RvmEngine:
     def _fallback(self, entry_point: str, input_text: str, started: float) -> str:
         """The same entry point on the tree-walker, within what is left of the deadline."""
         self.fallbacks += 1
+        self.decided_whole = True
         engine = self.interpreter.raw
         engine.set_input_json(input_text)
 
