@@ -79,6 +79,7 @@ class Split:
     static_entries: tuple[str, ...]
     static: tuple[str, ...]  # "package.rule" (or "package.rule@file:line" for a split definition) evaluated once
     timed: tuple[str, ...]  # evaluated per admission
+    engine: str = ""  # the engine (and version) the split's modules are compiled for
 
     @property
     def useful(self) -> bool:
@@ -89,10 +90,9 @@ class Split:
         """What was told apart, and by which mlgate and engine: two splits with the same digest cache
         the same findings (a verification summary's static findings are taken only under an equal one)."""
         from mlgate import __version__
-        from mlgate.policy.engine.regorus_engine import engine_version
 
         return hashlib.sha256(canonical_json({"static": list(self.static), "timed": list(self.timed), "entries": list(self.static_entries),
-                                              "mlgate": __version__, "regorus": engine_version()})).hexdigest()
+                                              "mlgate": __version__, "engine": self.engine})).hexdigest()
 
 
 def static_key(input_doc: dict[str, Any], parts: dict[str, str] | None = None) -> str:
@@ -411,7 +411,7 @@ def _timed_keys(by_key: dict[tuple[str, str], list[_Def]]) -> set[tuple[str, str
     return timed
 
 
-def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str) -> Split:
+def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str, *, engine: str = "") -> Split:
     """The split of a policy's decision modules (``path``, ``text``, ``is_test`` each; the
     generated findings module at ``generated_path`` among them)."""
     from mlgate.policy.compose import FINDING_RULES, PACKAGE
@@ -501,7 +501,7 @@ def split(decision_modules: list[Any], data: dict[str, Any], generated_path: str
     out.append((generated_path, _split_findings(PACKAGE, static_refs, timed_refs)))
     entries = tuple(ref.replace('data.mlgate.rules["', "data.mlgate.rules.").replace('"].', ".")
                     for name in FINDING_RULES for ref in static_refs[name])
-    return Split(tuple(out), reuses_input, entries, tuple(static_names), tuple(timed_names))
+    return Split(tuple(out), reuses_input, entries, tuple(static_names), tuple(timed_names), engine)
 
 
 def _union(refs: list[str], var: str) -> str:

@@ -385,7 +385,7 @@ def _split_of(policy: PolicySet) -> Any:
     with _SPLITS_LOCK:  # every gate thread builds an engine of the same policy, at start and at each policy switch
         found = _SPLITS.get(key)
         if found is None:
-            found = split(list(modules), policy.data, GENERATED_PATH)
+            found = split(list(modules), policy.data, GENERATED_PATH, engine=f"regorus-rvm {engine_version()}")
             _SPLITS.clear()  # one policy at a time (a webhook's refresh replaces it)
             _SPLITS[key] = found
         return found
