@@ -42,7 +42,6 @@ class _Seen:
     stat: tuple[int, int, int, int, int]
     check: Any  # mlgate.signing.summary.SummaryCheck, verified without the age (checked at each use)
     trust: Any  # the trust policy it was verified under (compared by identity: the object is kept alive here)
-    until: float | None  # (monotonic) until when it may be used without verifying again; None: while the file is unchanged
 
 
 class SummarySource:
@@ -96,7 +95,6 @@ class SummarySource:
         from mlgate.signing.summary import verify_summary
 
         import stat as stat_mod
-        import time
 
         # The file itself, never a link (its target could change, or be large): opened without following one,
         # its state taken from the open descriptor, at most MAX_SUMMARY_BYTES read from it.
@@ -110,8 +108,7 @@ class SummarySource:
                 return None
             stat = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
             seen = self._seen.get(str(path))
-            if (seen is not None and seen.stat == stat and seen.trust is trust and seen.check.model_digest == facts.model.get("digest")
-                    and (seen.until is None or time.monotonic() < seen.until)):
+            if seen is not None and seen.stat == stat and seen.trust is trust and seen.check.model_digest == facts.model.get("digest"):
                 return self._evidence_still(seen.check, facts)
             with os.fdopen(os.dup(fd), "rb") as fh:
                 data = fh.read(MAX_SUMMARY_BYTES + 1)
@@ -126,7 +123,7 @@ class SummarySource:
         if len(self._seen) > 4096:
             self._seen.clear()
         if check.ok:  # a refusal is not remembered: what refused it may be the time (a clock a little ahead), verified again
-            self._seen[str(path)] = _Seen(stat, check, trust, None)
+            self._seen[str(path)] = _Seen(stat, check, trust)
         else:
             self._seen.pop(str(path), None)
         if not check.ok:

@@ -22,7 +22,6 @@ puts the module into a PolicySet: below this module, so that the two do not impo
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,26 +45,16 @@ def finding_packages(modules: tuple[Module, ...], root: Path | None = None, *, r
     """``{"violation": [package, ...], "warning": [...]}``: the packages under ``mlgate.rules``
     whose non-test modules define each finding rule, sorted; remembered per policy text.
     Raises PolicyError when a finding rule has no METADATA ``custom.id``."""
-    from mlgate import localcache
-    from mlgate.policy.rego_ast import _policy_key
+    from mlgate.policy.rego_ast import remembered
 
-    pairs = [(m.path, m.text) for m in modules if not m.is_test]
-    key = _policy_key(_CACHE, pairs, localcache.library_fingerprint("regorus"))
-    if key is not None:
-        cached = localcache.get(_CACHE, key)
-        if cached is not None:
-            try:
-                found = json.loads(cached)
-                if isinstance(found, dict) and all(isinstance(found.get(n), list) for n in FINDING_RULES):
-                    return found
-            except ValueError:
-                pass  # a torn or foreign entry: parse again
-    found, problems = _scan(modules, root)
-    if problems and require_ids:
-        raise PolicyError(problems[0])
-    if key is not None and not problems:  # only a clean answer is remembered: a refusal names file and line each time
-        localcache.put(_CACHE, key, json.dumps(found, sort_keys=True).encode("utf-8"))
-    return found
+    def compute() -> tuple[dict[str, list[str]], bool]:
+        found, problems = _scan(modules, root)
+        if problems and require_ids:
+            raise PolicyError(problems[0])
+        return found, not problems  # only a clean answer is remembered
+
+    return remembered(_CACHE, [(m.path, m.text) for m in modules if not m.is_test], compute,
+                      lambda found: isinstance(found, dict) and all(isinstance(found.get(n), list) for n in FINDING_RULES))
 
 
 def _scan(modules: tuple[Module, ...], root: Path | None) -> tuple[dict[str, list[str]], list[str]]:

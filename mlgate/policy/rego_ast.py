@@ -383,29 +383,36 @@ def rule_paths(policy: PolicySet) -> dict[tuple[str, ...], str]:
 _PACKAGES_CACHE = "module-packages-v1"
 
 
-def module_packages(policy: PolicySet) -> dict[str, str]:
-    """module path -> its package (``mlgate.rules.bias``), as the engine parses it: a declaration over
-    two lines or with a bracketed part (``package mlgate.rules["bias"]``) is the same package.
-    Remembered per policy text, as :func:`rule_paths`."""
+def remembered(namespace: str, modules: list[tuple[str, str]], compute: Any, valid: Any) -> Any:
+    """``compute()`` -> (answer, cacheable), remembered per modules' text, this code and regorus in the
+    per-user cache (:mod:`mlgate.localcache`) as JSON; an entry that ``valid`` refuses (torn, foreign)
+    is computed again, and only a ``cacheable`` answer is kept (a refusal names file and line each time)."""
     import json as _json
 
     from mlgate import localcache
 
-    modules = [(m.path, m.text) for m in policy.modules]
-    key = _policy_key(_PACKAGES_CACHE, modules, localcache.library_fingerprint("regorus"))
+    key = _policy_key(namespace, modules, localcache.library_fingerprint("regorus"))
     if key is not None:
-        cached = localcache.get(_PACKAGES_CACHE, key)
+        cached = localcache.get(namespace, key)
         if cached is not None:
             try:
                 found = _json.loads(cached)
-                if isinstance(found, dict):
+                if valid(found):
                     return found
             except ValueError:
-                pass
-    found = {m.path: m.package for m in parse(policy).modules}
-    if key is not None:
-        localcache.put(_PACKAGES_CACHE, key, _json.dumps(found, sort_keys=True).encode("utf-8"))
+                pass  # a torn or foreign entry: computed again
+    found, cacheable = compute()
+    if key is not None and cacheable:
+        localcache.put(namespace, key, _json.dumps(found, sort_keys=True).encode("utf-8"))
     return found
+
+
+def module_packages(policy: PolicySet) -> dict[str, str]:
+    """module path -> its package (``mlgate.rules.bias``), as the engine parses it: a declaration over
+    two lines or with a bracketed part (``package mlgate.rules["bias"]``) is the same package.
+    Remembered per policy text, as :func:`rule_paths`."""
+    return remembered(_PACKAGES_CACHE, [(m.path, m.text) for m in policy.modules],
+                      lambda: ({m.path: m.package for m in parse(policy).modules}, True), lambda found: isinstance(found, dict))
 
 
 def checked_builtins(policy: PolicySet, engine: Any, engine_version: str,

@@ -24,7 +24,7 @@ function it uses (transitively, across packages), reads
 definitions are partial sets; the timed definitions of one that has both kinds are renamed
 (``violation`` -> ``timed_violation__mlgate``) in the modules the engine compiles, and the
 generated ``data.mlgate.findings`` (:mod:`mlgate.policy.compose`) becomes the union of the static
-ones (``static``, an entry point of its own) and the timed ones. The static part is read from
+ones (each rule package's an entry point of its own) and the timed ones. The static part is read from
 ``data["mlgate:static"]`` when the engine put a cached answer there, and computed otherwise, so
 the one entry point ``data.mlgate.decision`` answers the full decision either way; the waivers,
 the ordering and ``allow`` (``decision.rego``) are evaluated per admission over the union. A
@@ -58,7 +58,6 @@ CACHE_KEY = "mlgate:static"
 #: split reuses it: set once per static key, while the input itself is only the per-decision keys
 INPUT_KEY = "mlgate:input"
 _INPUT_REF = f'data["{INPUT_KEY}"]'
-STATIC_ENTRY = "data.mlgate.findings.static"
 _SUFFIX = "__mlgate_timed"
 _FINDING_RULES = ("violation", "warning")
 _DYN = object()
@@ -518,7 +517,6 @@ def _split_findings(package: str, static: dict[str, list[str]], timed: dict[str,
             f"package {package}\n\nimport rego.v1\n\n"
             f"static_violations_now := {_union(static['violation'], 'v')}\n\n"
             f"static_warnings_now := {_union(static['warning'], 'w')}\n\n"
-            'static := {"violations": static_violations_now, "warnings": static_warnings_now}\n\n'
             f'cached if is_object(data["{CACHE_KEY}"])\n\n'
             f'static_violations := {{v | some v in data["{CACHE_KEY}"].violations}} if cached\n\n'
             "static_violations := static_violations_now if not cached\n\n"

@@ -166,7 +166,7 @@ class RvmEngine:
             self.static_hits += 1
             self._static.move_to_end(static_key)
         self._set_data(static_key, input_doc, findings=True)
-        return _one_of_each(self.run(DECISION_PATH, vm_input, whole_input=input_json))
+        return self.run(DECISION_PATH, vm_input, whole_input=input_json)
 
     def _static_findings(self, vm_input: bytes, input_json: bytes) -> Any:
         """The static findings (JSON ``{"violations": [...], "warnings": [...]}``), each rule package's
@@ -326,8 +326,7 @@ _UNDEFINED_RULE = "<undefined>"  # what regorus's eval_rule_as_json gives for an
 _LEAK = '"<undefined>"'  # an undefined value inside the VM's JSON answer
 
 
-
-_RECURSION_CACHE = "rule-cycles-v1"
+_RECURSION_CACHE = "rule-cycles-v2"
 
 
 def _refuse_recursion(policy: PolicySet, modules: list[tuple[str, str]]) -> None:
@@ -336,39 +335,17 @@ def _refuse_recursion(policy: PolicySet, modules: list[tuple[str, str]]) -> None
     evaluation, killing the process (every gate thread of a webhook). A clean answer is remembered
     per policy text (:mod:`mlgate.localcache`); a forged one could only let such a policy load, and
     the parse costs every start ~0.1 s."""
-    from mlgate import localcache
-    from mlgate.policy.rego_ast import _policy_key
+    from mlgate.policy.rego_ast import remembered
     from mlgate.policy.timesplit import rule_cycles
 
-    key = _policy_key(_RECURSION_CACHE, modules, localcache.library_fingerprint("regorus"))
-    if key is not None and localcache.get(_RECURSION_CACHE, key) == b"[]":
-        return
-    cycles = rule_cycles(list(policy.decision_modules()), policy.root)
+    def compute() -> tuple[list[str], bool]:
+        cycles = rule_cycles(list(policy.decision_modules()), policy.root)
+        return cycles, not cycles  # only a clean answer is remembered
+
+    cycles = remembered(_RECURSION_CACHE, modules, compute, lambda found: found == [])
     if cycles:
         more = f" (and {len(cycles) - 1} more)" if len(cycles) > 1 else ""
         raise PolicyError(f"{cycles[0]}: rules that depend on themselves (recursion, which Rego forbids){more}")
-    if key is not None:
-        localcache.put(_RECURSION_CACHE, key, b"[]")
-
-
-def _one_of_each(decision: Any) -> Any:
-    """The decision with a finding listed twice listed once. The cached findings came back from
-    JSON, where a set inside a finding is an array: equal to a timed finding, they are two members
-    of the union in the VM, and one in the whole evaluation. Their JSON is the same: kept once, in order."""
-    if not isinstance(decision, dict):
-        return decision
-    for kind in ("violations", "warnings"):
-        items = decision.get(kind)
-        if isinstance(items, list) and len(items) > 1:
-            seen: set[bytes] = set()
-            kept = []
-            for item in items:
-                text = canonical_json(item)
-                if text not in seen:
-                    seen.add(text)
-                    kept.append(item)
-            decision[kind] = kept
-    return decision
 
 
 _SPLITS_LOCK = threading.Lock()
